@@ -1,0 +1,90 @@
+import Type, { type Static } from 'typebox';
+import { DOMAINS, DEVICE_ID_PATTERN } from './topics.js';
+
+/**
+ * REST shapes shared by the api (route schemas, OpenAPI) and the dashboard (types).
+ * Every error response is ErrorBody with a stable code from errors.ts.
+ */
+export const API_PREFIX = '/api/v1';
+
+export const ErrorBody = Type.Object({ code: Type.String(), message: Type.String() }, { additionalProperties: false });
+export type ErrorBody = Static<typeof ErrorBody>;
+
+export const ProvinceCode = Type.String({ pattern: '^[0-9]{2}$', description: 'two-digit province code, e.g. 01' });
+export const DomainName = Type.Union(DOMAINS.map((d) => Type.Literal(d)));
+export const DeviceId = Type.String({ pattern: DEVICE_ID_PATTERN.source, maxLength: 64 });
+
+export const LoginBody = Type.Object(
+  { username: Type.String({ minLength: 1, maxLength: 64 }), password: Type.String({ minLength: 1, maxLength: 256 }) },
+  { additionalProperties: false },
+);
+export type LoginBody = Static<typeof LoginBody>;
+
+export const SessionInfo = Type.Object({ username: Type.String(), role: Type.String() }, { additionalProperties: false });
+export type SessionInfo = Static<typeof SessionInfo>;
+
+export const DevicesQuery = Type.Object(
+  { province: Type.Optional(ProvinceCode), domain: Type.Optional(DomainName) },
+  { additionalProperties: false },
+);
+export type DevicesQuery = Static<typeof DevicesQuery>;
+
+const Scalar = Type.Union([Type.Number(), Type.Boolean(), Type.String()]);
+
+export const LatestReading = Type.Object({
+  ts: Type.Number(),
+  seq: Type.Number(),
+  values: Type.Record(Type.String(), Scalar),
+  derived: Type.Record(Type.String(), Scalar),
+  state: Type.Object({ level: Type.String(), color: Type.String() }),
+});
+
+export const DeviceView = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  province: Type.String(),
+  domain: DomainName,
+  kind: Type.String(),
+  /** [lng, lat] */
+  location: Type.Tuple([Type.Number(), Type.Number()]),
+  status: Type.Union([Type.Literal('online'), Type.Literal('offline'), Type.Literal('unknown')]),
+  latest: Type.Union([LatestReading, Type.Null()]),
+});
+export type DeviceView = Static<typeof DeviceView>;
+
+export const DeviceList = Type.Object({ devices: Type.Array(DeviceView) });
+export type DeviceList = Static<typeof DeviceList>;
+
+export const HISTORY_AGGREGATES = ['mean', 'min', 'max', 'count'] as const;
+export const HistoryQuery = Type.Object(
+  {
+    from: Type.String({ description: 'start, ISO 8601 or epoch ms' }),
+    to: Type.Optional(Type.String({ description: 'end, ISO 8601 or epoch ms; default now' })),
+    fields: Type.Optional(Type.String({ description: 'comma-separated field names; default: the domain\'s main fields' })),
+    aggregate: Type.Optional(Type.Union(HISTORY_AGGREGATES.map((a) => Type.Literal(a)))),
+    maxPoints: Type.Optional(Type.Integer({ minimum: 10, maximum: 2000 })),
+  },
+  { additionalProperties: false },
+);
+export type HistoryQuery = Static<typeof HistoryQuery>;
+
+export const HistoryResponse = Type.Object({
+  deviceId: Type.String(),
+  domain: DomainName,
+  from: Type.Number(),
+  to: Type.Number(),
+  /** Width of each aggregation window, ms; chosen so the range yields at most maxPoints windows. */
+  windowMs: Type.Number(),
+  aggregate: Type.String(),
+  fields: Type.Array(Type.String()),
+  /** One row per window: t (window start, epoch ms) and one value (or null) per field. */
+  points: Type.Array(Type.Object({ t: Type.Number(), values: Type.Record(Type.String(), Type.Union([Type.Number(), Type.Null()])) })),
+});
+export type HistoryResponse = Static<typeof HistoryResponse>;
+
+/** Fields charted by default, per domain. */
+export const DEFAULT_HISTORY_FIELDS = {
+  traffic: ['averageVehicleSpeed', 'intensity', 'occupancy'],
+  environment: ['pm25', 'pm10', 'vnAqi'],
+  energy: ['totalActivePower', 'frequency', 'loadFactor'],
+} as const;
