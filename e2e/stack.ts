@@ -1,6 +1,21 @@
-// PLACEHOLDER: being written by the lead engineer. Signature is final.
-import type { Domain } from '@citypulse/contracts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { AddressInfo } from 'node:net';
+import { pino } from 'pino';
+import { provinceByCode, type Domain, type LngLat } from '@citypulse/contracts';
+import { buildBroker, DeviceRegistry, listenMqttTcp, type PlatformBroker } from '@citypulse/broker';
+import { startIngest, type IngestPipeline } from '@citypulse/ingest';
+import { buildApi, OperatorStore, SessionSigner, type ApiApp } from '@citypulse/api';
+import { Influx, startInfluxd } from '@citypulse/infra';
+import { startSimulation, type Simulation } from '@citypulse/simulators';
 
+/**
+ * The whole platform in one test process, with real parts on free ports: a private InfluxDB
+ * (Debian's influxd, temporary data folder), the Aedes broker on TCP, ingest and api (serving the
+ * built dashboard), and optionally simulated devices. Everything talks over real sockets.
+ */
 export interface StackOptions {
   /** Run simulated devices too (real MQTT, real credentials). */
   readonly simulate?: { readonly provinces: readonly string[]; readonly domains?: readonly Domain[]; readonly devicesPerProvince: number; readonly intervalMs: number };
@@ -14,7 +29,117 @@ export interface Stack {
   readonly dataDir: string;
   /** An admin operator created for the test. */
   readonly operator: { readonly username: string; readonly password: string };
+  readonly registry: DeviceRegistry;
+  readonly broker: PlatformBroker;
+  readonly ingest: IngestPipeline;
+  readonly api: ApiApp;
+  readonly influxClient: Influx;
+  readonly simulation: Simulation | undefined;
+  /** Registers a device (at its province's label point unless given) and returns its secret. */
+  provisionDevice(device: { id: string; province: string; domain: Domain; location?: LngLat }): Promise<{ id: string; secret: string }>;
   stop(): Promise<void>;
 }
 
-export declare function startStack(options?: StackOptions): Promise<Stack>;
+export const DASHBOARD_DIST = fileURLToPath(new URL('../dashboard/dist', import.meta.url));
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'citypulse-e2e-'));
+  const logger = pino({ level: process.env.E2E_LOG_LEVEL ?? 'silent' });
+  const cleanups: (() => Promise<void>)[] = [() => rm(dataDir, { recursive: true, force: true })];
+  const stop = async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+  };
+  try {
+    const influxd = await startInfluxd({ dataDir: join(dataDir, 'influxdb') });
+    cleanups.push(() => influxd.stop());
+    const influx = new Influx({ url: influxd.url, database: 'citypulse', retentionPolicy: 'raw', apiVersion: 'v1' });
+    await influx.ensureDatabase('30d');
+
+    const registry = await DeviceRegistry.open(dataDir, { watch: true });
+    cleanups.push(async () => registry.close());
+    const ingestSecret = await registry.upsertService('ingest', 'ingest');
+    const apiSecret = await registry.upsertService('api', 'api');
+
+    const broker = await buildBroker({ registry, logger: logger.child({ name: 'broker' }) });
+    const tcp = await listenMqttTcp(broker.aedes, 0, '127.0.0.1');
+    // Cleanups run in reverse: the broker closes its clients first, then the listener can close.
+    cleanups.push(() => new Promise((resolve) => tcp.close(() => resolve())));
+    cleanups.push(() => broker.close());
+    const mqttUrl = `mqtt://127.0.0.1:${(tcp.address() as AddressInfo).port}`;
+
+    const ingest = await startIngest({ mqttUrl, username: 'ingest', password: ingestSecret, clientId: 'ingest-e2e', influx, registry, logger: logger.child({ name: 'ingest' }), flushIntervalMs: 100 });
+    cleanups.push(() => ingest.close());
+
+    const operators = await OperatorStore.open(dataDir);
+    const operator = { username: 'operator', password: 'e2e-operator-password' };
+    await operators.upsert(operator.username, 'admin', operator.password);
+    const api = await buildApi({
+      influx,
+      registry,
+      operators,
+      sessions: await SessionSigner.fromDataDir(dataDir, 3_600_000),
+      logger: logger.child({ name: 'api' }),
+      mqtt: { url: mqttUrl, username: 'api', password: apiSecret },
+      dashboardDir: DASHBOARD_DIST,
+      frameIntervalMs: 200,
+    });
+    cleanups.push(() => api.close());
+    await api.app.listen({ port: 0, host: '127.0.0.1' });
+    const apiUrl = `http://127.0.0.1:${(api.app.server.address() as AddressInfo).port}`;
+    await waitFor(() => api.mqtt.connected, 10_000, 'api never connected to the broker');
+
+    const simulation = options.simulate
+      ? await startSimulation({
+          mqttUrl,
+          dataDir,
+          provinces: options.simulate.provinces,
+          domains: options.simulate.domains ?? ['traffic', 'environment', 'energy'],
+          devicesPerProvince: options.simulate.devicesPerProvince,
+          intervalMs: options.simulate.intervalMs,
+          logger: logger.child({ name: 'simulators' }),
+        })
+      : undefined;
+    if (simulation) cleanups.push(() => simulation.stop());
+
+    return {
+      apiUrl,
+      mqttUrl,
+      influx: { url: influxd.url, database: 'citypulse' },
+      dataDir,
+      operator,
+      registry,
+      broker,
+      ingest,
+      api,
+      influxClient: influx,
+      simulation,
+      async provisionDevice(device) {
+        const location = device.location ?? provinceByCode(device.province)?.label;
+        if (!location) throw new Error(`unknown province ${device.province}`);
+        const [created] = await registry.upsertDevices([{ ...device, location, kind: 'e2e', name: `E2E ${device.id}` }]);
+        if (!created) throw new Error('provisioning returned nothing');
+        return created;
+      },
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Polls `condition` until it holds (no fixed sleeps in tests); fails with `message` after `timeoutMs`. */
+export async function waitFor<T>(condition: () => T | Promise<T>, timeoutMs: number, message: string, intervalMs = 50): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await condition();
+      if (value) return value as NonNullable<T>;
+    } catch (err) {
+      lastError = err;
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+  throw new Error(`${message} (waited ${timeoutMs} ms)${lastError ? `; last error: ${String(lastError)}` : ''}`);
+}

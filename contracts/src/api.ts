@@ -1,5 +1,6 @@
-import Type, { type Static } from 'typebox';
-import { DOMAINS, DEVICE_ID_PATTERN } from './topics.js';
+import Type, { type Static, type TSchema } from 'typebox';
+import { READING_SCHEMAS } from './schemas.js';
+import { DOMAINS, DEVICE_ID_PATTERN, type Domain } from './topics.js';
 
 /**
  * REST shapes shared by the api (route schemas, OpenAPI) and the dashboard (types).
@@ -11,7 +12,7 @@ export const ErrorBody = Type.Object({ code: Type.String(), message: Type.String
 export type ErrorBody = Static<typeof ErrorBody>;
 
 export const ProvinceCode = Type.String({ pattern: '^[0-9]{2}$', description: 'two-digit province code, e.g. 01' });
-export const DomainName = Type.Union(DOMAINS.map((d) => Type.Literal(d)));
+export const DomainName = Type.Union([Type.Literal('traffic'), Type.Literal('environment'), Type.Literal('energy')]);
 export const DeviceId = Type.String({ pattern: DEVICE_ID_PATTERN.source, maxLength: 64 });
 
 export const LoginBody = Type.Object(
@@ -61,7 +62,7 @@ export const HistoryQuery = Type.Object(
     from: Type.String({ description: 'start, ISO 8601 or epoch ms' }),
     to: Type.Optional(Type.String({ description: 'end, ISO 8601 or epoch ms; default now' })),
     fields: Type.Optional(Type.String({ description: 'comma-separated field names; default: the domain\'s main fields' })),
-    aggregate: Type.Optional(Type.Union(HISTORY_AGGREGATES.map((a) => Type.Literal(a)))),
+    aggregate: Type.Optional(Type.Union([Type.Literal('mean'), Type.Literal('min'), Type.Literal('max'), Type.Literal('count')])),
     maxPoints: Type.Optional(Type.Integer({ minimum: 10, maximum: 2000 })),
   },
   { additionalProperties: false },
@@ -88,3 +89,30 @@ export const DEFAULT_HISTORY_FIELDS = {
   environment: ['pm25', 'pm10', 'vnAqi'],
   energy: ['totalActivePower', 'frequency', 'loadFactor'],
 } as const;
+
+/** Numeric derived fields that can be charted, per domain. */
+const DERIVED_NUMERIC: Readonly<Record<Domain, readonly string[]>> = {
+  traffic: ['flowVehPerHour', 'densityPcPerMiLn'],
+  environment: ['vnAqi'],
+  energy: ['loadFactor', 'apparentPowerVA', 'voltageDeviation'],
+};
+
+/**
+ * Every numeric field a history query may name, per domain: the schema's numeric properties
+ * (nested ones flattened with '_', as stored) and the numeric derived values. Queries check field
+ * names against this list, so no user text reaches InfluxQL as an identifier.
+ */
+export const HISTORY_FIELDS: Readonly<Record<Domain, readonly string[]>> = Object.fromEntries(
+  DOMAINS.map((domain) => [domain, [...numericProperties(READING_SCHEMAS[domain], ''), ...DERIVED_NUMERIC[domain]]]),
+) as unknown as Record<Domain, readonly string[]>;
+
+function numericProperties(schema: TSchema, prefix: string): string[] {
+  const properties = (schema as { properties?: Record<string, TSchema & { type?: string }> }).properties ?? {};
+  return Object.entries(properties).flatMap(([name, property]) => {
+    const path = prefix === '' ? name : `${prefix}_${name}`;
+    if (name === 'ts' && prefix === '') return [];
+    if (property.type === 'number' || property.type === 'integer') return [path];
+    if (property.type === 'object') return numericProperties(property, path);
+    return [];
+  });
+}

@@ -15,14 +15,16 @@ export interface VarSpec {
   readonly values?: readonly string[];
   readonly min?: number;
   readonly max?: number;
-  /** Never printed in logs. */
+  /** May be left unset (the value is then undefined). */
+  readonly optional?: boolean;
+  /** Never printed in logs or the configuration summary. */
   readonly secret?: boolean;
 }
 
 export type ConfigSpec = Readonly<Record<string, VarSpec>>;
 
 type ValueOf<S extends VarSpec> = S['kind'] extends 'int' | 'port' ? number : S['kind'] extends 'bool' ? boolean : string;
-type IsRequired<S extends VarSpec> = S extends { default: string } ? true : S extends { secret: true } ? false : true;
+type IsRequired<S extends VarSpec> = S extends { default: string } ? true : S extends { optional: true } ? false : true;
 export type ConfigOf<T extends ConfigSpec> = {
   readonly [K in keyof T]: IsRequired<T[K]> extends true ? ValueOf<T[K]> : ValueOf<T[K]> | undefined;
 };
@@ -35,7 +37,7 @@ export function readConfig<const T extends ConfigSpec>(spec: T, env: Readonly<Re
     const raw = env[name]?.trim();
     const text = raw === undefined || raw === '' ? s.default : raw;
     if (text === undefined) {
-      if (s.secret) {
+      if (s.optional) {
         out[name] = undefined;
         continue;
       }

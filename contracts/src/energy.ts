@@ -16,7 +16,8 @@ export const GRID_CODE = {
 export type FrequencyBand = 'normal' | 'unstable' | 'outside';
 
 export function frequencyBand(hz: number): FrequencyBand {
-  const deviation = Math.abs(hz - GRID_CODE.nominalFrequencyHz);
+  // Round to mHz first: 50.2 − 50 is 0.2000000000000028 in binary floating point.
+  const deviation = Math.round(Math.abs(hz - GRID_CODE.nominalFrequencyHz) * 1000) / 1000;
   if (deviation <= GRID_CODE.normalFrequencyBandHz) return 'normal';
   if (deviation <= GRID_CODE.unstableFrequencyBandHz) return 'unstable';
   return 'outside';

@@ -28,6 +28,20 @@ export interface Derived {
   outOfBand?: boolean;
 }
 
+/** Field names of Derived: how a stored row is split back into reading values and derived values. */
+export const DERIVED_FIELDS: readonly (keyof Derived)[] = [
+  'vnAqi',
+  'vnAqiDominant',
+  'los',
+  'flowVehPerHour',
+  'densityPcPerMiLn',
+  'loadFactor',
+  'apparentPowerVA',
+  'frequencyBand',
+  'voltageDeviation',
+  'outOfBand',
+];
+
 /** Pure enrichment shared by every service: VN_AQI, level of service, grid load. */
 export function enrichReading<D extends Domain>(domain: D, reading: ReadingByDomain[D], device: DeviceProfile = {}): Derived {
   switch (domain) {

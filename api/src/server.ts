@@ -1,0 +1,49 @@
+import { pino } from 'pino';
+import { CodedError, readConfig } from '@citypulse/contracts';
+import { DeviceRegistry } from '@citypulse/broker/registry';
+import { Influx, influxSettingsFrom } from '@citypulse/infra';
+import { buildApi } from './app.js';
+import { API_CONFIG } from './config.js';
+import { OperatorStore } from './operators.js';
+import { SessionSigner } from './sessions.js';
+
+const logger = pino({ name: 'api', level: process.env.LOG_LEVEL ?? 'info' });
+
+async function main(): Promise<void> {
+  const config = readConfig(API_CONFIG, process.env);
+  const registry = await DeviceRegistry.open(config.DATA_DIR, { watch: true });
+  const operators = await OperatorStore.open(config.DATA_DIR);
+  const firstPassword = await operators.ensureFirstAdmin();
+  if (firstPassword) logger.warn({ username: 'admin' }, `first start: created operator "admin" with password ${firstPassword} (shown once; change it)`);
+  const api = await buildApi({
+    influx: new Influx(influxSettingsFrom(config)),
+    registry,
+    operators,
+    sessions: await SessionSigner.fromDataDir(config.DATA_DIR, config.SESSION_TTL_HOURS * 3_600_000),
+    logger,
+    mqtt: { url: config.MQTT_URL, username: config.API_MQTT_USERNAME, password: config.API_MQTT_PASSWORD },
+    dashboardDir: config.DASHBOARD_DIR,
+    frameIntervalMs: config.FRAME_INTERVAL_MS,
+    cookieSecure: config.COOKIE_SECURE,
+    mapboxAccessToken: config.MAPBOX_ACCESS_TOKEN,
+  });
+  await api.app.listen({ port: config.API_PORT, host: config.API_HOST });
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    registry.close();
+    void api.close().then(() => process.exit(0));
+    setTimeout(() => process.exit(0), 5000).unref();
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof CodedError) logger.fatal({ code: err.code }, err.message);
+  else logger.fatal({ err }, 'api failed to start');
+  process.exit(1);
+});

@@ -1,0 +1,40 @@
+import { pino } from 'pino';
+import { CodedError, readConfig } from '@citypulse/contracts';
+import { buildBroker, listenMqttTcp, listenMqttWebSocket } from './app.js';
+import { BROKER_CONFIG } from './config.js';
+import { DeviceRegistry } from './registry.js';
+
+const logger = pino({ name: 'broker', level: process.env.LOG_LEVEL ?? 'info' });
+
+async function main(): Promise<void> {
+  const config = readConfig(BROKER_CONFIG, process.env);
+  const registry = await DeviceRegistry.open(config.DATA_DIR, { watch: true });
+  const broker = await buildBroker({
+    registry,
+    logger,
+    limits: { connectTimeoutMs: config.BROKER_CONNECT_TIMEOUT_MS, drainTimeoutMs: config.BROKER_DRAIN_TIMEOUT_MS },
+  });
+  const tcp = await listenMqttTcp(broker.aedes, config.MQTT_PORT, config.MQTT_HOST);
+  const ws = config.MQTT_WS_PORT > 0 ? await listenMqttWebSocket(broker.aedes, config.MQTT_WS_PORT, config.MQTT_HOST) : undefined;
+  logger.info({ mqtt: tcp.address(), ws: ws?.address(), devices: registry.devices.length }, 'broker listening');
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    tcp.close();
+    ws?.close();
+    registry.close();
+    void broker.close().then(() => process.exit(0));
+    setTimeout(() => process.exit(0), 5000).unref();
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof CodedError) logger.fatal({ code: err.code }, err.message);
+  else logger.fatal({ err }, 'broker failed to start');
+  process.exit(1);
+});

@@ -1,0 +1,4 @@
+export * from './influx-client.js';
+export * from './influxd.js';
+export * from './ports.js';
+export * from './system.js';

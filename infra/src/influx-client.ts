@@ -1,0 +1,151 @@
+import { InfluxDB, type WriteApi, type WriteOptions } from '@influxdata/influxdb-client';
+
+/**
+ * The one way the services talk to InfluxDB. Writes go through the client's WriteApi; reads are
+ * InfluxQL over `/query`, which InfluxDB 1.x, 2.x (v1 compatibility with a DBRP mapping) and 3.x
+ * all answer, so one query layer serves every server version.
+ */
+export interface InfluxSettings {
+  readonly url: string;
+  /** 1.x database (2.x/3.x: the database name mapped to the bucket). */
+  readonly database: string;
+  /** Retention policy of raw data. */
+  readonly retentionPolicy: string;
+  /** 'v1' writes to /write?db=… (InfluxDB 1.x); 'v2' to /api/v2/write with org and bucket. */
+  readonly apiVersion: 'v1' | 'v2';
+  readonly token?: string | undefined;
+  readonly org?: string | undefined;
+  readonly bucket?: string | undefined;
+  readonly username?: string | undefined;
+  readonly password?: string | undefined;
+}
+
+export interface SeriesResult {
+  readonly name: string;
+  readonly tags?: Record<string, string>;
+  readonly columns: readonly string[];
+  readonly values: readonly (readonly unknown[])[];
+}
+
+interface QueryResponse {
+  results?: { statement_id?: number; series?: SeriesResult[]; error?: string }[];
+  error?: string;
+}
+
+export class InfluxQueryError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InfluxQueryError';
+  }
+}
+
+export class Influx {
+  readonly settings: InfluxSettings;
+  readonly client: InfluxDB;
+
+  constructor(settings: InfluxSettings) {
+    this.settings = settings;
+    const token = settings.token ?? (settings.username ? `${settings.username}:${settings.password ?? ''}` : undefined);
+    this.client = new InfluxDB({ url: settings.url, ...(token ? { token } : {}) });
+  }
+
+  /**
+   * A WriteApi with millisecond precision. On 1.x the documented `path` property points it at
+   * the v1 endpoint `/write?db=…&rp=…&precision=ms`, which 1.6 answers (it has no /api/v2/write).
+   */
+  writeApi(options: Partial<WriteOptions> = {}): WriteApi {
+    const s = this.settings;
+    if (s.apiVersion === 'v2') {
+      return this.client.getWriteApi(s.org ?? '', s.bucket ?? s.database, 'ms', options);
+    }
+    const api = this.client.getWriteApi('', s.database, 'ms', options);
+    api.path = `/write?${new URLSearchParams({ db: s.database, rp: s.retentionPolicy, precision: 'ms' }).toString()}`;
+    return api;
+  }
+
+  /**
+   * Runs InfluxQL. Values are passed as bound parameters (`$name` in the query, InfluxDB's
+   * `params`), never spliced into the text; identifiers must be checked by the caller
+   * (see quoteIdentifier).
+   */
+  async query(influxql: string, params: Record<string, string | number | boolean> = {}): Promise<SeriesResult[][]> {
+    const form = new URLSearchParams({ db: this.settings.database, q: influxql, epoch: 'ms' });
+    if (Object.keys(params).length > 0) form.set('params', JSON.stringify(params));
+    const body = (await this.client.transport.request('/query', form.toString(), {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+    })) as QueryResponse | string;
+    const parsed: QueryResponse = typeof body === 'string' ? (JSON.parse(body) as QueryResponse) : body;
+    if (parsed.error) throw new InfluxQueryError(parsed.error);
+    return (parsed.results ?? []).map((r) => {
+      if (r.error) throw new InfluxQueryError(r.error);
+      return r.series ?? [];
+    });
+  }
+
+  async ping(timeoutMs = 2000): Promise<boolean> {
+    try {
+      const res = await fetch(`${this.settings.url}/ping`, { signal: AbortSignal.timeout(timeoutMs) });
+      return res.status === 204 || res.status === 200;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Creates the database and its raw retention policy (1.x). Idempotent: both statements succeed
+   * when the objects exist; a changed duration is applied with ALTER.
+   */
+  async ensureDatabase(rawRetention: string): Promise<void> {
+    const db = quoteIdentifier(this.settings.database);
+    const rp = quoteIdentifier(this.settings.retentionPolicy);
+    await this.query(`CREATE DATABASE ${db}`);
+    await this.query(`CREATE RETENTION POLICY ${rp} ON ${db} DURATION ${checkDuration(rawRetention)} REPLICATION 1 SHARD DURATION 1d DEFAULT`).catch(async (err: unknown) => {
+      if (!(err instanceof InfluxQueryError) || !/already exists/.test(err.message)) throw err;
+      await this.query(`ALTER RETENTION POLICY ${rp} ON ${db} DURATION ${checkDuration(rawRetention)} DEFAULT`);
+    });
+  }
+}
+
+/** Double-quotes an InfluxQL identifier, escaping backslashes and quotes. */
+export function quoteIdentifier(name: string): string {
+  return `"${name.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+}
+
+/** InfluxQL duration literal such as 30d, 12h, 90m or INF. */
+export function checkDuration(text: string): string {
+  if (!/^(INF|\d+(ns|u|µ|ms|s|m|h|d|w))$/.test(text)) throw new Error(`"${text}" is not an InfluxQL duration (e.g. 30d, 12h, INF)`);
+  return text;
+}
+
+/** Environment variables for InfluxDB, shared by ingest and api. */
+export const INFLUX_CONFIG = {
+  INFLUX_URL: { kind: 'url', default: 'http://127.0.0.1:8086', values: ['http', 'https'], description: 'InfluxDB base URL (1.x, 2.x or 3.x)' },
+  INFLUX_DATABASE: { kind: 'string', default: 'citypulse', description: 'database (1.x) or database mapped to the bucket (2.x/3.x)' },
+  INFLUX_RETENTION_POLICY: { kind: 'string', default: 'raw', description: 'retention policy of raw readings' },
+  INFLUX_RAW_RETENTION: { kind: 'string', default: '30d', description: 'how long raw readings are kept (InfluxQL duration)' },
+  INFLUX_API: { kind: 'enum', default: 'v1', values: ['v1', 'v2'], description: 'write endpoint: v1 (/write, InfluxDB 1.x) or v2 (/api/v2/write with org, bucket, token)' },
+  INFLUX_TOKEN: { kind: 'string', optional: true, secret: true, description: 'API token (2.x/3.x) — optional' },
+  INFLUX_ORG: { kind: 'string', optional: true, description: 'organisation (2.x, with INFLUX_API=v2) — optional' },
+  INFLUX_BUCKET: { kind: 'string', optional: true, description: 'bucket (2.x, with INFLUX_API=v2) — optional' },
+} as const;
+
+export function influxSettingsFrom(config: {
+  INFLUX_URL: string;
+  INFLUX_DATABASE: string;
+  INFLUX_RETENTION_POLICY: string;
+  INFLUX_API: string;
+  INFLUX_TOKEN: string | undefined;
+  INFLUX_ORG: string | undefined;
+  INFLUX_BUCKET: string | undefined;
+}): InfluxSettings {
+  return {
+    url: config.INFLUX_URL,
+    database: config.INFLUX_DATABASE,
+    retentionPolicy: config.INFLUX_RETENTION_POLICY,
+    apiVersion: config.INFLUX_API === 'v2' ? 'v2' : 'v1',
+    token: config.INFLUX_TOKEN,
+    org: config.INFLUX_ORG,
+    bucket: config.INFLUX_BUCKET,
+  };
+}

@@ -1,0 +1,48 @@
+import { pino } from 'pino';
+import { CodedError, DEFAULT_DECODE_LIMITS, readConfig } from '@citypulse/contracts';
+import { DeviceRegistry } from '@citypulse/broker/registry';
+import { Influx, influxSettingsFrom } from '@citypulse/infra';
+import { startIngest } from './app.js';
+import { INGEST_CONFIG } from './config.js';
+
+const logger = pino({ name: 'ingest', level: process.env.LOG_LEVEL ?? 'info' });
+
+async function main(): Promise<void> {
+  const config = readConfig(INGEST_CONFIG, process.env);
+  const influx = new Influx(influxSettingsFrom(config));
+  if (influx.settings.apiVersion === 'v1') await influx.ensureDatabase(config.INFLUX_RAW_RETENTION);
+  const registry = await DeviceRegistry.open(config.DATA_DIR, { watch: true });
+  const ingest = await startIngest({
+    mqttUrl: config.MQTT_URL,
+    username: config.INGEST_MQTT_USERNAME,
+    password: config.INGEST_MQTT_PASSWORD,
+    clientId: config.INGEST_CLIENT_ID,
+    influx,
+    registry,
+    logger,
+    batchSize: config.INGEST_BATCH_SIZE,
+    flushIntervalMs: config.INGEST_FLUSH_INTERVAL_MS,
+    decodeLimits: { ...DEFAULT_DECODE_LIMITS, maxClockSkewMs: config.INGEST_MAX_CLOCK_SKEW_MS },
+  });
+  logger.info({ influx: config.INFLUX_URL, database: config.INFLUX_DATABASE }, 'ingest running');
+
+  const report = setInterval(() => logger.info({ counters: ingest.counters }, 'ingest counters'), 60_000);
+  report.unref();
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down: flushing to InfluxDB');
+    registry.close();
+    void ingest.close().then(() => process.exit(0));
+    setTimeout(() => process.exit(0), 10_000).unref();
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof CodedError) logger.fatal({ code: err.code }, err.message);
+  else logger.fatal({ err }, 'ingest failed to start');
+  process.exit(1);
+});
