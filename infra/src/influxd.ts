@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from './ports.js';
@@ -43,9 +43,14 @@ export async function startInfluxd(options: InfluxdOptions): Promise<RunningInfl
   const port = options.port || (await freePort(INFLUXD_DEFAULTS.host));
   const rpcPort = await freePort(INFLUXD_DEFAULTS.host);
   const configFile = join(dataDir, 'influxdb.conf');
+  const pidFile = join(dataDir, 'influxd.pid');
+  await stopStale(pidFile);
   await writeFile(configFile, influxdConfig(dataDir, port, rpcPort));
 
-  const child = spawn(binary, ['run', '-config', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Own process group: a Ctrl+C in the terminal must not kill the database before ingest has
+  // flushed into it; the caller stops it last.
+  const child = spawn(binary, ['run', '-config', configFile], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  await writeFile(pidFile, String(child.pid));
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-4000);
@@ -75,15 +80,27 @@ export async function startInfluxd(options: InfluxdOptions): Promise<RunningInfl
     port,
     process: child,
     async stop() {
-      if (child.exitCode !== null) return;
-      child.kill('SIGTERM');
-      const stopped = await Promise.race([exited.then(() => true), sleep(INFLUXD_DEFAULTS.stopTimeoutMs).then(() => false)]);
-      if (!stopped) {
-        child.kill('SIGKILL');
-        await exited;
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        const stopped = await Promise.race([exited.then(() => true), sleep(INFLUXD_DEFAULTS.stopTimeoutMs).then(() => false)]);
+        if (!stopped) {
+          child.kill('SIGKILL');
+          await exited;
+        }
       }
+      await rm(pidFile, { force: true });
     },
   };
+}
+
+/** An influxd left running by a parent that died holds the data folder's lock: stop it first. */
+async function stopStale(pidFile: string): Promise<void> {
+  const pid = Number(await readFile(pidFile, 'utf8').catch(() => ''));
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  if (!cmdline.includes('influxd')) return;
+  process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 100 && (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')) !== ''; i++) await sleep(100);
 }
 
 function influxdConfig(dataDir: string, port: number, rpcPort: number): string {
