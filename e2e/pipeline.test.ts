@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mqtt, { type MqttClient } from 'mqtt';
 import { io, type Socket } from 'socket.io-client';
-import { deviceTopic, SOCKET_IO_PATH, type ClientToServerEvents, type DeviceAddress, type HistoryResponse, type LiveFrame, type ServerToClientEvents } from '@citypulse/contracts';
+import { deviceTopic, SOCKET_IO_PATH, type ClientToServerEvents, type DeviceAddress, type HistoryResponse, type LiveFrame, type ServerToClientEvents, type SubscribeAck } from '@citypulse/contracts';
 import { startStack, waitFor, type Stack } from './stack.js';
 
 const run = promisify(execFile);
@@ -59,7 +59,7 @@ describe('pipeline: device → broker → ingest → InfluxDB → api', () => {
     socket = io(stack.apiUrl, { path: SOCKET_IO_PATH, auth: { token }, transports: ['websocket'] });
     socket.on('frame', (frame) => frames.push(frame));
     socket.on('snapshot', (frame) => frames.push(frame));
-    const ack = await socket.timeout(10_000).emitWithAck('subscribe', { provinces: ['01'] });
+    const ack = (await socket.timeout(10_000).emitWithAck('subscribe', { provinces: ['01'] })) as SubscribeAck;
     expect(ack.ok).toBe(true);
   });
 

@@ -135,11 +135,11 @@ export async function waitFor<T>(condition: () => T | Promise<T>, timeoutMs: num
   while (Date.now() < deadline) {
     try {
       const value = await condition();
-      if (value) return value as NonNullable<T>;
+      if (value) return value;
     } catch (err) {
       lastError = err;
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
-  throw new Error(`${message} (waited ${timeoutMs} ms)${lastError ? `; last error: ${String(lastError)}` : ''}`);
+  throw new Error(`${message} (waited ${timeoutMs} ms)${lastError instanceof Error ? `; last error: ${lastError.message}` : ''}`);
 }

@@ -156,10 +156,6 @@ switch (command) {
     buildDashboard(pnpm, true);
     runTests(pnpm);
     break;
-  case 'bench':
-    ensureDebianPackages([['/usr/bin/influxd', 'influxdb']]);
-    process.exit(run([...pnpm, '-r', '--if-present', 'run', 'bench']));
-    break;
   default:
-    fail(`unknown command "${command}": use start, test or bench`);
+    fail(`unknown command "${command}": use start or test`);
 }

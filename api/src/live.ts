@@ -123,7 +123,7 @@ export class LiveState {
     if (previous && previous.ts > reading.ts) return; // a backlog batch never moves the map back in time
     this.#latest.set(reading.deviceId, reading);
     let changed = this.#dirty.get(reading.province);
-    if (!changed) this.#dirty.set(reading.province, (changed = new Map()));
+    if (!changed) this.#dirty.set(reading.province, (changed = new Map<string, LiveReading>()));
     changed.set(reading.deviceId, reading);
   }
 }

@@ -46,7 +46,9 @@ const IDENTIFIER_REJECTED = 2;
 const NOT_AUTHORIZED = 5;
 
 function authError(message: string, returnCode: number): AuthenticateError {
-  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+  const error = new Error(message) as AuthenticateError;
+  (error as { returnCode: number }).returnCode = returnCode;
+  return error;
 }
 
 /**

@@ -111,7 +111,7 @@ export function decodeStatus(payload: Uint8Array | string): Result<DeviceStatusP
   if (!statusValidator.Check(parsed.value)) {
     return fail('E_PAYLOAD_SCHEMA', describeSchemaErrors(statusValidator, parsed.value, 'status'));
   }
-  return ok(parsed.value as DeviceStatusPayload);
+  return ok(parsed.value);
 }
 
 function parseJson(payload: Uint8Array | string): Result<unknown> {

@@ -64,7 +64,7 @@ export function enrichReading<D extends Domain>(domain: D, reading: ReadingByDom
       };
     }
     default:
-      return assertNever(domain as never);
+      return assertNever(domain);
   }
 }
 
@@ -116,7 +116,7 @@ export function readingState(domain: Domain, derived: Derived): ReadingState {
       return { level: 'load-normal', color: '#43a047' };
     }
     default:
-      return assertNever(domain as never);
+      return assertNever(domain);
   }
 }
 
