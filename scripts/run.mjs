@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
+process.env.CITYPULSE_STARTED_AT ??= String(Date.now());
 const PNPM_VERSION = '10.34.8';
 const command = process.argv[2] ?? 'start';
 const say = (line) => process.stdout.write(`[citypulse] ${line}\n`);

@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { CodedError, readConfig } from '@citypulse/contracts';
 import { DeviceRegistry } from '@citypulse/broker/registry';
-import { Influx, influxSettingsFrom } from '@citypulse/infra';
+import { Influx, influxSettingsFrom, onShutdown } from '@citypulse/infra';
 import { buildApi } from './app.js';
 import { API_CONFIG } from './config.js';
 import { OperatorStore } from './operators.js';
@@ -29,17 +29,12 @@ async function main(): Promise<void> {
   });
   await api.app.listen({ port: config.API_PORT, host: config.API_HOST });
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
+  onShutdown((reason) => {
+    logger.info({ reason }, 'shutting down');
     registry.close();
     void api.close().then(() => process.exit(0));
     setTimeout(() => process.exit(0), 5000).unref();
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  });
 }
 
 main().catch((err: unknown) => {

@@ -1,5 +1,6 @@
 import { pino } from 'pino';
 import { CodedError, readConfig } from '@citypulse/contracts';
+import { onShutdown } from '@citypulse/infra';
 import { buildBroker, listenMqttTcp, listenMqttWebSocket } from './app.js';
 import { BROKER_CONFIG } from './config.js';
 import { DeviceRegistry } from './registry.js';
@@ -18,19 +19,14 @@ async function main(): Promise<void> {
   const ws = config.MQTT_WS_PORT > 0 ? await listenMqttWebSocket(broker.aedes, config.MQTT_WS_PORT, config.MQTT_HOST) : undefined;
   logger.info({ mqtt: tcp.address(), ws: ws?.address(), devices: registry.devices.length }, 'broker listening');
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
+  onShutdown((reason) => {
+    logger.info({ reason }, 'shutting down');
     tcp.close();
     ws?.close();
     registry.close();
     void broker.close().then(() => process.exit(0));
     setTimeout(() => process.exit(0), 5000).unref();
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  });
 }
 
 main().catch((err: unknown) => {

@@ -2,3 +2,4 @@ export * from './influx-client.js';
 export * from './influxd.js';
 export * from './ports.js';
 export * from './system.js';
+export * from './process.js';

@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { CodedError, DEFAULT_DECODE_LIMITS, readConfig } from '@citypulse/contracts';
 import { DeviceRegistry } from '@citypulse/broker/registry';
-import { Influx, influxSettingsFrom } from '@citypulse/infra';
+import { Influx, influxSettingsFrom, onShutdown } from '@citypulse/infra';
 import { startIngest } from './app.js';
 import { INGEST_CONFIG } from './config.js';
 
@@ -28,17 +28,12 @@ async function main(): Promise<void> {
 
   const report = setInterval(() => logger.info({ counters: ingest.counters }, 'ingest counters'), 60_000);
   report.unref();
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'shutting down: flushing to InfluxDB');
+  onShutdown((reason) => {
+    logger.info({ reason }, 'shutting down: flushing to InfluxDB');
     registry.close();
     void ingest.close().then(() => process.exit(0));
     setTimeout(() => process.exit(0), 10_000).unref();
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  });
 }
 
 main().catch((err: unknown) => {

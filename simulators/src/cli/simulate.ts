@@ -3,6 +3,7 @@
  * Starts simulated devices, prints a status line periodically and stops cleanly on Ctrl+C / SIGTERM.
  */
 import { CodedError } from '@citypulse/contracts';
+import { onShutdown } from '@citypulse/infra';
 import { pino } from 'pino';
 import { startSimulation } from '../simulation.js';
 import { formatStatus, parseCli, USAGE, UsageError } from './options.js';
@@ -44,13 +45,10 @@ async function main(): Promise<number> {
     console.log(formatStatus(stats, total, rate, new Date()));
   }, options.statusIntervalMs);
 
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
+  const signal = await new Promise<string>((resolve) => onShutdown(resolve));
   clearInterval(status);
   console.log(`${signal}: stopping (publishing offline status); press Ctrl+C again to quit at once`);
-  process.once('SIGINT', () => process.exit(130));
+  if (process.env.CITYPULSE_SUPERVISED !== '1') process.once('SIGINT', () => process.exit(130));
   await simulation.stop();
   const stats = simulation.stats();
   console.log(`stopped: published ${stats.published}, errors ${stats.errors}`);
