@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildBroker, DeviceRegistry, listenMqttTcp, type PlatformBroker } from '../src/index.js';
+import { buildBroker, DeviceRegistry, listenMqttTcp, listenMqttWebSocket, type PlatformBroker } from '../src/index.js';
 
 /** The broker over real MQTT on a loopback port. */
 describe('broker', () => {
@@ -64,6 +64,26 @@ describe('broker', () => {
       observer.once('message', () => clearInterval(poll));
     });
     expect(JSON.parse(status)).toEqual({ state: 'offline' });
+  });
+
+  it('speaks MQTT over WebSocket with the same login and rights', async () => {
+    const http = await listenMqttWebSocket(broker.aedes, 0, '127.0.0.1');
+    try {
+      const wsUrl = `ws://127.0.0.1:${(http.address() as AddressInfo).port}`;
+      const observer = await mqtt.connectAsync(wsUrl, { clientId: 'tools-ws', username: 'tools', password: toolsSecret, protocolVersion: 4 });
+      clients.push(observer);
+      await observer.subscribeAsync('city/01/environment/+/telemetry', { qos: 1 });
+      const received = new Promise<string>((resolve) => observer.once('message', (_topic, payload) => resolve(payload.toString())));
+      const dev = await mqtt.connectAsync(wsUrl, { clientId: device.id, username: device.id, password: secret, protocolVersion: 4 });
+      clients.push(dev);
+      await dev.publishAsync('city/01/environment/hn-air-07/telemetry', '{"ts":1,"seq":1}', { qos: 1 });
+      expect(await received).toBe('{"ts":1,"seq":1}');
+      await expect(mqtt.connectAsync(wsUrl, { clientId: 'anon', protocolVersion: 4, reconnectPeriod: 0 })).rejects.toThrow();
+      dev.end(true);
+      observer.end(true);
+    } finally {
+      await new Promise((resolve) => http.close(resolve));
+    }
   });
 
   it('refuses a client id that is not the device id', async () => {
