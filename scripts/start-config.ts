@@ -1,15 +1,21 @@
 import { COMMON_CONFIG, type ConfigSpec } from '@citypulse/contracts';
+import { API_CONFIG } from '@citypulse/api';
+import { BROKER_CONFIG } from '@citypulse/broker';
+import { INFLUX_CONFIG } from '@citypulse/infra';
 
 /** Variables `npm start` reads itself; the services read their own (see each package's config.ts). */
 export const START_CONFIG = {
   ...COMMON_CONFIG,
-  MQTT_PORT: { kind: 'port', default: '1883', description: 'MQTT over TCP' },
-  MQTT_WS_PORT: { kind: 'port', default: '8083', description: 'MQTT over WebSocket (0 turns it off)' },
-  API_PORT: { kind: 'port', default: '3000', description: 'API and dashboard HTTP port' },
+  // The ports the services will listen on, checked before they start.
+  MQTT_PORT: BROKER_CONFIG.MQTT_PORT,
+  MQTT_WS_PORT: BROKER_CONFIG.MQTT_WS_PORT,
+  API_PORT: API_CONFIG.API_PORT,
   INFLUX_URL: { kind: 'url', optional: true, values: ['http', 'https'], description: 'use this InfluxDB instead of starting a private one' },
   INFLUX_PORT: { kind: 'port', default: '8086', description: 'port of the private InfluxDB npm start runs (a free one is taken if busy)' },
-  INFLUX_DATABASE: { kind: 'string', default: 'citypulse', description: 'database (1.x) or database mapped to the bucket (2.x/3.x)' },
-  INFLUX_RAW_RETENTION: { kind: 'string', default: '30d', description: 'how long raw readings are kept (InfluxQL duration)' },
+  INFLUX_DATABASE: INFLUX_CONFIG.INFLUX_DATABASE,
+  INFLUX_RETENTION_POLICY: INFLUX_CONFIG.INFLUX_RETENTION_POLICY,
+  INFLUX_RAW_RETENTION: INFLUX_CONFIG.INFLUX_RAW_RETENTION,
+  INFLUX_API: INFLUX_CONFIG.INFLUX_API,
   SIM_PROVINCES: { kind: 'string', default: '01,79,48,31,92,22', description: 'provinces the simulated city covers (codes); empty for none' },
   SIM_DOMAINS: { kind: 'string', default: 'traffic,environment,energy', description: 'simulated domains' },
   SIM_DEVICES_PER_PROVINCE: { kind: 'int', default: '4', min: 0, max: 10_000, description: 'simulated devices per province and domain' },

@@ -82,8 +82,8 @@ async function main(): Promise<void> {
     influxd = await startInfluxd({ dataDir: join(dataDir, 'influxdb'), port, log: say });
     influxUrl = influxd.url;
   }
-  const influx = new Influx({ url: influxUrl, database: config.INFLUX_DATABASE, retentionPolicy: process.env.INFLUX_RETENTION_POLICY ?? 'raw', apiVersion: 'v1' });
-  if ((process.env.INFLUX_API ?? 'v1') === 'v1') await influx.ensureDatabase(config.INFLUX_RAW_RETENTION);
+  const influx = new Influx({ url: influxUrl, database: config.INFLUX_DATABASE, retentionPolicy: config.INFLUX_RETENTION_POLICY, apiVersion: 'v1' });
+  if (config.INFLUX_API === 'v1') await influx.ensureDatabase(config.INFLUX_RAW_RETENTION);
 
   const env = {
     ...process.env,
