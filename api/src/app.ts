@@ -158,7 +158,8 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   // ---- REST ----
   const errors = { 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 503: ErrorBody };
 
-  app.get('/healthz', { schema: { response: { 200: Type.Object({ status: Type.String(), mqtt: Type.Boolean(), influx: Type.Boolean() }), 503: Type.Object({ status: Type.String(), mqtt: Type.Boolean(), influx: Type.Boolean() }) } } }, async (_request, reply) => {
+  const Health = Type.Object({ status: Type.String(), mqtt: Type.Boolean(), influx: Type.Boolean() });
+  app.get('/healthz', { schema: { response: { 200: Health, 503: Health } } }, async (_request, reply) => {
     const influxUp = await influx.ping();
     const body = { status: influxUp && mqttClient.connected ? 'ok' : 'degraded', mqtt: mqttClient.connected, influx: influxUp };
     return reply.status(body.status === 'ok' ? 200 : 503).send(body);

@@ -1,7 +1,7 @@
 import { pino } from 'pino';
-import { CodedError, readConfig } from '@citypulse/contracts';
+import { readConfig } from '@citypulse/contracts';
 import { DeviceRegistry } from '@citypulse/broker/registry';
-import { Influx, influxSettingsFrom, onShutdown } from '@citypulse/infra';
+import { Influx, influxSettingsFrom, runService } from '@citypulse/infra';
 import { buildApi } from './app.js';
 import { API_CONFIG } from './config.js';
 import { OperatorStore } from './operators.js';
@@ -9,7 +9,7 @@ import { SessionSigner } from './sessions.js';
 
 const logger = pino({ name: 'api', level: process.env.LOG_LEVEL ?? 'info' });
 
-async function main(): Promise<void> {
+runService(logger, async () => {
   const config = readConfig(API_CONFIG, process.env);
   const registry = await DeviceRegistry.open(config.DATA_DIR, { watch: true });
   const operators = await OperatorStore.open(config.DATA_DIR);
@@ -29,16 +29,8 @@ async function main(): Promise<void> {
   });
   await api.app.listen({ port: config.API_PORT, host: config.API_HOST });
 
-  onShutdown((reason) => {
-    logger.info({ reason }, 'shutting down');
+  return async () => {
     registry.close();
-    void api.close().then(() => process.exit(0));
-    setTimeout(() => process.exit(0), 5000).unref();
-  });
-}
-
-main().catch((err: unknown) => {
-  if (err instanceof CodedError) logger.fatal({ code: err.code }, err.message);
-  else logger.fatal({ err }, 'api failed to start');
-  process.exit(1);
+    await api.close();
+  };
 });

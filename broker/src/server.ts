@@ -1,13 +1,13 @@
 import { pino } from 'pino';
-import { CodedError, readConfig } from '@citypulse/contracts';
-import { onShutdown } from '@citypulse/infra';
+import { readConfig } from '@citypulse/contracts';
+import { runService } from '@citypulse/infra';
 import { buildBroker, listenMqttTcp, listenMqttWebSocket } from './app.js';
 import { BROKER_CONFIG } from './config.js';
 import { DeviceRegistry } from './registry.js';
 
 const logger = pino({ name: 'broker', level: process.env.LOG_LEVEL ?? 'info' });
 
-async function main(): Promise<void> {
+runService(logger, async () => {
   const config = readConfig(BROKER_CONFIG, process.env);
   const registry = await DeviceRegistry.open(config.DATA_DIR, { watch: true });
   const broker = await buildBroker({
@@ -19,18 +19,10 @@ async function main(): Promise<void> {
   const ws = config.MQTT_WS_PORT > 0 ? await listenMqttWebSocket(broker.aedes, config.MQTT_WS_PORT, config.MQTT_HOST) : undefined;
   logger.info({ mqtt: tcp.address(), ws: ws?.address(), devices: registry.devices.length }, 'broker listening');
 
-  onShutdown((reason) => {
-    logger.info({ reason }, 'shutting down');
+  return async () => {
     tcp.close();
     ws?.close();
     registry.close();
-    void broker.close().then(() => process.exit(0));
-    setTimeout(() => process.exit(0), 5000).unref();
-  });
-}
-
-main().catch((err: unknown) => {
-  if (err instanceof CodedError) logger.fatal({ code: err.code }, err.message);
-  else logger.fatal({ err }, 'broker failed to start');
-  process.exit(1);
+    await broker.close();
+  };
 });

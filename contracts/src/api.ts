@@ -56,7 +56,6 @@ export type DeviceView = Static<typeof DeviceView>;
 export const DeviceList = Type.Object({ devices: Type.Array(DeviceView) });
 export type DeviceList = Static<typeof DeviceList>;
 
-export const HISTORY_AGGREGATES = ['mean', 'min', 'max', 'count'] as const;
 export const HistoryQuery = Type.Object(
   {
     from: Type.String({ description: 'start, ISO 8601 or epoch ms' }),

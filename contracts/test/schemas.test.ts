@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { decodeTelemetry, decodeStatus, MAX_BATCH_READINGS } from '../src/index.js';
+import { Compile } from 'typebox/compile';
+import { batchSchema, decodeTelemetry, decodeStatus, MAX_BATCH_READINGS, TrafficReading } from '../src/index.js';
 
 const NOW = Date.UTC(2026, 10, 22, 1, 0, 0); // 08:00 in Hà Nội
 const traffic = { ts: NOW - 1000, seq: 7, intensity: 42, periodSeconds: 60, occupancy: 0.18, averageVehicleSpeed: 31.5, intensityByVehicleType: { motorcycle: 34, car: 6, bus: 2 } };
@@ -62,6 +63,13 @@ describe('telemetry schemas', () => {
     const big = { readings: Array.from({ length: MAX_BATCH_READINGS + 1 }, (_, i) => ({ ...traffic, seq: i })) };
     expect(decodeTelemetry('traffic', JSON.stringify(big), NOW, { maxPayloadBytes: 10_000_000, maxClockSkewMs: 0, maxAgeMs: 86_400_000 })).toMatchObject({ ok: false, error: { code: 'E_BATCH_TOO_LARGE' } });
     expect(decodeTelemetry('traffic', JSON.stringify({ readings: [traffic], extra: 1 }), NOW)).toMatchObject({ ok: false, error: { code: 'E_PAYLOAD_SCHEMA' } });
+  });
+
+  it('publishes the batch form as a JSON Schema', () => {
+    const batch = Compile(batchSchema(TrafficReading));
+    expect(batch.Check({ readings: [traffic] })).toBe(true);
+    expect(batch.Check({ readings: [] })).toBe(false);
+    expect(batch.Check([traffic])).toBe(false);
   });
 
   it('decodes status payloads, the last will included', () => {

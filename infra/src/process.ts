@@ -23,3 +23,42 @@ export function onShutdown(stop: (reason: string) => void): void {
     process.on('SIGINT', () => once('SIGINT'));
   }
 }
+
+/** What a service's server.ts needs from the process: a logger with fatal/info. */
+interface ServiceLogger {
+  info(object: object, message: string): void;
+  fatal(object: object, message: string): void;
+}
+
+export const SERVICE_DEFAULTS = {
+  /** Longest a service may take to close before it exits anyway. */
+  shutdownGraceMs: 10_000,
+} as const;
+
+/**
+ * Runs a service's `start`, which returns its `close`. On shutdown (see onShutdown) it closes and
+ * exits; a start failure is logged (with its stable code when it has one) and exits 1.
+ */
+export function runService(logger: ServiceLogger, start: () => Promise<() => Promise<void>>): void {
+  start().then(
+    (close) => {
+      onShutdown((reason) => {
+        logger.info({ reason }, 'shutting down');
+        setTimeout(() => process.exit(0), SERVICE_DEFAULTS.shutdownGraceMs).unref();
+        close().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            logger.fatal({ err }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      });
+    },
+    (err: unknown) => {
+      const code = (err as { code?: unknown }).code;
+      if (err instanceof Error && typeof code === 'string' && code.startsWith('E_')) logger.fatal({ code }, err.message);
+      else logger.fatal({ err }, 'failed to start');
+      process.exit(1);
+    },
+  );
+}

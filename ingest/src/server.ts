@@ -1,13 +1,13 @@
 import { pino } from 'pino';
-import { CodedError, DEFAULT_DECODE_LIMITS, readConfig } from '@citypulse/contracts';
+import { DEFAULT_DECODE_LIMITS, readConfig } from '@citypulse/contracts';
 import { DeviceRegistry } from '@citypulse/broker/registry';
-import { Influx, influxSettingsFrom, onShutdown } from '@citypulse/infra';
+import { Influx, influxSettingsFrom, runService } from '@citypulse/infra';
 import { startIngest } from './app.js';
 import { INGEST_CONFIG } from './config.js';
 
 const logger = pino({ name: 'ingest', level: process.env.LOG_LEVEL ?? 'info' });
 
-async function main(): Promise<void> {
+runService(logger, async () => {
   const config = readConfig(INGEST_CONFIG, process.env);
   const influx = new Influx(influxSettingsFrom(config));
   if (influx.settings.apiVersion === 'v1') await influx.ensureDatabase(config.INFLUX_RAW_RETENTION);
@@ -28,16 +28,9 @@ async function main(): Promise<void> {
 
   const report = setInterval(() => logger.info({ counters: ingest.counters }, 'ingest counters'), 60_000);
   report.unref();
-  onShutdown((reason) => {
-    logger.info({ reason }, 'shutting down: flushing to InfluxDB');
+  return async () => {
+    clearInterval(report);
     registry.close();
-    void ingest.close().then(() => process.exit(0));
-    setTimeout(() => process.exit(0), 10_000).unref();
-  });
-}
-
-main().catch((err: unknown) => {
-  if (err instanceof CodedError) logger.fatal({ code: err.code }, err.message);
-  else logger.fatal({ err }, 'ingest failed to start');
-  process.exit(1);
+    await ingest.close(); // flushes what is buffered to InfluxDB
+  };
 });
