@@ -1,5 +1,5 @@
-import { DEVICE_CHANNELS, parseDeviceTopic, TOPIC_FILTERS, TOPIC_ROOT, type DeviceChannel } from '@citypulse/contracts';
-import type { Principal, ServiceRole } from './registry.js';
+import { DEVICE_CHANNELS, parseDeviceTopic, TOPIC_FILTERS, TOPIC_ROOT, type DeviceChannel, type ParsedDeviceTopic } from '@citypulse/contracts';
+import type { DeviceRecord, Principal, ServiceRole } from './registry.js';
 
 /**
  * Who may publish and subscribe where. Devices: publish only their own telemetry and status,
@@ -13,22 +13,37 @@ const SERVICE_SUBSCRIBE: Record<ServiceRole, readonly string[]> = {
   ingest: [TOPIC_FILTERS.allTelemetry, TOPIC_FILTERS.allStatus],
   api: [TOPIC_FILTERS.allTelemetry, TOPIC_FILTERS.allStatus],
   tools: [`${TOPIC_ROOT}/#`, '$SYS/#'],
+  gateway: [], // only the command topics of its own devices, checked one by one
 };
+
+/** Looks a device up in the registry (a gateway's rights depend on which devices name it). */
+export type DeviceLookup = (id: string) => DeviceRecord | undefined;
+
+const NO_DEVICES: DeviceLookup = () => undefined;
 
 /** Channels a device may publish to; commands flow only towards it. */
 const DEVICE_PUBLISH: ReadonlySet<DeviceChannel> = new Set(['telemetry', 'status']);
 
-export function canPublish(principal: Principal, topic: string, retain: boolean): AclDecision {
+export function canPublish(principal: Principal, topic: string, retain: boolean, lookup: DeviceLookup = NO_DEVICES): AclDecision {
   const parsed = parseDeviceTopic(topic);
   if (principal.type === 'service') {
+    const { role, id } = principal.service;
     // Tools replay recorded device traffic into the broker; ingest and api never publish device topics.
-    if (principal.service.role === 'tools' && parsed.ok && parsed.value.channel !== 'commands') return ALLOW;
-    if (principal.service.role === 'api' && parsed.ok && parsed.value.channel === 'commands') return ALLOW;
-    return { allowed: false, reason: `service role ${principal.service.role} may not publish to ${topic}` };
+    if (role === 'tools' && parsed.ok && parsed.value.channel !== 'commands') return ALLOW;
+    if (role === 'api' && parsed.ok && parsed.value.channel === 'commands') return ALLOW;
+    if (role === 'gateway' && parsed.ok) {
+      const device = lookup(parsed.value.deviceId);
+      if (device?.gateway !== id) return { allowed: false, reason: `gateway ${id} may publish only for devices registered behind it, not ${parsed.value.deviceId}` };
+      if (!device.enabled) return { allowed: false, reason: `device ${device.id} is disabled` };
+      return devicePublish(device, parsed.value, retain);
+    }
+    return { allowed: false, reason: `service role ${role} may not publish to ${topic}` };
   }
   if (!parsed.ok) return { allowed: false, reason: parsed.error.message };
-  const device = principal.device;
-  const t = parsed.value;
+  return devicePublish(principal.device, parsed.value, retain);
+}
+
+function devicePublish(device: DeviceRecord, t: ParsedDeviceTopic, retain: boolean): AclDecision {
   if (t.deviceId !== device.id || t.province !== device.province || t.domain !== device.domain) {
     return { allowed: false, reason: `device ${device.id} may publish only under ${TOPIC_ROOT}/${device.province}/${device.domain}/${device.id}/` };
   }
@@ -38,7 +53,15 @@ export function canPublish(principal: Principal, topic: string, retain: boolean)
   return ALLOW;
 }
 
-export function canSubscribe(principal: Principal, filter: string): AclDecision {
+export function canSubscribe(principal: Principal, filter: string, lookup: DeviceLookup = NO_DEVICES): AclDecision {
+  if (principal.type === 'service' && principal.service.role === 'gateway') {
+    const parsed = parseDeviceTopic(filter);
+    const device = parsed.ok ? lookup(parsed.value.deviceId) : undefined;
+    if (parsed.ok && parsed.value.channel === 'commands' && device?.gateway === principal.service.id && device.province === parsed.value.province && device.domain === parsed.value.domain) {
+      return ALLOW;
+    }
+    return { allowed: false, reason: `gateway ${principal.service.id} may subscribe only to the command topics of its own devices` };
+  }
   if (principal.type === 'service') {
     const allowed = SERVICE_SUBSCRIBE[principal.service.role].some((granted) => filterWithin(filter, granted));
     return allowed ? ALLOW : { allowed: false, reason: `service role ${principal.service.role} may not subscribe to ${filter}` };

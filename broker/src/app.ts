@@ -60,6 +60,7 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
   const { registry, logger } = options;
   const limits: BrokerLimits = { ...BROKER_DEFAULTS, ...options.limits };
   const principals = new WeakMap<Client, Principal>();
+  const lookup = (id: string) => registry.device(id);
   const counters: BrokerCounters = {
     connectionsTotal: 0,
     authFailures: 0,
@@ -115,7 +116,7 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
         return;
       }
       const principal = principals.get(client);
-      const decision = principal ? canPublish(principal, packet.topic, packet.retain) : { allowed: false as const, reason: 'not authenticated' };
+      const decision = principal ? canPublish(principal, packet.topic, packet.retain, lookup) : { allowed: false as const, reason: 'not authenticated' };
       if (!decision.allowed) {
         counters.aclPublishDenied++;
         logger.warn({ code: 'E_ACL_PUBLISH', clientId: client.id, topic: packet.topic.slice(0, 200), reason: decision.reason }, 'publish refused');
@@ -130,7 +131,7 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
 
     authorizeSubscribe(client, subscription, done) {
       const principal = principals.get(client);
-      const decision = principal ? canSubscribe(principal, subscription.topic) : { allowed: false as const, reason: 'not authenticated' };
+      const decision = principal ? canSubscribe(principal, subscription.topic, lookup) : { allowed: false as const, reason: 'not authenticated' };
       if (!decision.allowed) {
         counters.aclSubscribeDenied++;
         logger.warn({ code: 'E_ACL_SUBSCRIBE', clientId: client.id, filter: subscription.topic.slice(0, 200), reason: decision.reason }, 'subscription refused');
@@ -171,7 +172,8 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
 
 /** MQTT over TCP. Resolves once listening; port 0 picks a free port. */
 export async function listenMqttTcp(aedes: Aedes, port: number, host: string): Promise<NetServer> {
-  const server = createNetServer(aedes.handle);
+  // No Nagle: a PUBACK held back 40 ms by delayed ACKs caps a windowed publisher at ~2,500 msg/s.
+  const server = createNetServer({ noDelay: true }, aedes.handle);
   server.listen(port, host);
   await once(server, 'listening');
   return server;

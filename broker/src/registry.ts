@@ -27,7 +27,12 @@ export const REGISTRY_DEFAULTS = {
   lockRetryMs: 25,
 } as const;
 
-export type ServiceRole = 'ingest' | 'api' | 'tools';
+/**
+ * ingest and api read telemetry; tools record and replay it; a gateway publishes for the devices
+ * registered behind it (a roadside controller, a data logger, the simulator's gateway mode).
+ */
+export type ServiceRole = 'ingest' | 'api' | 'tools' | 'gateway';
+export const SERVICE_ROLES: readonly ServiceRole[] = ['ingest', 'api', 'tools', 'gateway'];
 
 export interface DeviceRecord {
   readonly id: string;
@@ -38,7 +43,10 @@ export interface DeviceRecord {
   readonly name: string;
   readonly location: LngLat;
   readonly profile?: DeviceProfile;
-  readonly secretHash: string;
+  /** Absent for a device behind a gateway: it cannot log in by itself. */
+  readonly secretHash?: string;
+  /** Service account (role gateway) that publishes for this device. */
+  readonly gateway?: string;
   readonly enabled: boolean;
   readonly createdAt: string;
   readonly updatedAt: string;
@@ -68,6 +76,11 @@ export interface NewDevice {
   readonly profile?: DeviceProfile;
   /** Use this secret instead of generating one (e.g. a simulator re-provisioning its own devices). */
   readonly secret?: string;
+  /**
+   * Id of a gateway service account that publishes for this device. Such a device gets no secret
+   * of its own (it never logs in), which also makes provisioning tens of thousands of them cheap.
+   */
+  readonly gateway?: string;
 }
 
 export type Principal = { readonly type: 'device'; readonly device: DeviceRecord } | { readonly type: 'service'; readonly service: ServiceAccount };
@@ -156,11 +169,15 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
     return device ? { type: 'device', device } : { type: 'service', service: service as ServiceAccount };
   }
 
-  /** Adds or replaces devices in one write. Returns each device's secret (generated unless given). */
-  async upsertDevices(inputs: readonly NewDevice[]): Promise<{ id: string; secret: string }[]> {
+  /**
+   * Adds or replaces devices in one write. Returns each device's secret (generated unless given);
+   * devices behind a gateway have none.
+   */
+  async upsertDevices(inputs: readonly NewDevice[]): Promise<{ id: string; secret: string | undefined }[]> {
     inputs.forEach(validateNewDevice);
     const prepared = await Promise.all(
       inputs.map(async (input) => {
+        if (input.gateway !== undefined) return { input, secret: undefined, secretHash: undefined };
         const secret = input.secret ?? generateSecret();
         return { input, secret, secretHash: await hashSecret(secret) };
       }),
@@ -168,6 +185,10 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
     await this.#mutate((data) => {
       const now = new Date().toISOString();
       for (const { input, secretHash } of prepared) {
+        if (input.gateway !== undefined && data.services[input.gateway]?.role !== 'gateway') {
+          throw new CodedError('E_BAD_REQUEST', `device ${input.id}: "${input.gateway}" is not a gateway account; create it first (role gateway)`);
+        }
+        if (data.services[input.id]) throw new CodedError('E_BAD_REQUEST', `"${input.id}" is already a service account id`);
         const existing = data.devices[input.id];
         data.devices[input.id] = {
           id: input.id,
@@ -177,7 +198,8 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
           name: input.name ?? input.id,
           location: [input.location[0], input.location[1]],
           ...(input.profile ? { profile: input.profile } : {}),
-          secretHash,
+          ...(secretHash !== undefined ? { secretHash } : {}),
+          ...(input.gateway !== undefined ? { gateway: input.gateway } : {}),
           enabled: true,
           createdAt: existing?.createdAt ?? now,
           updatedAt: now,
@@ -213,9 +235,10 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
     });
   }
 
-  /** Creates or replaces a service account (ingest, api, tools) and returns its secret. */
+  /** Creates or replaces a service account (ingest, api, tools, gateway) and returns its secret. */
   async upsertService(id: string, role: ServiceRole, secret: string = generateSecret()): Promise<string> {
     if (!isDeviceId(id)) throw new CodedError('E_BAD_REQUEST', `service id "${id}" must be 3–64 of a-z, 0-9, '-', '_'`);
+    if (!SERVICE_ROLES.includes(role)) throw new CodedError('E_BAD_REQUEST', `service role "${String(role)}" must be one of ${SERVICE_ROLES.join(', ')}`);
     const secretHash = await hashSecret(secret);
     await this.#mutate((data) => {
       if (data.devices[id]) throw new CodedError('E_BAD_REQUEST', `"${id}" is already a device id`);
@@ -228,7 +251,7 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
   async reload(): Promise<void> {
     const next = await readRegistryFile(this.file);
     const revoked: string[] = [];
-    const accounts = (d: RegistryFile) => new Map<string, { enabled: boolean; secretHash: string }>([...Object.entries(d.devices), ...Object.entries(d.services)]);
+    const accounts = (d: RegistryFile) => new Map<string, { enabled: boolean; secretHash?: string | undefined }>([...Object.entries(d.devices), ...Object.entries(d.services)]);
     const after = accounts(next);
     for (const [id, before] of accounts(this.#data)) {
       const now = after.get(id);

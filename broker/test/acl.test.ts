@@ -71,3 +71,41 @@ describe('service ACL', () => {
     expect(filterWithin('city/01/#', 'city/#')).toBe(true);
   });
 });
+
+describe('gateway ACL', () => {
+  const gateway: Principal = { type: 'service', service: { id: 'gw-01', role: 'gateway', secretHash: 'x', enabled: true, createdAt: '' } };
+  const behind: DeviceRecord = { ...device, id: 'hn-air-02', secretHash: undefined, gateway: 'gw-01' };
+  const elsewhere: DeviceRecord = { ...device, id: 'hn-air-03', secretHash: undefined, gateway: 'gw-02' };
+  const disabled: DeviceRecord = { ...behind, id: 'hn-air-04', enabled: false };
+  const registry = new Map([behind, elsewhere, disabled, device].map((d) => [d.id, d]));
+  const lookup = (id: string) => registry.get(id);
+
+  it('publishes telemetry and retained status for the devices registered behind it', () => {
+    expect(canPublish(gateway, 'city/01/environment/hn-air-02/telemetry', false, lookup).allowed).toBe(true);
+    expect(canPublish(gateway, 'city/01/environment/hn-air-02/status', true, lookup).allowed).toBe(true);
+  });
+
+  it.each([
+    ['a device behind another gateway', 'city/01/environment/hn-air-03/telemetry'],
+    ['a device with its own login', 'city/01/environment/hn-air-01/telemetry'],
+    ['a disabled device', 'city/01/environment/hn-air-04/telemetry'],
+    ['its device under another province', 'city/79/environment/hn-air-02/telemetry'],
+    ['its device under another domain', 'city/01/energy/hn-air-02/telemetry'],
+    ['its device\'s command topic', 'city/01/environment/hn-air-02/commands'],
+    ['an unknown device', 'city/01/environment/nobody-01/telemetry'],
+    ['a topic outside the scheme', 'city/01/alerts'],
+  ])('refuses a publish for %s', (_name, topic) => {
+    expect(canPublish(gateway, topic, false, lookup).allowed).toBe(false);
+  });
+
+  it('refuses retained telemetry from a gateway too', () => {
+    expect(canPublish(gateway, 'city/01/environment/hn-air-02/telemetry', true, lookup).allowed).toBe(false);
+  });
+
+  it('subscribes only to its own devices\' command topics', () => {
+    expect(canSubscribe(gateway, 'city/01/environment/hn-air-02/commands', lookup).allowed).toBe(true);
+    expect(canSubscribe(gateway, 'city/01/environment/hn-air-03/commands', lookup).allowed).toBe(false);
+    expect(canSubscribe(gateway, 'city/+/+/+/commands', lookup).allowed).toBe(false);
+    expect(canSubscribe(gateway, 'city/01/environment/hn-air-02/telemetry', lookup).allowed).toBe(false);
+  });
+});

@@ -26,6 +26,19 @@ describe('device registry', () => {
     expect(await registry.authenticate('nobody', created?.secret ?? '')).toBeUndefined();
   });
 
+  it('registers devices behind a gateway without a secret of their own', async () => {
+    const registry = await DeviceRegistry.open(dir);
+    await expect(registry.upsertDevices([{ ...hanoi, gateway: 'gw-01' }])).rejects.toThrow(/not a gateway account/);
+    const gatewaySecret = await registry.upsertService('gw-01', 'gateway');
+    const [created] = await registry.upsertDevices([{ ...hanoi, gateway: 'gw-01' }]);
+    expect(created?.secret).toBeUndefined();
+    expect(registry.device(hanoi.id)).toMatchObject({ gateway: 'gw-01', enabled: true });
+    expect(registry.device(hanoi.id)?.secretHash).toBeUndefined();
+    // The device cannot log in by itself; its gateway can.
+    expect(await registry.authenticate(hanoi.id, '')).toBeUndefined();
+    expect(await registry.authenticate('gw-01', gatewaySecret)).toMatchObject({ type: 'service', service: { role: 'gateway' } });
+  });
+
   it('refuses bad device records with a clear message', async () => {
     const registry = await DeviceRegistry.open(dir);
     await expect(registry.upsertDevices([{ ...hanoi, id: 'Bad/Id' }])).rejects.toThrow(/device id/);
