@@ -9,7 +9,7 @@ import { buildBroker, DeviceRegistry, listenMqttTcp, type PlatformBroker } from 
 import { startIngest, type IngestPipeline } from '@citypulse/ingest';
 import { buildApi, OperatorStore, SessionSigner, type ApiApp } from '@citypulse/api';
 import { Influx, startInfluxd } from '@citypulse/infra';
-import { startSimulation, type Simulation } from '@citypulse/simulators';
+import { resolveScenario, scenarioFromFlags, startSimulation, type Simulation } from '@citypulse/simulators';
 
 /**
  * The whole platform in one test process, with real parts on free ports: a private InfluxDB
@@ -92,10 +92,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       ? await startSimulation({
           mqttUrl,
           dataDir,
-          provinces: options.simulate.provinces,
-          domains: options.simulate.domains ?? ['traffic', 'environment', 'energy'],
-          devicesPerProvince: options.simulate.devicesPerProvince,
-          intervalMs: options.simulate.intervalMs,
+          scenario: resolveScenario(
+            scenarioFromFlags({
+              provinces: options.simulate.provinces,
+              domains: options.simulate.domains ?? ['traffic', 'environment', 'energy'],
+              devicesPerProvince: options.simulate.devicesPerProvince,
+              intervalMs: options.simulate.intervalMs,
+            }),
+            { nowMs: Date.now() },
+          ),
           logger: logger.child({ name: 'simulators' }),
         })
       : undefined;
@@ -117,8 +122,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         const location = device.location ?? provinceByCode(device.province)?.label;
         if (!location) throw new Error(`unknown province ${device.province}`);
         const [created] = await registry.upsertDevices([{ ...device, location, kind: 'e2e', name: `E2E ${device.id}` }]);
-        if (!created) throw new Error('provisioning returned nothing');
-        return created;
+        if (created?.secret === undefined) throw new Error('provisioning returned no secret');
+        return { id: created.id, secret: created.secret };
       },
       stop,
     };

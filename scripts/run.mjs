@@ -129,6 +129,12 @@ function runTests(pnpm) {
   process.exit(status);
 }
 
+/** Every package's `bench` script, one after the other (they measure, so never in parallel). */
+function runBenchmarks(pnpm) {
+  say('benchmarks (figures go to BENCHMARKS.md by hand, with the machine they came from) …');
+  process.exit(run([...pnpm, '--recursive', '--workspace-concurrency=1', '--if-present', 'run', 'bench']));
+}
+
 function startPlatform() {
   const tsx = join(ROOT, 'node_modules', '.bin', 'tsx');
   const child = spawn(tsx, [join(ROOT, 'scripts', 'start.ts'), ...process.argv.slice(3)], { cwd: ROOT, stdio: 'inherit' });
@@ -157,6 +163,13 @@ switch (command) {
     buildDashboard(pnpm, true);
     runTests(pnpm);
     break;
+  case 'bench':
+    ensureDebianPackages([
+      ['/usr/bin/influxd', 'influxdb'],
+      ['/usr/sbin/mosquitto', 'mosquitto'],
+    ]);
+    runBenchmarks(pnpm);
+    break;
   default:
-    fail(`unknown command "${command}": use start or test`);
+    fail(`unknown command "${command}": use start, test or bench`);
 }

@@ -20,4 +20,6 @@ export const START_CONFIG = {
   SIM_DOMAINS: { kind: 'string', default: 'traffic,environment,energy', description: 'simulated domains' },
   SIM_DEVICES_PER_PROVINCE: { kind: 'int', default: '4', min: 0, max: 10_000, description: 'simulated devices per province and domain' },
   SIM_INTERVAL_MS: { kind: 'int', default: '2000', min: 100, max: 3_600_000, description: 'publish interval of each simulated device' },
+  SIM_SCENARIO: { kind: 'string', optional: true, description: 'simulate this scenario instead (a file, or a shipped one such as hanoi-winter-rush); replaces the four SIM_ settings above' },
+  SIM_FAULTS: { kind: 'string', optional: true, description: 'faults the simulated devices show: dropout,stuck,spike,malformed,wrong-topic,flood or all; off when empty' },
 } as const satisfies ConfigSpec;

@@ -121,15 +121,13 @@ async function main(): Promise<void> {
   await waitForHealth(`http://127.0.0.1:${config.API_PORT}/healthz`, 60_000);
 
   const provinces = config.SIM_PROVINCES.split(',').map((p) => p.trim()).filter(Boolean);
-  if (provinces.length > 0 && config.SIM_DEVICES_PER_PROVINCE > 0) {
-    launch('simulators', 'simulators/src/cli/simulate.ts', [
-      '--mqtt-url', env.MQTT_URL,
-      '--data-dir', dataDir,
-      '--provinces', provinces.join(','),
-      '--domains', config.SIM_DOMAINS,
-      '--devices', String(config.SIM_DEVICES_PER_PROVINCE),
-      '--interval', `${config.SIM_INTERVAL_MS}ms`,
-    ]);
+  const simulating = config.SIM_SCENARIO !== undefined || (provinces.length > 0 && config.SIM_DEVICES_PER_PROVINCE > 0);
+  if (simulating) {
+    const what =
+      config.SIM_SCENARIO !== undefined
+        ? ['--scenario', config.SIM_SCENARIO]
+        : ['--provinces', provinces.join(','), '--domains', config.SIM_DOMAINS, '--devices', String(config.SIM_DEVICES_PER_PROVINCE), '--interval', `${config.SIM_INTERVAL_MS}ms`];
+    launch('simulators', 'simulators/src/cli/simulate.ts', ['--mqtt-url', env.MQTT_URL, '--data-dir', dataDir, ...what, ...(config.SIM_FAULTS ? ['--faults', config.SIM_FAULTS] : [])]);
   }
 
   const topic = deviceTopic(DEMO_DEVICE, 'telemetry');
@@ -140,7 +138,7 @@ async function main(): Promise<void> {
     Login       ${credentials.admin.username} / ${credentials.admin.password}
     MQTT        mqtt://localhost:${config.MQTT_PORT} (MQTT 3.1.1)${config.MQTT_WS_PORT ? `, ws://localhost:${config.MQTT_WS_PORT}` : ''}
     InfluxDB    ${influxUrl} (database ${config.INFLUX_DATABASE})
-    Simulated   ${provinces.length > 0 ? `${provinces.length} provinces × ${config.SIM_DEVICES_PER_PROVINCE} devices per domain, every ${config.SIM_INTERVAL_MS} ms` : 'off'}
+    Simulated   ${config.SIM_SCENARIO !== undefined ? `scenario ${config.SIM_SCENARIO}` : simulating ? `${provinces.length} provinces × ${config.SIM_DEVICES_PER_PROVINCE} devices per domain, every ${config.SIM_INTERVAL_MS} ms` : 'off'}${config.SIM_FAULTS ? `, faults ${config.SIM_FAULTS}` : ''}
 
   Publish as a real device (the demo device ${DEMO_DEVICE.deviceId}, in Hà Nội):
 
@@ -150,7 +148,7 @@ async function main(): Promise<void> {
   Credentials: ${join(config.DATA_DIR, 'credentials.json')} · logs: ${join(config.DATA_DIR, 'logs')}/ · Ctrl+C stops everything.
 `);
 
-  if (provinces.length > 0 && config.SIM_DEVICES_PER_PROVINCE > 0) {
+  if (simulating) {
     const first = await waitForFirstReading(`http://127.0.0.1:${config.API_PORT}`, credentials.admin, 120_000);
     if (first) say(`first live reading on the map ${((Date.now() - startedAt) / 1000).toFixed(1)} s after npm start (device ${first})`);
   }

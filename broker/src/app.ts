@@ -5,7 +5,7 @@ import { Aedes, type AedesOptions, type AuthenticateError, type Client } from 'a
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Logger } from 'pino';
 import { DOMAINS, parseDeviceTopic, type Domain } from '@citypulse/contracts';
-import { canPublish, canSubscribe } from './acl.js';
+import { canPublish, canSubscribe, type AclDecision } from './acl.js';
 import type { DeviceRegistry, Principal } from './registry.js';
 
 /** Every broker knob in one place (units in the names); server.ts overrides from the environment. */
@@ -116,17 +116,30 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
         return;
       }
       const principal = principals.get(client);
-      const decision = principal ? canPublish(principal, packet.topic, packet.retain, lookup) : { allowed: false as const, reason: 'not authenticated' };
-      if (!decision.allowed) {
-        counters.aclPublishDenied++;
-        logger.warn({ code: 'E_ACL_PUBLISH', clientId: client.id, topic: packet.topic.slice(0, 200), reason: decision.reason }, 'publish refused');
-        // MQTT 3.1.1 has no negative PUBACK: the server closes the connection [MQTT-3.3.5-2].
-        done(new Error(decision.reason));
+      const decide = () => (principal ? canPublish(principal, packet.topic, packet.retain, lookup) : { allowed: false as const, reason: 'not authenticated' });
+      const finish = (decision: AclDecision) => {
+        if (!decision.allowed) {
+          counters.aclPublishDenied++;
+          logger.warn({ code: 'E_ACL_PUBLISH', clientId: client.id, topic: packet.topic.slice(0, 200), reason: decision.reason }, 'publish refused');
+          // MQTT 3.1.1 has no negative PUBACK: the server closes the connection [MQTT-3.3.5-2].
+          done(new Error(decision.reason));
+          return;
+        }
+        const parsed = parseDeviceTopic(packet.topic);
+        if (parsed.ok && parsed.value.channel === 'telemetry') counters.messagesIn[parsed.value.domain]++;
+        done(null);
+      };
+      const decision = decide();
+      // A gateway's rights depend on device records: one provisioned a moment ago may not be
+      // loaded yet, so look at the file once more before refusing.
+      if (!decision.allowed && principal?.type === 'service' && principal.service.role === 'gateway') {
+        registry.refreshIfChanged().then(
+          () => finish(decide()),
+          () => finish(decision),
+        );
         return;
       }
-      const parsed = parseDeviceTopic(packet.topic);
-      if (parsed.ok && parsed.value.channel === 'telemetry') counters.messagesIn[parsed.value.domain]++;
-      done(null);
+      finish(decision);
     },
 
     authorizeSubscribe(client, subscription, done) {

@@ -1,6 +1,6 @@
 import { randomBytes, scrypt as scryptCb, timingSafeEqual, createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { watch, type FSWatcher } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -126,6 +126,8 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
   #reloadTimer: NodeJS.Timeout | undefined;
   /** Cache of recent successful logins: sha256(id, secret, hash) → true, so a reconnect storm does not redo scrypt. */
   readonly #verified = new Map<string, string>();
+  #loadedMtimeMs = 0;
+  #reloading: Promise<void> | undefined;
 
   private constructor(file: string) {
     super();
@@ -155,6 +157,8 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
 
   /** Checks a login. Returns the principal, or undefined for an unknown id, a wrong secret or a disabled account. */
   async authenticate(id: string, secret: string): Promise<Principal | undefined> {
+    // A device provisioned a moment ago may log in before the file watch fires: look again once.
+    if (!this.device(id) && !this.service(id)) await this.refreshIfChanged();
     const device = this.device(id);
     const service = device ? undefined : this.service(id);
     const stored = device?.secretHash ?? service?.secretHash;
@@ -247,8 +251,40 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
     return secret;
   }
 
+  /**
+   * Re-reads the file now if it changed since the last read (or waits for a reload in progress):
+   * for a lookup that missed a device provisioned a moment ago, before the file watch fired.
+   */
+  async refreshIfChanged(): Promise<void> {
+    if (this.#reloading) await this.#reloading;
+    else if (await this.#changedOnDisk()) await this.reload();
+  }
+
+  /** True when the file was written since it was last read (one stat, no read). */
+  async #changedOnDisk(): Promise<boolean> {
+    try {
+      return (await stat(this.file)).mtimeMs !== this.#loadedMtimeMs;
+    } catch {
+      return false;
+    }
+  }
+
   /** Re-reads the file; emits `change` with the accounts that were revoked. */
-  async reload(): Promise<void> {
+  reload(): Promise<void> {
+    const reloading = this.#reloadNow();
+    this.#reloading = reloading;
+    const clear = () => {
+      if (this.#reloading === reloading) this.#reloading = undefined;
+    };
+    reloading.then(clear, clear);
+    return reloading;
+  }
+
+  async #reloadNow(): Promise<void> {
+    this.#loadedMtimeMs = await stat(this.file).then(
+      (s) => s.mtimeMs,
+      () => 0,
+    );
     const next = await readRegistryFile(this.file);
     const revoked: string[] = [];
     const accounts = (d: RegistryFile) => new Map<string, { enabled: boolean; secretHash?: string | undefined }>([...Object.entries(d.devices), ...Object.entries(d.services)]);

@@ -1,7 +1,10 @@
+import { Compile } from 'typebox/compile';
+import type { Validator } from 'typebox/compile';
 import { vnAqiBand, vnAqiIndicative } from './aqi.js';
 import { deriveEnergy, type EnergyDevice } from './energy.js';
-import type { EnergyReading, EnvironmentReading, ReadingByDomain, TrafficReading } from './schemas.js';
-import type { Domain } from './topics.js';
+import { fail, ok, type Result } from './result.js';
+import { READING_SCHEMAS, type EnergyReading, type EnvironmentReading, type ReadingByDomain, type TrafficReading } from './schemas.js';
+import { DOMAINS, type Domain } from './topics.js';
 import { deriveTraffic, LOS_COLORS } from './traffic.js';
 
 /** Scalar values as stored (InfluxDB fields) and sent in live frames. */
@@ -85,6 +88,81 @@ export function flattenReading(reading: object): Fields {
     if (key !== 'ts') walk(key, value);
   }
   return fields;
+}
+
+/** A stored row's field columns: InfluxDB answers null for a field the row does not have. */
+export type StoredFields = Readonly<Record<string, FieldValue | null | undefined>>;
+
+interface SchemaNode {
+  readonly type?: string;
+  readonly properties?: Readonly<Record<string, SchemaNode>>;
+}
+
+const DERIVED_NAMES: ReadonlySet<string> = new Set(DERIVED_FIELDS);
+let readingValidators: Record<Domain, Validator> | undefined;
+
+/**
+ * The inverse of flattenReading, for rows read back from InfluxDB: derived fields are dropped,
+ * `parent_child` columns become nested objects again where the schema has such an object
+ * (phaseVoltage_L1 → phaseVoltage.L1, intensityByVehicleType_motorcycle → …), numbers the
+ * schema declares as integers are rounded back (InfluxDB stores every number as a float), and
+ * the result is checked against the domain's reading schema. `ts` is the row's time; without it
+ * `fields.ts` is used. Pass field columns only, not tags (province, device, kind).
+ */
+export function unflattenReading<D extends Domain>(domain: D, fields: StoredFields, ts?: number): Result<ReadingByDomain[D]> {
+  const properties = (READING_SCHEMAS[domain] as SchemaNode).properties ?? {};
+  const values = new Map<string, unknown>();
+  const nested = new Map<string, Map<string, unknown>>();
+  const time = ts ?? fields.ts;
+  if (time !== undefined && time !== null) values.set('ts', coerceStored(properties.ts, time));
+  for (const [name, value] of Object.entries(fields)) {
+    if (value === null || value === undefined || name === 'ts' || DERIVED_NAMES.has(name)) continue;
+    const own = Object.hasOwn(properties, name) ? properties[name] : undefined;
+    if (own && own.type !== 'object') {
+      values.set(name, coerceStored(own, value));
+      continue;
+    }
+    // flattenReading joins nesting with '_': split at the first one and look the parts up in the schema.
+    const cut = name.indexOf('_');
+    const parentName = cut > 0 ? name.slice(0, cut) : '';
+    const childName = name.slice(cut + 1);
+    const parent = Object.hasOwn(properties, parentName) ? properties[parentName] : undefined;
+    const child = parent?.type === 'object' && parent.properties && Object.hasOwn(parent.properties, childName) ? parent.properties[childName] : undefined;
+    if (!child) return fail('E_PAYLOAD_SCHEMA', `${domain} field "${name.slice(0, 64)}" is not part of the ${domain} reading schema`);
+    let group = nested.get(parentName);
+    if (!group) nested.set(parentName, (group = new Map<string, unknown>()));
+    group.set(childName, coerceStored(child, value));
+  }
+  // Rebuild in the schema's key order, so a replayed payload reads like the device's original.
+  const reading: Record<string, unknown> = {};
+  for (const [name, schema] of Object.entries(properties)) {
+    if (values.has(name)) reading[name] = values.get(name);
+    const group = nested.get(name);
+    if (group) {
+      const object: Record<string, unknown> = {};
+      for (const childName of Object.keys(schema.properties ?? {})) if (group.has(childName)) object[childName] = group.get(childName);
+      reading[name] = object;
+    }
+  }
+  readingValidators ??= Object.fromEntries(DOMAINS.map((d) => [d, Compile(READING_SCHEMAS[d])])) as Record<Domain, Validator>;
+  const validator = readingValidators[domain];
+  if (!validator.Check(reading)) {
+    const problems = validator
+      .Errors(reading)
+      .slice(0, 3)
+      .map((e) => `${e.instancePath === '' ? '(root)' : e.instancePath} ${e.message}`);
+    return fail('E_PAYLOAD_SCHEMA', `stored ${domain} row is not a valid reading: ${problems.join('; ')}`);
+  }
+  return ok(reading as ReadingByDomain[D]);
+}
+
+/** InfluxDB keeps numbers as floats: give integers back their integer form (seq, intensity, laneId …). */
+function coerceStored(schema: SchemaNode | undefined, value: FieldValue): FieldValue {
+  if (schema?.type === 'integer' && typeof value === 'number' && Number.isFinite(value)) {
+    const rounded = Math.round(value);
+    if (Math.abs(value - rounded) < 1e-6) return rounded;
+  }
+  return value;
 }
 
 export interface ReadingState {

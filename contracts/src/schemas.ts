@@ -38,6 +38,8 @@ export const TrafficReading = Type.Object(
     congested: Type.Optional(Type.Boolean()),
     laneId: Type.Optional(Type.Integer({ minimum: 0, maximum: 20 })),
     laneDirection: Type.Optional(Type.Union([Type.Literal('forward'), Type.Literal('backward')])),
+    /** The road segment the lane belongs to (FIWARE TrafficFlowObserved `refRoadSegment`), e.g. "01-c2-s3". */
+    refRoadSegment: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', maxLength: 64, description: 'road segment id' })),
     /** Vehicles per class in the period; motorcycles dominate in Vietnam, so classes stay separate. */
     intensityByVehicleType: Type.Optional(
       Type.Object(

@@ -1,5 +1,6 @@
 export * from './influx-client.js';
 export * from './influxd.js';
+export * from './mosquitto.js';
 export * from './ports.js';
 export * from './system.js';
 export * from './process.js';

@@ -1,189 +1,760 @@
 import { DeviceRegistry, generateSecret, type DeviceRecord, type NewDevice } from '@citypulse/broker/registry';
-import { CodedError, deviceTopic, DOMAINS, isDomain, isProvinceCode, type DeviceStatusPayload, type Domain } from '@citypulse/contracts';
+import { CodedError, deviceTopic, MAX_BATCH_READINGS, type DeviceStatusPayload, type Domain, type Reading } from '@citypulse/contracts';
 import { connect, type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
+import { applyFaults, faultsForDevice, initialFaultState, type DeviceFaults, type FaultState } from './faults.js';
 import { initialState, type DeviceState, type ModelOptions, type SimulatedDevice } from './models/common.js';
 import { nextReading } from './models/index.js';
 import { placeDevices } from './placement.js';
 import { deriveSeed, Rng } from './random.js';
+import { FAULT_TYPES, type FaultType, type Scenario } from './scenario.js';
 import { readSecrets, secretsFilePath, writeSecrets } from './secrets.js';
+import { buildWorld } from './world.js';
+import { redactUrl } from './cli/tool-flags.js';
+
+/**
+ * The simulation engine: places a scenario's devices, provisions them in the device registry, and
+ * drives them on the scenario clock. Each device measures on its own fixed grid (start + offset +
+ * k·interval); readings come from the pure models, go through the faults, and leave over MQTT, one
+ * connection per device or a few gateway connections that publish for many devices. A device that
+ * cannot send (offline, or its connection's in-flight window is full) keeps its readings and sends
+ * the backlog in the contract's batch form when it can.
+ */
 
 export interface SimulationOptions {
-  /** Broker URL, e.g. mqtt://127.0.0.1:1883; devices log in with username = device id, password = secret. */
+  /** Broker URL, e.g. mqtt://127.0.0.1:1883. */
   readonly mqttUrl: string;
   /** Folder of the device registry (devices.json) and of simulator-secrets.json. */
   readonly dataDir: string;
-  /** Province codes from the contract, e.g. '01' Hà Nội, '79' Hồ Chí Minh, '48' Đà Nẵng. */
-  readonly provinces: readonly string[];
-  readonly domains: readonly Domain[];
-  /** Devices per province and domain. */
-  readonly devicesPerProvince: number;
-  /** Publish interval of each device, ms. */
-  readonly intervalMs: number;
-  /** Seed of placement and readings (default SIMULATION_DEFAULTS.seed). */
-  readonly seed?: number;
+  /** A resolved scenario (see loadScenarioFile, resolveScenario, scenarioFromFlags). */
+  readonly scenario: Scenario;
   readonly logger?: Logger;
-  /** Clock for reading timestamps, ms since the epoch (default Date.now). */
-  readonly clock?: () => number;
+  /** Wall clock, epoch ms (default Date.now). */
+  readonly wallClock?: () => number;
+  /** Receives every message as it is handed to MQTT (a Recorder from recording.ts). */
+  readonly recorder?: MessageSink;
+  /**
+   * Register devices (and gateways) in the registry and log in with their secrets (default). Off
+   * only for benchmarks against a broker without authentication: devices then log in with their
+   * id and an empty password.
+   */
+  readonly provision?: boolean;
+  /** Devices connecting per second at start and after a broker restart (device mode). */
+  readonly connectRatePerSecond?: number;
+}
+
+export interface MessageSink {
+  write(message: { readonly at: number; readonly topic: string; readonly qos: 0 | 1 | 2; readonly retain: boolean; readonly payload: string }): void;
 }
 
 export interface SimulationStats {
-  /** Devices currently connected to the broker. */
+  readonly devices: number;
+  /** Devices whose connection (their own or their gateway's) is up. */
   readonly connected: number;
-  /** Telemetry readings published (acknowledged by the broker for QoS 1). */
+  readonly connections: number;
+  readonly connectionsUp: number;
+  /** MQTT messages accepted by the broker (PUBACK for QoS 1, written for QoS 0). */
   readonly published: number;
-  /** Connection failures, refused logins and failed publishes. */
+  /** Readings inside those messages (a batch carries many). */
+  readonly readings: number;
+  /** Readings waiting in device buffers. */
+  readonly buffered: number;
+  /** Readings lost: buffer overflow, or a dropout with `lose`. */
+  readonly lost: number;
+  /** Connection failures, refused logins, failed publishes. */
   readonly errors: number;
+  readonly faults: Readonly<Record<FaultType, number>>;
+  /** The scenario clock, epoch ms. */
+  readonly scenarioMs: number;
+  /** Share of the scenario's duration done, 0–1; undefined without a duration. */
+  readonly progress: number | undefined;
 }
 
 export interface Simulation {
   readonly devices: readonly SimulatedDevice[];
+  readonly scenario: Scenario;
   stats(): SimulationStats;
+  /** Resolves when the scenario's duration has run out and everything was sent (never without a duration). */
+  readonly finished: Promise<void>;
   /** Publishes each device's offline status, disconnects cleanly and resolves when every client is closed. */
   stop(): Promise<void>;
 }
 
 export const SIMULATION_DEFAULTS = {
-  seed: 20_250_701, // 1 July 2025, the day the 34-unit scheme took effect
-  minIntervalMs: 100,
-  maxIntervalMs: 3_600_000, // 1 hour, the schema's longest counting period
-  maxDevicesPerProvince: 999, // ids carry three digits
   keepaliveS: 30,
   connectTimeoutMs: 10_000,
   reconnectMinMs: 1_000,
   reconnectMaxMs: 30_000,
-  stopTimeoutMs: 5_000,
+  stopTimeoutMs: 10_000,
+  /** QoS 1 messages in flight per device connection, and per gateway connection. */
+  deviceWindow: 50,
+  gatewayWindow: 2_000,
+  connectRatePerSecond: 500,
+  /** A batch stays well under the contract's 256 KiB payload limit. */
+  maxBatchBytes: 200_000,
+  /** Devices handled per turn of the event loop before I/O gets a turn. */
+  ticksPerTurn: 2_000,
 } as const;
 
-/**
- * QoS 1 for every domain, as the contract's topic scheme asks. For traffic too: a reading is the
- * count of its own period, not a snapshot the next one supersedes, so a lost message is a hole in
- * the flow totals; one PUBACK per device per interval costs little.
- */
-const TELEMETRY_QOS: Readonly<Record<Domain, 0 | 1>> = { traffic: 1, environment: 1, energy: 1 };
 const MQTT_PROTOCOLS = ['mqtt:', 'mqtts:', 'tcp:', 'ssl:', 'ws:', 'wss:'];
 
-/** Places, provisions and connects the simulated devices; readings start within one interval. */
 export async function startSimulation(options: SimulationOptions): Promise<Simulation> {
-  const config = validateOptions(options);
+  const { scenario } = options;
+  checkUrl(options.mqttUrl);
   const logger = (options.logger ?? pino({ enabled: false })).child({ component: 'simulators' });
-  const planned = placeDevices(config);
-  const { secrets, disabled } = await provision(options.dataDir, planned, logger);
-  const devices = planned.filter((d) => !disabled.has(d.id));
-
-  const counters = { connected: 0, published: 0, errors: 0 };
-  const context: RunnerContext = {
-    mqttUrl: options.mqttUrl,
-    intervalMs: config.intervalMs,
-    model: { seed: config.seed, periodSeconds: Math.max(1, Math.round(config.intervalMs / 1000)) },
-    clock: options.clock ?? Date.now,
-    counters,
-    logger,
-  };
-  const runners = devices.map((device, index) => {
-    const secret = secrets.get(device.id);
-    if (secret === undefined) throw new Error(`no secret for ${device.id} after provisioning`); // provision() guarantees one
-    // Spread first publishes evenly over one interval so N devices never fire together.
-    return new DeviceRunner(device, secret, ((index + 0.5) / devices.length) * config.intervalMs, context);
-  });
-  try {
-    for (const runner of runners) runner.start();
-  } catch (err) {
-    await Promise.all(runners.map((r) => r.stop()));
-    throw err;
-  }
-  logger.info({ devices: devices.length, provinces: config.provinces, domains: config.domains, intervalMs: config.intervalMs, mqttUrl: redactUrl(options.mqttUrl) }, 'simulation started');
-
-  let stopping: Promise<void> | undefined;
+  const wallClock = options.wallClock ?? Date.now;
+  const planned = placeDevices({ seed: scenario.seed, groups: scenario.groups });
+  const gatewayIds = scenario.mode === 'gateway' ? Array.from({ length: scenario.gateways }, (_, i) => `sim-gw-${String(i + 1).padStart(3, '0')}`) : [];
+  const gatewayOf = (index: number) => gatewayIds[Math.floor((index * gatewayIds.length) / planned.length)] ?? '';
+  const provisioned = options.provision === false ? undefined : await provision(options.dataDir, planned, gatewayIds, gatewayOf, logger);
+  const devices = provisioned ? planned.filter((d) => !provisioned.disabled.has(d.id)) : planned;
+  const engine = new Engine(options, devices, gatewayIds, provisioned?.secrets, logger, wallClock);
+  await engine.start();
+  logger.info(
+    { scenario: scenario.name, devices: devices.length, mode: scenario.mode, connections: engine.linkCount, speed: scenario.speed, start: new Date(scenario.startMs).toISOString(), mqttUrl: redactUrl(options.mqttUrl) },
+    'simulation started',
+  );
   return {
     devices,
-    stats: () => ({ ...counters }),
-    stop: () => {
-      stopping ??= Promise.all(runners.map((r) => r.stop())).then(() => {
-        logger.info({ published: counters.published, errors: counters.errors }, 'simulation stopped');
-      });
-      return stopping;
-    },
+    scenario,
+    stats: () => engine.stats(),
+    finished: engine.finished,
+    stop: () => engine.stop(),
   };
 }
 
-interface ValidatedOptions {
-  readonly provinces: readonly string[];
-  readonly domains: readonly Domain[];
-  readonly devicesPerProvince: number;
+/** One simulated device as the engine drives it (plain fields: there may be 50,000 of them). */
+interface Runner {
+  readonly device: SimulatedDevice;
+  readonly index: number;
   readonly intervalMs: number;
-  readonly seed: number;
+  readonly qos: 0 | 1;
+  readonly telemetryTopic: string;
+  readonly statusTopic: string;
+  readonly skewMs: number;
+  readonly model: ModelOptions;
+  readonly faults: DeviceFaults | undefined;
+  readonly faultState: FaultState | undefined;
+  readonly link: Link;
+  state: DeviceState;
+  nextDue: number;
+  backlog: Reading[];
+  /** Status to publish when the link can (gateway mode and dropouts). */
+  pendingStatus: 'online' | 'offline' | undefined;
+  /** Inside a dropout (gateway mode: the device is silent while its gateway stays up). */
+  droppedOut: boolean;
 }
 
-function validateOptions(options: SimulationOptions): ValidatedOptions {
-  const problems: string[] = [];
-  let url: URL | undefined;
-  try {
-    url = new URL(options.mqttUrl);
-  } catch {
-    problems.push(`mqttUrl "${options.mqttUrl}" is not a URL (e.g. mqtt://127.0.0.1:1883)`);
+/** One MQTT connection: a device's own, or a gateway's. */
+interface Link {
+  readonly id: string;
+  readonly username: string;
+  readonly password: string;
+  readonly members: Runner[];
+  readonly window: number;
+  readonly jitter: Rng;
+  client: MqttClient | undefined;
+  connected: boolean;
+  inflight: number;
+  failures: number;
+  reconnectTimer: NodeJS.Timeout | undefined;
+  /** Wall time before which a dropout keeps the link down. */
+  holdUntil: number;
+  /** Members with a backlog or a pending status. */
+  readonly pending: Set<Runner>;
+}
+
+class Engine {
+  readonly finished: Promise<void>;
+  readonly #options: SimulationOptions;
+  readonly #scenario: Scenario;
+  readonly #logger: Logger;
+  readonly #wallClock: () => number;
+  readonly #runners: Runner[] = [];
+  readonly #links: Link[] = [];
+  readonly #heap: Runner[] = [];
+  readonly #endMs: number;
+  readonly #counters = { published: 0, readings: 0, lost: 0, errors: 0, buffered: 0 };
+  readonly #faultCounts = Object.fromEntries(FAULT_TYPES.map((t) => [t, 0])) as Record<FaultType, number>;
+  #resolveFinished: () => void = () => undefined;
+  #wallStart = 0;
+  #virtualNow: number;
+  #stopping = false;
+  #stopped: Promise<void> | undefined;
+  #loopTimer: NodeJS.Timeout | undefined;
+  #wakeMax: (() => void) | undefined;
+  #linksUp = 0;
+  #devicesUp = 0;
+  /** The schedule has started (under speed "max", only once every link is up). */
+  #running = false;
+
+  constructor(options: SimulationOptions, devices: readonly SimulatedDevice[], gatewayIds: readonly string[], secrets: ReadonlyMap<string, string> | undefined, logger: Logger, wallClock: () => number) {
+    this.#options = options;
+    this.#scenario = options.scenario;
+    this.#logger = logger;
+    this.#wallClock = wallClock;
+    this.#virtualNow = this.#scenario.startMs;
+    this.#endMs = this.#scenario.durationMs === undefined ? Infinity : this.#scenario.startMs + this.#scenario.durationMs;
+    this.finished = new Promise((resolve) => {
+      this.#resolveFinished = resolve;
+    });
+
+    const scenario = this.#scenario;
+    const world = buildWorld({ seed: scenario.seed, events: scenario.events, devices });
+    const groupOf = new Map(scenario.groups.map((g) => [`${g.province}/${g.domain}`, g]));
+    const models = new Map<number, ModelOptions>();
+    const modelFor = (intervalMs: number): ModelOptions => {
+      let model = models.get(intervalMs);
+      if (!model) {
+        model = { seed: scenario.seed, periodSeconds: Math.max(1, Math.round(intervalMs / 1000)), world };
+        models.set(intervalMs, model);
+      }
+      return model;
+    };
+    const secretOf = (id: string) => secrets?.get(id) ?? '';
+    const gatewayLinks = gatewayIds.map((id) => this.#newLink(id, secretOf(id), SIMULATION_DEFAULTS.gatewayWindow));
+    this.#links.push(...gatewayLinks);
+
+    devices.forEach((device, index) => {
+      const intervalMs = groupOf.get(`${device.province}/${device.domain}`)?.intervalMs ?? 60_000;
+      const link = gatewayLinks.length > 0 ? (gatewayLinks[Math.floor((index * gatewayLinks.length) / devices.length)] as Link) : this.#newLink(device.id, secretOf(device.id), SIMULATION_DEFAULTS.deviceWindow);
+      if (gatewayLinks.length === 0) this.#links.push(link);
+      const faults = faultsForDevice(device, scenario.seed, scenario.faults);
+      const address = { province: device.province, domain: device.domain, deviceId: device.id };
+      // Spread first readings over one interval (golden-ratio steps): devices never fire together.
+      const offset = Math.floor(((index * 0.618_033_988_75) % 1) * intervalMs);
+      const runner: Runner = {
+        device,
+        index,
+        intervalMs,
+        qos: scenario.qos[device.domain],
+        telemetryTopic: deviceTopic(address, 'telemetry'),
+        statusTopic: deviceTopic(address, 'status'),
+        skewMs: clockSkew(scenario, device),
+        model: modelFor(intervalMs),
+        faults,
+        faultState: faults ? initialFaultState() : undefined,
+        link,
+        state: initialState(),
+        nextDue: scenario.startMs + offset,
+        backlog: [],
+        pendingStatus: undefined,
+        droppedOut: false,
+      };
+      link.members.push(runner);
+      this.#runners.push(runner);
+      if (runner.nextDue < this.#endMs) this.#push(runner);
+    });
   }
-  if (url && !MQTT_PROTOCOLS.includes(url.protocol)) problems.push(`mqttUrl "${redactUrl(options.mqttUrl)}" must use mqtt://, mqtts://, ws:// or wss://`);
-  if (options.dataDir.trim() === '') problems.push('dataDir must name a folder');
-  const provinces = [...new Set(options.provinces)];
-  if (provinces.length === 0) problems.push('provinces must name at least one province code (e.g. 01 for Hà Nội)');
-  for (const code of provinces) {
-    if (!isProvinceCode(code)) problems.push(`provinces: "${code}" is not one of the 34 province codes (e.g. 01 Hà Nội, 79 Hồ Chí Minh, 48 Đà Nẵng)`);
+
+  get linkCount(): number {
+    return this.#links.length;
   }
-  const domains = [...new Set(options.domains)];
-  if (domains.length === 0) problems.push(`domains must name at least one of ${DOMAINS.join(', ')}`);
-  for (const domain of domains) {
-    if (!isDomain(domain)) problems.push(`domains: "${String(domain)}" must be one of ${DOMAINS.join(', ')}`);
+
+  async start(): Promise<void> {
+    this.#wallStart = this.#wallClock();
+    const rate = this.#options.connectRatePerSecond ?? SIMULATION_DEFAULTS.connectRatePerSecond;
+    // Connect at a bounded rate: 50,000 devices logging in at once would only measure the broker's scrypt.
+    const batch = Math.max(1, Math.ceil(rate / 20));
+    for (let i = 0; i < this.#links.length; i += batch) {
+      for (const link of this.#links.slice(i, i + batch)) this.#connect(link);
+      if (i + batch < this.#links.length) await sleep(50);
+      if (this.#stopping) return;
+    }
+    if (this.#scenario.speed === 'max') {
+      // Virtual time only moves while every connection is up, so a run is the same every time.
+      await this.#waitFor(() => this.#linksUp === this.#links.length, 60_000);
+      void this.#runMax();
+    } else {
+      this.#wallStart = this.#wallClock();
+      this.#running = true;
+      this.#runRealTime();
+    }
   }
-  const { maxDevicesPerProvince, minIntervalMs, maxIntervalMs } = SIMULATION_DEFAULTS;
-  if (!Number.isInteger(options.devicesPerProvince) || options.devicesPerProvince < 1 || options.devicesPerProvince > maxDevicesPerProvince) {
-    problems.push(`devicesPerProvince ${options.devicesPerProvince} must be a whole number from 1 to ${maxDevicesPerProvince}`);
+
+  stats(): SimulationStats {
+    const scenarioMs = this.#scenarioNow();
+    const { durationMs, startMs } = this.#scenario;
+    return {
+      devices: this.#runners.length,
+      connected: this.#devicesUp,
+      connections: this.#links.length,
+      connectionsUp: this.#linksUp,
+      published: this.#counters.published,
+      readings: this.#counters.readings,
+      buffered: this.#counters.buffered,
+      lost: this.#counters.lost,
+      errors: this.#counters.errors,
+      faults: { ...this.#faultCounts },
+      scenarioMs,
+      progress: durationMs === undefined ? undefined : Math.min(1, Math.max(0, (scenarioMs - startMs) / durationMs)),
+    };
   }
-  if (!Number.isFinite(options.intervalMs) || options.intervalMs < minIntervalMs || options.intervalMs > maxIntervalMs) {
-    problems.push(`intervalMs ${options.intervalMs} must be from ${minIntervalMs} to ${maxIntervalMs} ms`);
+
+  stop(): Promise<void> {
+    this.#stopped ??= this.#stop();
+    return this.#stopped;
   }
-  const seed = options.seed ?? SIMULATION_DEFAULTS.seed;
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffff_ffff) problems.push(`seed ${seed} must be a whole number from 0 to 4294967295`);
-  if (problems.length > 0) throw new CodedError('E_CONFIG', `invalid simulation options:\n  ${problems.join('\n  ')}`);
-  return { provinces, domains, devicesPerProvince: options.devicesPerProvince, intervalMs: options.intervalMs, seed };
+
+  async #stop(): Promise<void> {
+    this.#stopping = true;
+    clearTimeout(this.#loopTimer);
+    this.#wakeMax?.();
+    await Promise.all(this.#links.map((link) => this.#closeLink(link)));
+    this.#resolveFinished();
+    this.#logger.info({ published: this.#counters.published, readings: this.#counters.readings, errors: this.#counters.errors }, 'simulation stopped');
+  }
+
+  // ── the scenario clock ────────────────────────────────────────────────────────────────────
+
+  #scenarioNow(): number {
+    const { speed, startMs } = this.#scenario;
+    if (speed === 'max') return this.#virtualNow;
+    return startMs + (this.#wallClock() - this.#wallStart) * speed;
+  }
+
+  /** Timestamp a reading measured at scenario time `atMs` carries on the wire (before the device's skew). */
+  #wireTime(atMs: number): number {
+    return this.#scenario.timestamps === 'scenario' ? atMs : Math.round(this.#wallClock());
+  }
+
+  #runRealTime(): void {
+    if (this.#stopping) return;
+    const now = this.#scenarioNow();
+    let handled = 0;
+    let top = this.#heap[0];
+    while (top && top.nextDue <= now) {
+      this.#tick(this.#pop());
+      top = this.#heap[0];
+      if (++handled >= SIMULATION_DEFAULTS.ticksPerTurn) {
+        this.#loopTimer = setTimeout(() => this.#runRealTime(), 0);
+        return;
+      }
+    }
+    if (!top) {
+      void this.#finish();
+      return;
+    }
+    const speed = this.#scenario.speed as number;
+    const waitMs = Math.min(1000, Math.max(1, (top.nextDue - now) / speed));
+    this.#loopTimer = setTimeout(() => this.#runRealTime(), waitMs);
+  }
+
+  async #runMax(): Promise<void> {
+    this.#running = true;
+    for (const link of this.#links) this.#flush(link);
+    let handled = 0;
+    while (!this.#stopping) {
+      const top = this.#heap[0];
+      if (!top) break;
+      // Back-pressure: time stands still until the connection can take more.
+      if (!top.link.connected || top.link.inflight >= top.link.window) {
+        await this.#waitFor(() => this.#stopping || (top.link.connected && top.link.inflight < top.link.window / 2), Infinity);
+        continue;
+      }
+      this.#virtualNow = top.nextDue;
+      this.#tick(this.#pop());
+      if (++handled >= SIMULATION_DEFAULTS.ticksPerTurn) {
+        handled = 0;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+    if (!this.#stopping) {
+      this.#virtualNow = Math.max(this.#virtualNow, Math.min(this.#endMs, this.#virtualNow));
+      await this.#finish();
+    }
+  }
+
+  /** The duration ran out: send what is buffered, wait for the acknowledgements, resolve `finished`. */
+  async #finish(): Promise<void> {
+    await this.#waitFor(() => this.#stopping || this.#links.every((l) => l.pending.size === 0 && l.inflight === 0), 120_000);
+    this.#logger.info({ readings: this.#counters.readings, published: this.#counters.published }, 'scenario finished');
+    this.#resolveFinished();
+  }
+
+  /** Polls `condition` each time a publish completes or a link changes state (and every 100 ms). */
+  async #waitFor(condition: () => boolean, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (!condition()) {
+      if (Date.now() >= deadline) return false;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 100);
+        this.#wakeMax = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    return true;
+  }
+
+  #wake(): void {
+    const wake = this.#wakeMax;
+    this.#wakeMax = undefined;
+    wake?.();
+  }
+
+  // ── one reading ───────────────────────────────────────────────────────────────────────────
+
+  #tick(runner: Runner): void {
+    const at = runner.nextDue;
+    runner.nextDue = at + runner.intervalMs;
+    if (runner.nextDue < this.#endMs) this.#push(runner);
+
+    const step = nextReading(runner.device, runner.state, at, runner.model);
+    runner.state = step.state;
+    let reading = step.reading;
+    const ts = this.#wireTime(at) + runner.skewMs;
+    if (ts !== reading.ts) reading = { ...reading, ts };
+
+    let payload: string | undefined;
+    let topic = runner.telemetryTopic;
+    let copies = 1;
+    if (runner.faults && runner.faultState) {
+      const outcome = applyFaults(runner.device, runner.faults, runner.faultState, reading, at, runner.intervalMs, this.#scenario.seed);
+      for (const type of outcome.applied) this.#faultCounts[type]++;
+      reading = outcome.reading;
+      if (outcome.dropoutStarts) this.#dropOut(runner, runner.faultState.dropoutUntil - at);
+      if (outcome.offline) {
+        if (outcome.lose) this.#counters.lost++;
+        else this.#buffer(runner, reading);
+        return;
+      }
+      if (runner.droppedOut) {
+        runner.droppedOut = false;
+        if (this.#scenario.mode === 'gateway') this.#setStatus(runner, 'online');
+      }
+      payload = outcome.payload;
+      topic = outcome.topic ?? topic;
+      copies = outcome.copies;
+    }
+
+    const link = runner.link;
+    if (!link.connected || link.inflight >= link.window || runner.backlog.length > 0) {
+      // Keep order: a device with a backlog sends it first, in the batch form.
+      this.#buffer(runner, reading);
+      if (link.connected && link.inflight < link.window) this.#flush(link);
+      return;
+    }
+    const text = payload ?? JSON.stringify(reading);
+    for (let i = 0; i < copies; i++) this.#send(link, topic, text, runner.qos, false, payload === undefined ? 1 : 0);
+  }
+
+  #buffer(runner: Runner, reading: Reading): void {
+    runner.backlog.push(reading);
+    this.#counters.buffered++;
+    if (runner.backlog.length > this.#scenario.bufferMaxReadings) {
+      runner.backlog.shift(); // a device with full memory overwrites its oldest reading
+      this.#counters.buffered--;
+      this.#counters.lost++;
+    }
+    runner.link.pending.add(runner);
+  }
+
+  /** Sends pending statuses and backlogs of a link's devices while its window has room. */
+  #flush(link: Link): void {
+    if (!link.connected) return;
+    for (const runner of link.pending) {
+      if (link.inflight >= link.window) return;
+      if (runner.pendingStatus) {
+        this.#publishStatus(link, runner, runner.pendingStatus);
+        runner.pendingStatus = undefined;
+      }
+      while (runner.backlog.length > 0 && link.inflight < link.window) {
+        const batch = takeBatch(runner.backlog);
+        this.#counters.buffered -= batch.count;
+        this.#send(link, runner.telemetryTopic, batch.payload, runner.qos, false, batch.count);
+      }
+      if (runner.backlog.length === 0 && runner.pendingStatus === undefined) link.pending.delete(runner);
+    }
+  }
+
+  #send(link: Link, topic: string, payload: string, qos: 0 | 1, retain: boolean, readings: number): void {
+    const client = link.client;
+    if (!client) return;
+    this.#options.recorder?.write({ at: this.#recordTime(), topic, qos, retain, payload });
+    link.inflight++;
+    client.publish(topic, payload, { qos, retain }, (err) => {
+      link.inflight--;
+      if (err) {
+        this.#counters.errors++;
+        this.#logger.debug({ err, connection: link.id, topic }, 'publish failed');
+      } else {
+        this.#counters.published++;
+        this.#counters.readings += readings;
+      }
+      if (link.pending.size > 0 && link.inflight < link.window / 2) this.#flush(link);
+      this.#wake();
+    });
+  }
+
+  #recordTime(): number {
+    return this.#scenario.timestamps === 'scenario' ? this.#scenarioNow() : this.#wallClock();
+  }
+
+  #setStatus(runner: Runner, state: 'online' | 'offline'): void {
+    runner.pendingStatus = state;
+    runner.link.pending.add(runner);
+    if (runner.link.connected && runner.link.inflight < runner.link.window) this.#flush(runner.link);
+  }
+
+  #publishStatus(link: Link, runner: Runner, state: 'online' | 'offline', reason?: string): void {
+    const status: DeviceStatusPayload = { state, ts: Math.round(this.#wireTime(this.#scenarioNow())), ...(reason ? { reason } : {}) };
+    this.#send(link, runner.statusTopic, JSON.stringify(status), 1, true, 0);
+  }
+
+  /**
+   * A dropout: a device on its own connection loses it abruptly (the broker publishes its last
+   * will) and stays away for the episode; a device behind a gateway falls silent and its gateway
+   * reports it offline. Under speed "max" the connection stays up, so runs stay reproducible.
+   */
+  #dropOut(runner: Runner, durationMs: number): void {
+    const link = runner.link;
+    if (this.#scenario.mode === 'gateway' || this.#scenario.speed === 'max') {
+      runner.droppedOut = true;
+      if (this.#scenario.mode === 'gateway') this.#setStatus(runner, 'offline');
+      return;
+    }
+    link.holdUntil = this.#wallClock() + durationMs / (this.#scenario.speed);
+    link.client?.stream.destroy();
+  }
+
+  // ── connections ───────────────────────────────────────────────────────────────────────────
+
+  #newLink(id: string, password: string, window: number): Link {
+    return {
+      id,
+      username: id,
+      password,
+      members: [],
+      window,
+      jitter: new Rng(deriveSeed(this.#scenario.seed, 'reconnect', id)),
+      client: undefined,
+      connected: false,
+      inflight: 0,
+      failures: 0,
+      reconnectTimer: undefined,
+      holdUntil: 0,
+      pending: new Set(),
+    };
+  }
+
+  #connect(link: Link): void {
+    const isGateway = this.#scenario.mode === 'gateway';
+    const first = link.members[0];
+    const offline: DeviceStatusPayload = { state: 'offline', reason: 'connection lost' };
+    const client = connect(this.#options.mqttUrl, {
+      clientId: link.id,
+      username: link.username,
+      password: link.password,
+      protocolVersion: 4, // MQTT 3.1.1
+      clean: true,
+      keepalive: SIMULATION_DEFAULTS.keepaliveS,
+      connectTimeout: SIMULATION_DEFAULTS.connectTimeoutMs,
+      // MQTT.js would retry at a fixed period; after a broker restart 50,000 devices would log in
+      // in lockstep, so reconnects are scheduled here with jittered back-off.
+      reconnectPeriod: 0,
+      // A gateway has one will for many devices: their statuses go stale instead (see README).
+      ...(!isGateway && first ? { will: { topic: first.statusTopic, payload: Buffer.from(JSON.stringify(offline)), qos: 1 as const, retain: true } } : {}),
+    });
+    link.client = client;
+    client.on('connect', () => this.#onConnect(link));
+    client.on('close', () => this.#onClose(link));
+    client.on('error', (err) => this.#onError(link, err));
+  }
+
+  #onConnect(link: Link): void {
+    link.connected = true;
+    this.#linksUp++;
+    this.#devicesUp += link.members.length;
+    if (link.failures > 0) this.#logger.info({ connection: link.id, attempts: link.failures }, 'reconnected');
+    link.failures = 0;
+    // MQTT.js resends unacknowledged QoS 1 messages itself; inflight restarts from its own count.
+    for (const runner of link.members) {
+      if (!runner.droppedOut) {
+        runner.pendingStatus = 'online';
+        link.pending.add(runner);
+      }
+    }
+    // Under speed "max" the first statuses go out in device order once every link is up (see
+    // #runMax), not in the order the connections happened to complete: runs stay identical.
+    if (this.#scenario.speed !== 'max' || this.#running) this.#flush(link);
+    this.#wake();
+  }
+
+  #onClose(link: Link): void {
+    if (link.connected) {
+      link.connected = false;
+      this.#linksUp--;
+      this.#devicesUp -= link.members.length;
+    }
+    // QoS 0 callbacks have failed by now; MQTT.js keeps unacknowledged QoS 1 messages and resends
+    // them on reconnect, so they stay counted in the window until their PUBACK.
+    this.#wake();
+    if (this.#stopping || link.reconnectTimer) return;
+    const { reconnectMinMs, reconnectMaxMs } = SIMULATION_DEFAULTS;
+    const ceilingMs = Math.min(reconnectMaxMs, reconnectMinMs * 2 ** link.failures);
+    link.failures++;
+    const backoffMs = ceilingMs * (0.5 + 0.5 * link.jitter.uniform());
+    const delayMs = Math.max(backoffMs, link.holdUntil - this.#wallClock());
+    link.reconnectTimer = setTimeout(() => {
+      link.reconnectTimer = undefined;
+      if (!this.#stopping) link.client?.reconnect();
+    }, delayMs);
+  }
+
+  #onError(link: Link, err: Error): void {
+    this.#counters.errors++;
+    // The first failure of a streak at warn; the retries of an outage at debug, not a log storm.
+    this.#logger[link.failures === 0 ? 'warn' : 'debug']({ err, connection: link.id }, 'connection error');
+  }
+
+  async #closeLink(link: Link): Promise<void> {
+    clearTimeout(link.reconnectTimer);
+    const client = link.client;
+    if (!client) return;
+    if (link.connected) {
+      // A clean DISCONNECT discards the last will [MQTT-3.14.4-3], so say offline explicitly.
+      for (const runner of link.members) this.#publishStatus(link, runner, 'offline', 'simulator stopped');
+      const drained = await withTimeout(
+        new Promise<void>((resolve) => {
+          const check = () => (link.inflight <= 0 || !link.connected ? resolve() : setTimeout(check, 20));
+          check();
+        }),
+        SIMULATION_DEFAULTS.stopTimeoutMs,
+      );
+      if (!drained) this.#counters.errors++;
+      if (await withTimeout(client.endAsync(), SIMULATION_DEFAULTS.stopTimeoutMs)) return;
+    }
+    await withTimeout(client.endAsync(true), SIMULATION_DEFAULTS.stopTimeoutMs);
+  }
+
+  // ── the schedule: a binary min-heap on (nextDue, index) ───────────────────────────────────
+
+  #push(runner: Runner): void {
+    const heap = this.#heap;
+    let i = heap.push(runner) - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      const p = heap[parent] as Runner;
+      if (!before(runner, p)) break;
+      heap[i] = p;
+      i = parent;
+    }
+    heap[i] = runner;
+  }
+
+  #pop(): Runner {
+    const heap = this.#heap;
+    const top = heap[0] as Runner;
+    const last = heap.pop() as Runner;
+    if (heap.length > 0) {
+      let i = 0;
+      const n = heap.length;
+      for (;;) {
+        const l = 2 * i + 1;
+        if (l >= n) break;
+        const r = l + 1;
+        const child = r < n && before(heap[r] as Runner, heap[l] as Runner) ? r : l;
+        if (!before(heap[child] as Runner, last)) break;
+        heap[i] = heap[child] as Runner;
+        i = child;
+      }
+      heap[i] = last;
+    }
+    return top;
+  }
+}
+
+function before(a: Runner, b: Runner): boolean {
+  return a.nextDue < b.nextDue || (a.nextDue === b.nextDue && a.index < b.index);
+}
+
+/** Takes the oldest readings that fit one batch message (count and bytes), as JSON. */
+function takeBatch(backlog: Reading[]): { payload: string; count: number } {
+  const parts: string[] = [];
+  let bytes = 14;
+  let count = 0;
+  for (const reading of backlog) {
+    if (count >= MAX_BATCH_READINGS) break;
+    const text = JSON.stringify(reading);
+    if (count > 0 && bytes + text.length + 1 > SIMULATION_DEFAULTS.maxBatchBytes) break;
+    parts.push(text);
+    bytes += text.length + 1;
+    count++;
+  }
+  backlog.splice(0, count);
+  return { payload: `{"readings":[${parts.join(',')}]}`, count };
+}
+
+/** A device's clock error: none for most; up to ±maxMs for the scenario's share, from the seed. */
+function clockSkew(scenario: Scenario, device: SimulatedDevice): number {
+  const skew = scenario.clockSkew;
+  if (!skew || skew.maxMs === 0) return 0;
+  const rng = new Rng(deriveSeed(scenario.seed, 'clock-skew', device.id));
+  if (rng.uniform() >= skew.share) return 0;
+  return Math.round((2 * rng.uniform() - 1) * skew.maxMs);
+}
+
+interface Provisioned {
+  readonly secrets: Map<string, string>;
+  readonly disabled: Set<string>;
 }
 
 /**
- * Registers the devices that are missing from the registry, whose record differs from the plan,
- * or whose secret the simulator does not hold, in one registry write (scrypt costs ~40 ms each,
- * so devices already in place are left alone). Devices an operator disabled are not touched.
+ * Registers what is missing from the registry or differs from the plan, in one registry write
+ * (scrypt costs ~40 ms per secret, so devices already in place are left alone). Devices behind a
+ * gateway get no secret; the gateways do. Devices an operator disabled are not touched.
  */
-async function provision(dataDir: string, devices: readonly SimulatedDevice[], logger: Logger): Promise<{ secrets: Map<string, string>; disabled: Set<string> }> {
+async function provision(dataDir: string, devices: readonly SimulatedDevice[], gatewayIds: readonly string[], gatewayOf: (index: number) => string, logger: Logger): Promise<Provisioned> {
   const file = secretsFilePath(dataDir);
   const registry = await DeviceRegistry.open(dataDir);
   try {
     const secrets = await readSecrets(file);
+    let changed = false;
+    for (const id of gatewayIds) {
+      if (!secrets.has(id)) {
+        secrets.set(id, generateSecret());
+        changed = true;
+      }
+    }
+    const missingGateways = [];
+    for (const id of gatewayIds) {
+      const secret = secrets.get(id) ?? '';
+      if (!(await registry.authenticate(id, secret))) missingGateways.push(id);
+    }
     const disabled = new Set<string>();
-    const missing: SimulatedDevice[] = [];
-    for (const device of devices) {
+    const missing: NewDevice[] = [];
+    devices.forEach((device, index) => {
+      const gateway = gatewayIds.length > 0 ? gatewayOf(index) : undefined;
       const record = registry.device(device.id);
       if (record && !record.enabled) {
         disabled.add(device.id);
-      } else if (!record || !secrets.has(device.id) || !matchesPlan(record, device)) {
-        missing.push(device);
+        return;
       }
-    }
-    if (disabled.size > 0) logger.warn({ devices: [...disabled] }, 'devices disabled in the registry are not simulated');
-    if (missing.length === 0) return { secrets, disabled };
-
-    for (const device of missing) if (!secrets.has(device.id)) secrets.set(device.id, generateSecret());
-    // Secrets first: a crash between the two writes then leaves secrets without hashes (re-provisioned
+      if (record && matchesPlan(record, device, gateway) && (gateway !== undefined || secrets.has(device.id))) return;
+      if (gateway === undefined && !secrets.has(device.id)) {
+        secrets.set(device.id, generateSecret());
+        changed = true;
+      }
+      missing.push(toNewDevice(device, gateway === undefined ? secrets.get(device.id) : undefined, gateway));
+    });
+    if (disabled.size > 0) logger.warn({ devices: [...disabled].slice(0, 20), count: disabled.size }, 'devices disabled in the registry are not simulated');
+    // Secrets first: a crash between the writes leaves secrets without hashes (re-provisioned
     // next start), never hashes whose secrets are lost.
-    await writeSecrets(file, secrets);
-    await registry.upsertDevices(missing.map((device) => toNewDevice(device, secrets.get(device.id))));
-    logger.info({ provisioned: missing.length, reused: devices.length - missing.length - disabled.size }, 'devices provisioned');
+    if (changed) await writeSecrets(file, secrets);
+    for (const id of missingGateways) await registry.upsertService(id, 'gateway', secrets.get(id));
+    if (missing.length > 0) await registry.upsertDevices(missing);
+    if (missing.length + missingGateways.length > 0) {
+      logger.info({ provisioned: missing.length, gateways: missingGateways.length, reused: devices.length - missing.length - disabled.size }, 'devices provisioned');
+    }
     return { secrets, disabled };
   } finally {
     registry.close();
   }
 }
 
-function toNewDevice(device: SimulatedDevice, secret: string | undefined): NewDevice {
+function toNewDevice(device: SimulatedDevice, secret: string | undefined, gateway: string | undefined): NewDevice {
   return {
     id: device.id,
     province: device.province,
@@ -193,10 +764,11 @@ function toNewDevice(device: SimulatedDevice, secret: string | undefined): NewDe
     location: device.location,
     ...(device.profile ? { profile: device.profile } : {}),
     ...(secret !== undefined ? { secret } : {}),
+    ...(gateway !== undefined ? { gateway } : {}),
   };
 }
 
-function matchesPlan(record: DeviceRecord, device: SimulatedDevice): boolean {
+function matchesPlan(record: DeviceRecord, device: SimulatedDevice, gateway: string | undefined): boolean {
   return (
     record.province === device.province &&
     record.domain === device.domain &&
@@ -204,155 +776,21 @@ function matchesPlan(record: DeviceRecord, device: SimulatedDevice): boolean {
     record.name === device.name &&
     record.location[0] === device.location[0] &&
     record.location[1] === device.location[1] &&
+    record.gateway === gateway &&
+    (gateway !== undefined || record.secretHash !== undefined) &&
     record.profile?.ratedPowerVA === device.profile?.ratedPowerVA &&
     record.profile?.nominalPhaseVoltageV === device.profile?.nominalPhaseVoltageV
   );
 }
 
-interface RunnerContext {
-  readonly mqttUrl: string;
-  readonly intervalMs: number;
-  readonly model: ModelOptions;
-  readonly clock: () => number;
-  readonly counters: { connected: number; published: number; errors: number };
-  readonly logger: Logger;
-}
-
-/** One field device: one MQTT connection, one publish schedule, one model state. */
-class DeviceRunner {
-  readonly #device: SimulatedDevice;
-  readonly #secret: string;
-  readonly #offsetMs: number;
-  readonly #ctx: RunnerContext;
-  readonly #telemetryTopic: string;
-  readonly #statusTopic: string;
-  readonly #jitter: Rng;
-  #client: MqttClient | undefined;
-  #state: DeviceState = initialState();
-  #connected = false;
-  #stopping = false;
-  /** Consecutive connection failures, for the back-off. */
-  #failures = 0;
-  #tickTimer: NodeJS.Timeout | undefined;
-  #reconnectTimer: NodeJS.Timeout | undefined;
-  #scheduleStart = 0;
-  #tickIndex = 0;
-
-  constructor(device: SimulatedDevice, secret: string, offsetMs: number, ctx: RunnerContext) {
-    this.#device = device;
-    this.#secret = secret;
-    this.#offsetMs = offsetMs;
-    this.#ctx = ctx;
-    const address = { province: device.province, domain: device.domain, deviceId: device.id };
-    this.#telemetryTopic = deviceTopic(address, 'telemetry');
-    this.#statusTopic = deviceTopic(address, 'status');
-    this.#jitter = new Rng(deriveSeed(ctx.model.seed, 'reconnect', device.id));
+function checkUrl(text: string): void {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new CodedError('E_CONFIG', `mqttUrl "${text}" is not a URL (e.g. mqtt://127.0.0.1:1883)`);
   }
-
-  start(): void {
-    const id = this.#device.id;
-    const offline: DeviceStatusPayload = { state: 'offline' };
-    const client = connect(this.#ctx.mqttUrl, {
-      clientId: id,
-      username: id,
-      password: this.#secret,
-      protocolVersion: 4, // MQTT 3.1.1: the broker does not speak MQTT 5
-      clean: true,
-      keepalive: SIMULATION_DEFAULTS.keepaliveS,
-      connectTimeout: SIMULATION_DEFAULTS.connectTimeoutMs,
-      // MQTT.js retries at a fixed period; after a broker restart a thousand devices would log in
-      // (scrypt each) in lockstep, so reconnects are scheduled here with jittered back-off.
-      reconnectPeriod: 0,
-      will: { topic: this.#statusTopic, payload: JSON.stringify(offline), qos: 1, retain: true },
-    });
-    this.#client = client;
-    client.on('connect', () => this.#onConnect(client));
-    client.on('close', () => this.#onClose());
-    client.on('error', (err) => this.#onError(err));
-    this.#scheduleStart = performance.now() + this.#offsetMs;
-    this.#scheduleTick();
-  }
-
-  async stop(): Promise<void> {
-    this.#stopping = true;
-    clearTimeout(this.#tickTimer);
-    clearTimeout(this.#reconnectTimer);
-    const client = this.#client;
-    if (!client) return;
-    if (this.#connected) {
-      // A clean DISCONNECT discards the last will [MQTT-3.14.4-3], so say offline explicitly.
-      const status: DeviceStatusPayload = { state: 'offline', ts: Math.round(this.#ctx.clock()), reason: 'simulator stopped' };
-      const sent = await withTimeout(client.publishAsync(this.#statusTopic, JSON.stringify(status), { qos: 1, retain: true }), SIMULATION_DEFAULTS.stopTimeoutMs);
-      if (!sent) this.#ctx.counters.errors++;
-      if (await withTimeout(client.endAsync(), SIMULATION_DEFAULTS.stopTimeoutMs)) return;
-    }
-    await withTimeout(client.endAsync(true), SIMULATION_DEFAULTS.stopTimeoutMs);
-  }
-
-  #onConnect(client: MqttClient): void {
-    const { counters, logger } = this.#ctx;
-    this.#connected = true;
-    counters.connected++;
-    if (this.#failures > 0) logger.info({ deviceId: this.#device.id, attempts: this.#failures }, 'device reconnected');
-    this.#failures = 0;
-    const status: DeviceStatusPayload = { state: 'online', ts: Math.round(this.#ctx.clock()) };
-    client.publish(this.#statusTopic, JSON.stringify(status), { qos: 1, retain: true }, (err) => {
-      if (err) this.#onError(err);
-    });
-  }
-
-  #onClose(): void {
-    if (this.#connected) {
-      this.#connected = false;
-      this.#ctx.counters.connected--;
-    }
-    if (this.#stopping || this.#reconnectTimer) return;
-    const { reconnectMinMs, reconnectMaxMs } = SIMULATION_DEFAULTS;
-    const ceilingMs = Math.min(reconnectMaxMs, reconnectMinMs * 2 ** this.#failures);
-    this.#failures++;
-    const delayMs = ceilingMs * (0.5 + 0.5 * this.#jitter.uniform());
-    this.#reconnectTimer = setTimeout(() => {
-      this.#reconnectTimer = undefined;
-      if (!this.#stopping) this.#client?.reconnect();
-    }, delayMs);
-  }
-
-  #onError(err: Error): void {
-    this.#ctx.counters.errors++;
-    // The first failure of a streak at warn; the retries of an outage at debug, not a log storm.
-    const level = this.#failures === 0 ? 'warn' : 'debug';
-    this.#ctx.logger[level]({ err, deviceId: this.#device.id }, 'device connection error');
-  }
-
-  /** Publishes on a fixed grid (start + k·interval), skipping slots missed while the loop was busy. */
-  #scheduleTick(): void {
-    const interval = this.#ctx.intervalMs;
-    const now = performance.now();
-    this.#tickIndex = Math.max(this.#tickIndex, Math.ceil((now - this.#scheduleStart) / interval));
-    const dueAt = this.#scheduleStart + this.#tickIndex * interval;
-    this.#tickIndex++;
-    this.#tickTimer = setTimeout(() => {
-      this.#tick();
-      if (!this.#stopping) this.#scheduleTick();
-    }, Math.max(0, dueAt - now));
-  }
-
-  #tick(): void {
-    const client = this.#client;
-    // Offline: the device skips the measurement; the seq gap and the longer energy integration
-    // period show it, as with a real meter.
-    if (!client || !this.#connected || this.#stopping) return;
-    const step = nextReading(this.#device, this.#state, Math.round(this.#ctx.clock()), this.#ctx.model);
-    this.#state = step.state;
-    client.publish(this.#telemetryTopic, JSON.stringify(step.reading), { qos: TELEMETRY_QOS[this.#device.domain] }, (err) => {
-      if (err) {
-        this.#ctx.counters.errors++;
-        this.#ctx.logger.debug({ err, deviceId: this.#device.id }, 'publish failed');
-      } else {
-        this.#ctx.counters.published++;
-      }
-    });
-  }
+  if (!MQTT_PROTOCOLS.includes(url.protocol)) throw new CodedError('E_CONFIG', `mqttUrl "${redactUrl(text)}" must use mqtt://, mqtts://, ws:// or wss://`);
 }
 
 /** Resolves true when `promise` settles in time without error, false otherwise. */
@@ -368,12 +806,9 @@ async function withTimeout(promise: Promise<unknown>, ms: number): Promise<boole
   }
 }
 
-function redactUrl(text: string): string {
-  try {
-    const url = new URL(text);
-    if (url.password) url.password = '***';
-    return url.toString();
-  } catch {
-    return text;
-  }
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+
+export type { Domain };

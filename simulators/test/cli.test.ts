@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { formatStatus, parseCli, parseDuration, UsageError } from '../src/cli/options.js';
-import { SIMULATION_DEFAULTS } from '../src/index.js';
+import { formatStatus, parseCli, parseDuration, parseSize, shippedScenarioNames, UsageError } from '../src/cli/options.js';
+import type { SimulationStats } from '../src/index.js';
 
 const parse = (argv: string[], env: Record<string, string> = {}) => parseCli(argv, env, '/home/op/citypulse');
 
@@ -15,27 +15,54 @@ function usageError(argv: string[], env: Record<string, string> = {}): string {
 }
 
 describe('simulate command line', () => {
-  it('parses every flag', () => {
+  it('parses the flags that build a scenario without a file', () => {
     const command = parse(['--', '--mqtt-url', 'mqtt://broker:1884', '--data-dir', 'var/data', '--provinces', '01, 79,48', '--domains', 'traffic,energy', '--devices', '12', '--interval', '500ms', '--seed', '7']);
-    expect(command).toEqual({
-      help: false,
-      options: {
-        mqttUrl: 'mqtt://broker:1884',
-        dataDir: '/home/op/citypulse/var/data',
-        provinces: ['01', '79', '48'],
-        domains: ['traffic', 'energy'],
-        devicesPerProvince: 12,
-        intervalMs: 500,
-        seed: 7,
-        statusIntervalMs: 10_000,
-        logLevel: 'info',
-      },
+    expect(command.help).toBe(false);
+    expect(command.help || command.options).toMatchObject({
+      mqttUrl: 'mqtt://broker:1884',
+      dataDir: '/home/op/citypulse/var/data',
+      scenario: undefined,
+      provinces: ['01', '79', '48'],
+      domains: ['traffic', 'energy'],
+      devicesPerProvince: 12,
+      intervalMs: 500,
+      seed: 7,
+      faults: [],
+      provision: true,
+      check: false,
+      statusIntervalMs: 10_000,
+      logLevel: 'info',
     });
+  });
+
+  it('parses scenario, clock, connection and recording flags', () => {
+    const command = parse(['--scenario', 'hanoi-winter-rush', '--speed', 'max', '--start', '2026-01-15T07:00', '--duration', '2h', '--timestamps', 'scenario', '--mode', 'gateway', '--gateways', '4', '--faults', 'stuck,wrong-topic', '--record', 'rec/city.ndjson.gz', '--record-rotate-size', '100MB', '--record-rotate-time', '1h', '--no-provision', '--connect-rate', '200', '--check']);
+    expect(command.help || command.options).toMatchObject({
+      scenario: 'hanoi-winter-rush',
+      speed: 'max',
+      start: '2026-01-15T07:00',
+      durationMs: 7_200_000,
+      timestamps: 'scenario',
+      mode: 'gateway',
+      gateways: 4,
+      faults: ['stuck', 'wrongTopic'],
+      record: { path: '/home/op/citypulse/rec/city.ndjson.gz', gzip: true, rotateBytes: 100 * 1024 * 1024, rotateMs: 3_600_000 },
+      provision: false,
+      connectRate: 200,
+      check: true,
+    });
+    const options = (argv: string[]) => {
+      const c = parse(argv);
+      if (c.help) throw new Error('help');
+      return c.options;
+    };
+    expect(options(['--speed', '60']).speed).toBe(60);
+    expect(options(['--faults', 'all']).faults).toHaveLength(6);
   });
 
   it('falls back to MQTT_URL and DATA_DIR, then to defaults', () => {
     const command = parse([], { MQTT_URL: 'mqtt://10.0.0.5:1883', DATA_DIR: '/srv/citypulse' });
-    expect(command.help || command.options).toMatchObject({ mqttUrl: 'mqtt://10.0.0.5:1883', dataDir: '/srv/citypulse', provinces: ['01', '79', '48'], intervalMs: 5000, seed: SIMULATION_DEFAULTS.seed });
+    expect(command.help || command.options).toMatchObject({ mqttUrl: 'mqtt://10.0.0.5:1883', dataDir: '/srv/citypulse', provinces: ['01', '79', '48'], intervalMs: 5000, seed: undefined });
     const all = parse(['--provinces', 'all']);
     expect(all.help || all.options.provinces).toHaveLength(34);
     expect(parse(['-h'])).toEqual({ help: true });
@@ -44,7 +71,7 @@ describe('simulate command line', () => {
   it('names the flag in every error', () => {
     expect(usageError(['--provinces', '01,99'])).toMatch(/^--provinces: "99" is not a province code; use codes such as 01 \(Hà Nội\), 79 \(Hồ Chí Minh\), 48 \(Đà Nẵng\)/);
     expect(usageError(['--domains', 'traffic,water'])).toBe('--domains: "water" must be one of traffic, environment, energy');
-    expect(usageError(['--devices', '0'])).toBe('--devices "0" must be a whole number from 1 to 999');
+    expect(usageError(['--devices', '0'])).toBe('--devices "0" must be a whole number from 1 to 99999');
     expect(usageError(['--devices', '2.5'])).toMatch(/^--devices/);
     expect(usageError(['--interval', '5'])).toMatch(/^--interval "5" is not a duration; write it with a unit/);
     expect(usageError(['--interval', '10ms'])).toMatch(/^--interval 10ms must be from 100 ms/);
@@ -56,19 +83,50 @@ describe('simulate command line', () => {
     expect(usageError(['--device', '3'])).toBe('unknown flag --device');
     expect(usageError(['--devices'])).toMatch(/^--devices needs a value/);
     expect(usageError(['extra'])).toMatch(/^unexpected argument extra/);
+    expect(usageError(['--scenario', 'nowhere'])).toMatch(/^--scenario "nowhere" is neither a file nor a shipped scenario \(.*hanoi-winter-rush/);
+    expect(usageError(['--scenario', 'quiet-night', '--devices', '3'])).toBe('--devices cannot be combined with --scenario: the scenario file sets it');
+    expect(usageError(['--speed', 'fast'])).toMatch(/^--speed "fast" must be a number from 0.01 to 10000/);
+    expect(usageError(['--mode', 'mesh'])).toBe('--mode "mesh" must be one of device, gateway');
+    expect(usageError(['--faults', 'stuck,gremlins'])).toMatch(/^--faults: "gremlins" must be one of/);
+    expect(usageError(['--start', 'tomorrow'])).toMatch(/^--start "tomorrow" must be now/);
+    expect(usageError(['--record', 'x.ndjson', '--record-rotate-size', 'big'])).toMatch(/^--record-rotate-size "big" must be a size/);
+    expect(usageError(['--gateways', '0'])).toMatch(/^--gateways "0" must be a whole number from 1/);
   });
 
-  it('reads durations with units', () => {
+  it('reads durations and sizes', () => {
     expect(parseDuration('5s')).toBe(5000);
     expect(parseDuration('500ms')).toBe(500);
     expect(parseDuration('1.5s')).toBe(1500);
     expect(parseDuration('2m')).toBe(120_000);
+    expect(parseDuration('1d')).toBe(86_400_000);
     expect(parseDuration('5')).toBeUndefined();
-    expect(parseDuration('fast')).toBeUndefined();
+    expect(parseSize('--x', '100MB')).toBe(104_857_600);
+    expect(parseSize('--x', '512kb')).toBe(524_288);
+    expect(parseSize('--x', '4096')).toBe(4096);
+    expect(() => parseSize('--x', '0')).toThrow(/--x "0" must be a size/);
   });
 
-  it('prints one status line with rate, connections and errors', () => {
-    const line = formatStatus({ connected: 8, published: 1200, errors: 2 }, 9, 1.8, new Date(Date.UTC(2026, 0, 1, 3, 4, 5)));
-    expect(line).toBe('03:04:05Z  1.8 msg/s  connected 8/9  published 1200  errors 2');
+  it('lists the shipped scenarios', () => {
+    expect(shippedScenarioNames()).toEqual(expect.arrayContaining(['hanoi-winter-rush', 'national-50k', 'quiet-night', 'south-grid-fault']));
+  });
+
+  it('prints a status line with rate, connected devices, buffers, errors and the scenario clock', () => {
+    const stats: SimulationStats = {
+      devices: 90,
+      connected: 88,
+      connections: 90,
+      connectionsUp: 88,
+      published: 400,
+      readings: 412,
+      buffered: 7,
+      lost: 1,
+      errors: 2,
+      faults: { dropout: 1, stuck: 0, spike: 3, malformed: 0, wrongTopic: 0, flood: 0 },
+      scenarioMs: Date.UTC(2026, 0, 15, 0, 42),
+      progress: 0.25,
+    };
+    expect(formatStatus(stats, { readings: 41.2, messages: 40 }, new Date(Date.UTC(2026, 6, 1, 2, 4, 28)))).toBe(
+      '02:04:28Z  41.2 readings/s (40.0 msg/s)  connected 88/90  published 412  buffered 7  lost 1  errors 2  faults: dropout 1, spike 3  clock 2026-01-15 07:42  25.0%',
+    );
   });
 });

@@ -1,5 +1,6 @@
 import { provinceByCode, type DeviceProfile, type Domain } from '@citypulse/contracts';
-import { deriveSeed, Rng } from '../random.js';
+import { deriveSeed, Rng, seedFromPrefix, seedPrefix } from '../random.js';
+import type { World } from '../world.js';
 
 /** What the models know about a device; `startSimulation` places and provisions them. */
 export interface SimulatedDevice {
@@ -14,6 +15,16 @@ export interface SimulatedDevice {
   readonly name: string;
   /** Rating and nominal voltage of energy devices, so ingest can derive load factor and voltage deviation. */
   readonly profile?: DeviceProfile;
+  /** Traffic detectors: the road segment (e.g. "01-c2-s3") and the lane (1 … lanes) the loop sits in. */
+  readonly segment?: DeviceSegment;
+}
+
+export interface DeviceSegment {
+  /** `{province}-c{corridor}-s{index}`: segment `index` (1 = nearest the hub) of corridor `corridor`. */
+  readonly id: string;
+  readonly lane: number;
+  /** Lanes of the cross-section; lanes 1 … ⌈lanes/2⌉ run inbound (towards the hub), the rest outbound. */
+  readonly lanes: number;
 }
 
 /**
@@ -29,6 +40,8 @@ export interface DeviceState {
   readonly walks: Readonly<Record<string, number>>;
   /** Cumulative active energy import, kWh (energy devices only; set by the first reading). */
   readonly energyImportKWh: number | undefined;
+  /** Cumulative active energy export, kWh (energy devices with rooftop solar behind them). */
+  readonly energyExportKWh?: number | undefined;
 }
 
 export interface ModelStep<R> {
@@ -40,20 +53,55 @@ export interface ModelOptions {
   readonly seed: number;
   /** Counting period of traffic readings, s (the publish interval, at least 1 s). */
   readonly periodSeconds: number;
+  /**
+   * What happens in the city (incidents, rain, pollution episodes, grid events; see buildWorld).
+   * Absent: a calm world, with the daily and seasonal patterns only, no events and no background
+   * incidents, showers or outages.
+   */
+  readonly world?: World | undefined;
 }
 
 export function initialState(): DeviceState {
   return { seq: 0, lastTs: undefined, walks: {}, energyImportKWh: undefined };
 }
 
+const readingPrefixes = new WeakMap<SimulatedDevice, { readonly seed: number; readonly prefix: number }>();
+
 /** The random stream of one device's reading number `seq`: independent of every other draw. */
 export function stepRng(seed: number, device: SimulatedDevice, seq: number): Rng {
-  return new Rng(deriveSeed(seed, 'reading', device.id, seq));
+  let entry = readingPrefixes.get(device);
+  if (entry?.seed !== seed) {
+    entry = { seed, prefix: seedPrefix(seed, 'reading', device.id) };
+    readingPrefixes.set(device, entry);
+  }
+  // The same stream as deriveSeed(seed, 'reading', device.id, seq), without rehashing the id.
+  return new Rng(seedFromPrefix(entry.prefix, seq));
 }
 
 /** Fixed per-device traits (a road's share of capacity, a transformer's loading) drawn once from the seed. */
 export function traitRng(seed: number, device: SimulatedDevice): Rng {
   return new Rng(deriveSeed(seed, 'traits', device.id));
+}
+
+/**
+ * Per-device traits, computed once per device object and seed. Device objects live as long as the
+ * simulation, so a WeakMap keyed by them never grows past the fleet.
+ */
+export class TraitCache<T> {
+  readonly #entries = new WeakMap<SimulatedDevice, { readonly seed: number; readonly traits: T }>();
+  readonly #build: (seed: number, device: SimulatedDevice) => T;
+
+  constructor(build: (seed: number, device: SimulatedDevice) => T) {
+    this.#build = build;
+  }
+
+  get(seed: number, device: SimulatedDevice): T {
+    const entry = this.#entries.get(device);
+    if (entry?.seed === seed) return entry.traits;
+    const traits = this.#build(seed, device);
+    this.#entries.set(device, { seed, traits });
+    return traits;
+  }
 }
 
 /** Seconds since the previous reading, or undefined for the first. */
@@ -109,6 +157,22 @@ export function provinceClimate(code: string): ProvinceClimate {
   return climate;
 }
 
+/** Weight of the rainy season: north May–Sep, south May–Nov, central coast Sep–Dec (rain and typhoons). */
+const NORTH_RAIN: Monthly = [0, 0, 0, 0.1, 0.5, 0.9, 1, 1, 0.6, 0.2, 0, 0];
+const SOUTH_RAIN: Monthly = [0, 0, 0, 0.2, 0.7, 1, 1, 1, 1, 0.9, 0.5, 0.1];
+const CENTRAL_RAIN: Monthly = [0.3, 0.1, 0, 0, 0.1, 0.1, 0.1, 0.2, 0.6, 1, 1, 0.7];
+
+/** 0 (dry season) … 1 (height of the rainy season) for the province's region at `monthPosition`. */
+export function rainSeason(climate: ProvinceClimate, monthPosition: number): number {
+  return regional(climate, NORTH_RAIN, CENTRAL_RAIN, SOUTH_RAIN, monthPosition);
+}
+
+/** A monthly table per region, blended by the province's latitude weights. */
+export function regional(climate: ProvinceClimate, north: Monthly, central: Monthly, south: Monthly, monthPosition: number): number {
+  const centralWeight = Math.max(0, 1 - climate.north - climate.south);
+  return climate.north * monthly(north, monthPosition) + centralWeight * monthly(central, monthPosition) + climate.south * monthly(south, monthPosition);
+}
+
 /** Gaussian bump on the 24-hour circle, 1 at `centreH`. */
 export function bump(hour: number, centreH: number, widthH: number): number {
   let d = Math.abs(hour - centreH) % 24;
@@ -126,8 +190,10 @@ export function clamp(value: number, min: number, max: number): number {
   return Math.min(max, Math.max(min, value));
 }
 
+const POWERS_OF_TEN = [1, 10, 100, 1000, 10_000, 100_000, 1_000_000];
+
 export function round(value: number, digits: number): number {
-  const f = 10 ** digits;
+  const f = POWERS_OF_TEN[digits] ?? 10 ** digits;
   return Math.round(value * f) / f;
 }
 

@@ -1,6 +1,7 @@
 import { GRID_CODE, type EnergyReading } from '@citypulse/contracts';
-import { advanceWalks, deriveSeed, Rng, type WalkSpec } from '../random.js';
+import { WalkSet, deriveSeed, Rng, type WalkSpec } from '../random.js';
 import { isWeekend, localTime, type LocalTime } from '../time.js';
+import type { World } from '../world.js';
 import {
   bump,
   clamp,
@@ -9,6 +10,7 @@ import {
   provinceClimate,
   round,
   stepRng,
+  TraitCache,
   traitRng,
   type DeviceState,
   type Monthly,
@@ -20,9 +22,12 @@ import {
 
 /**
  * A three-phase meter on a 22 kV feeder or on the 0.4 kV side of a distribution substation.
- * Load peaks in the evening (18–21 h), bottoms out before dawn, dips at midday where rooftop
- * solar is common (central and south); voltage sags with load within the grid code's ±5 %;
- * frequency is one grid-wide signal well inside 50 ± 0.2 Hz.
+ * Consumption peaks in the evening (18–21 h) and bottoms out before dawn. Below about 16°N the
+ * rooftop solar behind a meter generates at midday: the net import falls, and where the panels
+ * out-produce the load the meter exports (negative active power and power factor, a growing
+ * export register). Voltage sags with the net load within the grid code's ±5 %; frequency is one
+ * grid-wide signal well inside 50 ± 0.2 Hz. The world adds frequency excursions, voltage sags and
+ * outages (zero voltage, current, power and frequency: the meter runs on its battery).
  */
 export const ENERGY_KINDS = ['feeder-22kv', 'substation-0.4kv'] as const;
 export type EnergyKind = (typeof ENERGY_KINDS)[number];
@@ -47,7 +52,7 @@ export const NOMINAL_PHASE_VOLTAGE_V: Readonly<Record<EnergyKind, number>> = {
   'feeder-22kv': phaseVoltageV(22),
 };
 
-const ENERGY_WALKS = {
+const ENERGY_WALKS = new WalkSet({
   load: { sigma: 0.06, tauS: 30 * 60 },
   powerFactor: { sigma: 0.012, tauS: 3600 },
   unbalanceL1: { sigma: 0.04, tauS: 2 * 3600 },
@@ -57,7 +62,7 @@ const ENERGY_WALKS = {
   voltageL2: { sigma: 0.005, tauS: 10 * 60 },
   voltageL3: { sigma: 0.005, tauS: 10 * 60 },
   harmonics: { sigma: 0.15, tauS: 3600 },
-} as const satisfies Record<string, WalkSpec>;
+} as const satisfies Record<string, WalkSpec>);
 
 /** Air-conditioning season lifts the northern summer load; the south is hot all year. */
 const NORTH_SEASON: Monthly = [0.9, 0.88, 0.9, 0.97, 1.08, 1.14, 1.15, 1.12, 1.06, 0.98, 0.92, 0.9];
@@ -68,8 +73,9 @@ const SOLAR_SEASON: Monthly = [0.9, 1, 1, 0.95, 0.8, 0.65, 0.6, 0.6, 0.6, 0.65, 
 const SHAPE_PEAK = 0.8;
 
 /**
- * Load over the day relative to the evening peak (about 1 at 19–20 h, about 0.5 at 03 h), for
- * a province at `ts`. Weekends and seasons scale it; rooftop solar cuts the midday net load.
+ * Consumption over the day relative to the evening peak (about 1 at 19–20 h, about 0.5 at 03 h),
+ * for a province at `ts`. Weekends and seasons scale it. Rooftop solar is not in it: it is
+ * generated behind each meter (see solarGenerationW).
  */
 export function loadShape(ts: number, provinceCode: string): number {
   return loadShapeAt(localTime(ts), provinceClimate(provinceCode));
@@ -80,9 +86,34 @@ function loadShapeAt(time: LocalTime, climate: ProvinceClimate): number {
   const morning = 0.12 * bump(h, 10, 2.2); // offices, shops, small industry
   const afternoon = 0.1 * bump(h, 14.5, 2.5); // air conditioning
   const evening = 0.38 * bump(h, 19.5, 1.5); // households: lighting, cooking, AC, TV
-  const solar = climate.rooftopSolar ? 0.14 * bump(h, 12, 1.8) * monthly(SOLAR_SEASON, time.monthPosition) : 0;
   const season = climate.north * monthly(NORTH_SEASON, time.monthPosition) + (1 - climate.north) * monthly(SOUTH_SEASON, time.monthPosition);
-  return ((0.42 + morning + afternoon + evening - solar) / SHAPE_PEAK) * season * (isWeekend(time) ? 0.92 : 1);
+  return ((0.42 + morning + afternoon + evening) / SHAPE_PEAK) * season * (isWeekend(time) ? 0.92 : 1);
+}
+
+/**
+ * Output of rooftop solar as a share of its peak, 0 … 1: zero at night, a bell from about 06 to
+ * 18 h peaking at noon, strongest in the dry season, and cut by rain clouds when the world has rain.
+ */
+export function solarShare(ts: number, provinceCode: string, world?: World): number {
+  return solarShareAt(localTime(ts), ts, provinceCode, world);
+}
+
+function solarShareAt(time: LocalTime, ts: number, provinceCode: string, world: World | undefined): number {
+  const h = time.hour;
+  if (h <= 6 || h >= 18) return 0;
+  const sun = Math.sin((Math.PI * (h - 6)) / 12) ** 1.5;
+  const clouds = world ? Math.max(1 - Math.exp(-world.rainMmPerHour(provinceCode, ts) / 3), 0.5 * world.rainWashout(provinceCode, ts)) : 0;
+  return sun * monthly(SOLAR_SEASON, time.monthPosition) * (1 - 0.75 * clouds);
+}
+
+/**
+ * Rooftop solar generation behind an energy meter at `ts`, W. Only below about 16°N (the central
+ * and southern provinces, where Vietnam's 2019–2020 rooftop boom installed almost all of it); zero
+ * in the north and at night.
+ */
+export function solarGenerationW(device: SimulatedDevice, ts: number, options: Pick<ModelOptions, 'seed' | 'world'>): number {
+  const traits = traitCache.get(options.seed, device);
+  return traits.pvPeakW > 0 ? traits.pvPeakW * solarShare(ts, device.province, options.world) : 0;
 }
 
 /**
@@ -90,12 +121,16 @@ function loadShapeAt(time: LocalTime, climate: ProvinceClimate): number {
  * sinusoids, at most ±0.08 Hz) plus its own tiny measurement noise.
  */
 export function gridFrequencyHz(ts: number, seed: number): number {
+  return GRID_CODE.nominalFrequencyHz + gridDeviationHz(ts, seed);
+}
+
+function gridDeviationHz(ts: number, seed: number): number {
   const t = ts / 1000;
   let deviation = 0;
   for (const { amplitudeHz, periodS, phase } of frequencyComponents(seed)) {
     deviation += amplitudeHz * Math.sin((2 * Math.PI * t) / periodS + phase);
   }
-  return GRID_CODE.nominalFrequencyHz + deviation;
+  return deviation;
 }
 
 interface FrequencyComponent {
@@ -121,67 +156,129 @@ function frequencyComponents(seed: number): readonly FrequencyComponent[] {
 }
 
 interface EnergyTraits {
+  readonly kind: EnergyKind;
+  readonly ratedPowerVA: number;
+  readonly nominalV: number;
   /** Share of the rating drawn at the evening peak. */
   readonly peakLoading: number;
   /** Meter reading when the simulation first sees the device, kWh. */
   readonly initialImportKWh: number;
+  /** Peak output of the rooftop solar behind the meter, W; 0 north of 16°N. */
+  readonly pvPeakW: number;
+  readonly initialExportKWh: number;
 }
 
-function energyTraits(seed: number, device: SimulatedDevice, kind: EnergyKind, ratedPowerVA: number): EnergyTraits {
+const traitCache = new TraitCache<EnergyTraits>((seed, device) => {
+  const kind = isEnergyKind(device.kind) ? device.kind : 'substation-0.4kv';
+  const ratedPowerVA = device.profile?.ratedPowerVA ?? ENERGY_RATINGS_VA[kind][0];
   const rng = traitRng(seed, device);
   const peakLoading = kind === 'feeder-22kv' ? rng.between(0.55, 0.85) : rng.between(0.6, 0.95);
   // Half a year to four years of service at about half load.
   const initialImportKWh = ratedPowerVA * 0.5 * 8760 * rng.between(0.5, 4) * 1e-3;
-  return { peakLoading, initialImportKWh };
+  // Rooftop solar relative to the peak load: a few substations have more panels than midday load
+  // (reverse flow); a feeder collects many substations, so its share is smaller and never exceeds the load.
+  const u = rng.uniform();
+  const pvRatio = provinceClimate(device.province).rooftopSolar ? (kind === 'substation-0.4kv' ? 1.2 * u ** 1.5 : 0.05 + 0.3 * u) : 0;
+  const pvPeakW = ratedPowerVA * peakLoading * pvRatio;
+  return {
+    kind,
+    ratedPowerVA,
+    nominalV: device.profile?.nominalPhaseVoltageV ?? NOMINAL_PHASE_VOLTAGE_V[kind],
+    peakLoading,
+    initialImportKWh,
+    pvPeakW,
+    // About 1000 full-load hours a year, a fifth of it exported, since the 2020 boom.
+    initialExportKWh: pvPeakW * 1000 * 0.2 * rng.between(1, 5) * 1e-3,
+  };
+});
+
+/** Phase voltage per unit: within the tolerance in normal operation, moved out of it by a sag. */
+function perUnitVoltage(netLoading: number, walk: number, tolerance: number, sag: number): number {
+  return clamp(clamp(1.025 - 0.05 * netLoading + walk, 1 - tolerance, 1 + tolerance) + sag, 0.5, 1.3);
 }
 
 /** The next reading of an energy meter at `ts`. */
 export function energyReading(device: SimulatedDevice, state: DeviceState, ts: number, options: ModelOptions): ModelStep<EnergyReading> {
-  const kind = isEnergyKind(device.kind) ? device.kind : 'substation-0.4kv';
-  const ratedPowerVA = device.profile?.ratedPowerVA ?? ENERGY_RATINGS_VA[kind][0];
-  const nominalV = device.profile?.nominalPhaseVoltageV ?? NOMINAL_PHASE_VOLTAGE_V[kind];
-  const traits = energyTraits(options.seed, device, kind, ratedPowerVA);
+  const traits = traitCache.get(options.seed, device);
+  const { ratedPowerVA, nominalV } = traits;
   const rng = stepRng(options.seed, device, state.seq);
   const dtS = elapsedSeconds(state, ts);
-  const w = advanceWalks(ENERGY_WALKS, state.walks, dtS, rng);
+  const w = ENERGY_WALKS.advance(state.walks, dtS, rng);
   const time = localTime(ts);
-  const shape = loadShapeAt(time, provinceClimate(device.province));
+  const world = options.world;
+  const previousImportKWh = state.energyImportKWh ?? traits.initialImportKWh;
+  const previousExportKWh = state.energyExportKWh ?? traits.initialExportKWh;
+  const hasSolar = traits.pvPeakW > 0;
 
-  const apparentVA = ratedPowerVA * traits.peakLoading * shape * Math.exp(w.load);
-  const loadFactor = apparentVA / ratedPowerVA;
+  if (world?.inOutage(device, ts)) {
+    // No supply: the meter runs on its battery and reads zero; its registers stand still.
+    const reading: EnergyReading = {
+      ts,
+      seq: state.seq,
+      frequency: 0,
+      totalActivePower: 0,
+      totalReactivePower: 0,
+      totalApparentPower: 0,
+      powerFactor: 0,
+      phaseVoltage: { L1: 0, L2: 0, L3: 0 },
+      current: { L1: 0, L2: 0, L3: 0 },
+      totalActiveEnergyImport: round(previousImportKWh, 3),
+      ...(hasSolar ? { totalActiveEnergyExport: round(previousExportKWh, 3) } : {}),
+    };
+    return { reading, state: { ...state, seq: state.seq + 1, lastTs: ts, walks: w, energyImportKWh: previousImportKWh, energyExportKWh: previousExportKWh } };
+  }
+
+  const consumptionVA = ratedPowerVA * traits.peakLoading * loadShapeAt(time, provinceClimate(device.province)) * Math.exp(w.load);
   // Heavier load brings more motors (AC compressors, pumps) onto the feeder.
-  const powerFactor = clamp(0.955 - 0.05 * (loadFactor - 0.5) + w.powerFactor, 0.85, 0.98);
-  const activeW = apparentVA * powerFactor;
-  const reactiveVAr = apparentVA * Math.sqrt(1 - powerFactor * powerFactor);
+  const loadPowerFactor = clamp(0.955 - 0.05 * (consumptionVA / ratedPowerVA - 0.5) + w.powerFactor, 0.85, 0.98);
+  // Solar inverters run at unity power factor: they offset active power only.
+  const solarW = hasSolar ? traits.pvPeakW * solarShareAt(time, ts, device.province, world) : 0;
+  const activeW = consumptionVA * loadPowerFactor - solarW;
+  const reactiveVAr = consumptionVA * Math.sqrt(1 - loadPowerFactor * loadPowerFactor);
+  const apparentVA = Math.hypot(activeW, reactiveVAr);
+  // IEC sign convention: the power factor takes the sign of the active power (negative when exporting).
+  const powerFactor = apparentVA > 0 ? activeW / apparentVA : 1;
+  const loadFactor = apparentVA / ratedPowerVA;
 
-  // Tap changers hold the no-load voltage slightly high; the line drop grows with load.
+  // Tap changers hold the no-load voltage slightly high; the line drop grows with the net import,
+  // and reverse flow from the panels lifts the voltage instead. A sag moves the whole province.
   const tolerance = GRID_CODE.voltageTolerance * 0.9;
-  const voltage = (walk: number): number => nominalV * clamp(1.025 - 0.045 * loadFactor + walk, 1 - tolerance, 1 + tolerance);
-  const phaseVoltage = { L1: voltage(w.voltageL1), L2: voltage(w.voltageL2), L3: voltage(w.voltageL3) };
+  const sag = world ? world.voltageOffset(device.province, ts) : 0;
+  const netLoading = activeW / ratedPowerVA;
+  const phaseVoltage = {
+    L1: round(nominalV * perUnitVoltage(netLoading, w.voltageL1, tolerance, sag), 1),
+    L2: round(nominalV * perUnitVoltage(netLoading, w.voltageL2, tolerance, sag), 1),
+    L3: round(nominalV * perUnitVoltage(netLoading, w.voltageL3, tolerance, sag), 1),
+  };
   // Single-phase customers never split evenly over the three phases.
-  const weights = { L1: 1 + w.unbalanceL1, L2: 1 + w.unbalanceL2, L3: 1 + w.unbalanceL3 };
-  const weightSum = weights.L1 + weights.L2 + weights.L3;
-  const current = (phase: 'L1' | 'L2' | 'L3'): number => round((apparentVA * weights[phase]) / weightSum / phaseVoltage[phase], 2);
+  const weightSum = 3 + w.unbalanceL1 + w.unbalanceL2 + w.unbalanceL3;
+  const perPhaseVA = apparentVA / weightSum;
 
-  const previousKWh = state.energyImportKWh ?? traits.initialImportKWh;
-  const energyImportKWh = previousKWh + (dtS === undefined ? 0 : (activeW * dtS) / 3_600_000);
+  const importKWh = previousImportKWh + (dtS === undefined ? 0 : (Math.max(0, activeW) * dtS) / 3_600_000);
+  const exportKWh = previousExportKWh + (dtS === undefined ? 0 : (Math.max(0, -activeW) * dtS) / 3_600_000);
   const lightLoad = clamp(1 - loadFactor, 0, 1);
-  const lowVoltage = kind === 'substation-0.4kv';
+  const lowVoltage = traits.kind === 'substation-0.4kv';
+  const frequency = GRID_CODE.nominalFrequencyHz + gridDeviationHz(ts, options.seed) + (world ? world.frequencyOffsetHz(ts) : 0);
 
   const reading: EnergyReading = {
     ts,
     seq: state.seq,
-    frequency: round(gridFrequencyHz(ts, options.seed) + 0.002 * rng.normal(), 3),
+    frequency: round(frequency + 0.002 * rng.normal(), 3),
     totalActivePower: Math.round(activeW),
     totalReactivePower: Math.round(reactiveVAr),
     totalApparentPower: Math.round(apparentVA),
     powerFactor: round(powerFactor, 3),
-    phaseVoltage: { L1: round(phaseVoltage.L1, 1), L2: round(phaseVoltage.L2, 1), L3: round(phaseVoltage.L3, 1) },
-    current: { L1: current('L1'), L2: current('L2'), L3: current('L3') },
+    phaseVoltage,
+    current: {
+      L1: round((perPhaseVA * (1 + w.unbalanceL1)) / phaseVoltage.L1, 2),
+      L2: round((perPhaseVA * (1 + w.unbalanceL2)) / phaseVoltage.L2, 2),
+      L3: round((perPhaseVA * (1 + w.unbalanceL3)) / phaseVoltage.L3, 2),
+    },
     thdVoltage: round(clamp((lowVoltage ? 0.02 : 0.012) * (1 + 0.5 * loadFactor) * Math.exp(0.5 * w.harmonics), 0.003, 0.08), 4),
-    // Electronic loads dominate at light load, so current distortion is relatively higher then.
+    // Electronic loads (and inverters) dominate at light load, so current distortion is relatively higher then.
     thdCurrent: round(clamp((lowVoltage ? 0.06 : 0.035) * (1 + 1.2 * lightLoad) * Math.exp(w.harmonics), 0.01, 0.4), 4),
-    totalActiveEnergyImport: round(energyImportKWh, 3),
+    totalActiveEnergyImport: round(importKWh, 3),
+    ...(hasSolar ? { totalActiveEnergyExport: round(exportKWh, 3) } : {}),
   };
-  return { reading, state: { ...state, seq: state.seq + 1, lastTs: ts, walks: w, energyImportKWh } };
+  return { reading, state: { ...state, seq: state.seq + 1, lastTs: ts, walks: w, energyImportKWh: importKWh, energyExportKWh: exportKWh } };
 }
