@@ -44,7 +44,7 @@ const ProvinceCode = Type.String({ minLength: 1, maxLength: 8 });
 
 const scope = {
   provinces: Type.Optional(Type.Array(ProvinceCode, { minItems: 1 })),
-  domains: Type.Optional(Type.Array(Type.Union(DOMAINS.map((d) => Type.Literal(d))), { minItems: 1 })),
+  domains: Type.Optional(Type.Array(Type.Union([Type.Literal('traffic'), Type.Literal('environment'), Type.Literal('energy')]), { minItems: 1 })),
   share: Type.Optional(Share),
 };
 const FaultSchemas = {
@@ -80,7 +80,15 @@ export const ScenarioFileSchema = Type.Object(
     /** Stamp readings with the wall clock at publish time (default) or with the scenario clock. */
     timestamps: Type.Optional(Type.Union([Type.Literal('wall'), Type.Literal('scenario')])),
     connection: Type.Optional(
-      Type.Object({ mode: Type.Optional(Type.Union(CONNECTION_MODES.map((m) => Type.Literal(m)))), gateways: Type.Optional(Type.Integer({ minimum: 1, maximum: SCENARIO_LIMITS.maxGateways })) }, { additionalProperties: false }),
+      Type.Object(
+        {
+          mode: Type.Optional(Type.Union([Type.Literal('device'), Type.Literal('gateway')])),
+          gateways: Type.Optional(Type.Integer({ minimum: 1, maximum: SCENARIO_LIMITS.maxGateways })),
+          /** A gateway that uploads periodically sends each device's readings since the last upload in one message. */
+          upload: Type.Optional(Duration),
+        },
+        { additionalProperties: false },
+      ),
     ),
     qos: Type.Optional(Type.Object({ traffic: Type.Optional(Qos), environment: Type.Optional(Qos), energy: Type.Optional(Qos) }, { additionalProperties: false })),
     defaults: Type.Optional(Type.Object({ devices: Type.Optional(Counts), interval: Type.Optional(Intervals) }, { additionalProperties: false })),
@@ -141,6 +149,8 @@ export interface Scenario {
   readonly timestamps: 'wall' | 'scenario';
   readonly mode: ConnectionMode;
   readonly gateways: number;
+  /** Gateway mode: upload each device's readings every this many ms of scenario time (0: at once). */
+  readonly uploadMs: number;
   readonly qos: Readonly<Record<Domain, 0 | 1>>;
   readonly groups: readonly GroupPlan[];
   readonly bufferMaxReadings: number;
@@ -240,6 +250,9 @@ export function validateScenarioData(data: unknown): string[] {
   if (total > SCENARIO_LIMITS.maxDevices) problems.push(`provinces: ${total} devices in all; at most ${SCENARIO_LIMITS.maxDevices} per simulator process`);
   if (total === 0) problems.push('provinces: no devices at all; give at least one province a device count above 0');
   if (file.duration !== undefined && (parseDuration(file.duration) ?? 0) <= 0) problems.push(`duration: "${file.duration}" must be longer than 0`);
+  const upload = file.connection?.upload === undefined ? undefined : parseDuration(file.connection.upload);
+  if (upload !== undefined && upload > SCENARIO_LIMITS.maxIntervalMs) problems.push(`connection.upload: "${file.connection?.upload}" must be at most 1h`);
+  if (upload !== undefined && upload > 0 && file.connection?.mode !== 'gateway') problems.push('connection.upload: only gateways upload periodically; set connection.mode to gateway');
 
   for (const type of FAULT_TYPES) {
     const fault = file.faults?.[type];
@@ -280,6 +293,7 @@ export interface ResolveOptions {
   readonly speed?: number | 'max';
   readonly mode?: ConnectionMode;
   readonly gateways?: number;
+  readonly uploadMs?: number;
   readonly durationMs?: number;
   readonly start?: string;
   readonly timestamps?: 'wall' | 'scenario';
@@ -339,6 +353,7 @@ export function resolveScenario(file: ScenarioFile, options: ResolveOptions): Sc
     timestamps: options.timestamps ?? file.timestamps ?? 'wall',
     mode,
     gateways: Math.min(gateways, Math.max(1, total)),
+    uploadMs: options.uploadMs ?? (file.connection?.upload === undefined ? 0 : (parseDuration(file.connection.upload) ?? 0)),
     qos: { ...SCENARIO_DEFAULTS.qos, ...file.qos },
     groups: groups.filter((g) => g.count > 0),
     bufferMaxReadings: file.buffer?.maxReadings ?? SCENARIO_DEFAULTS.bufferMaxReadings,

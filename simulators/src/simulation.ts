@@ -66,6 +66,8 @@ export interface SimulationStats {
   readonly faults: Readonly<Record<FaultType, number>>;
   /** The scenario clock, epoch ms. */
   readonly scenarioMs: number;
+  /** How far the schedule runs behind the scenario clock, ms (0 when it keeps up). */
+  readonly lagMs: number;
   /** Share of the scenario's duration done, 0–1; undefined without a duration. */
   readonly progress: number | undefined;
 }
@@ -160,8 +162,12 @@ interface Link {
   reconnectTimer: NodeJS.Timeout | undefined;
   /** Wall time before which a dropout keeps the link down. */
   holdUntil: number;
-  /** Members with a backlog or a pending status. */
+  /** Members with a backlog. */
   readonly pending: Set<Runner>;
+  /** Members with a status to publish. */
+  readonly statusPending: Set<Runner>;
+  /** A periodic gateway upload is under way: held readings go out until none is left. */
+  uploading: boolean;
 }
 
 class Engine {
@@ -181,6 +187,8 @@ class Engine {
   #virtualNow: number;
   #stopping = false;
   #stopped: Promise<void> | undefined;
+  readonly #uploadMs: number;
+  #nextUploadAt = Infinity;
   #loopTimer: NodeJS.Timeout | undefined;
   #wakeMax: (() => void) | undefined;
   #linksUp = 0;
@@ -194,6 +202,8 @@ class Engine {
     this.#logger = logger;
     this.#wallClock = wallClock;
     this.#virtualNow = this.#scenario.startMs;
+    this.#uploadMs = options.scenario.mode === 'gateway' ? options.scenario.uploadMs : 0;
+    this.#nextUploadAt = this.#scenario.startMs + this.#uploadMs;
     this.#endMs = this.#scenario.durationMs === undefined ? Infinity : this.#scenario.startMs + this.#scenario.durationMs;
     this.finished = new Promise((resolve) => {
       this.#resolveFinished = resolve;
@@ -287,6 +297,7 @@ class Engine {
       errors: this.#counters.errors,
       faults: { ...this.#faultCounts },
       scenarioMs,
+      lagMs: this.#heap[0] ? Math.max(0, scenarioMs - this.#heap[0].nextDue) : 0,
       progress: durationMs === undefined ? undefined : Math.min(1, Math.max(0, (scenarioMs - startMs) / durationMs)),
     };
   }
@@ -321,6 +332,7 @@ class Engine {
   #runRealTime(): void {
     if (this.#stopping) return;
     const now = this.#scenarioNow();
+    this.#uploadDue(now);
     let handled = 0;
     let top = this.#heap[0];
     while (top && top.nextDue <= now) {
@@ -348,11 +360,20 @@ class Engine {
       const top = this.#heap[0];
       if (!top) break;
       // Back-pressure: time stands still until the connection can take more.
-      if (!top.link.connected || top.link.inflight >= top.link.window) {
-        await this.#waitFor(() => this.#stopping || (top.link.connected && top.link.inflight < top.link.window / 2), Infinity);
+      // Back-pressure, and uploads finish before time moves on (so a run is the same every time).
+      const uploading = this.#uploadMs > 0 ? this.#links.find((l) => l.uploading) : undefined;
+      if (uploading) {
+        this.#flush(uploading);
+        await this.#waitFor(() => this.#stopping || !uploading.uploading, Infinity);
+        continue;
+      }
+      if (!top.link.connected || top.link.inflight >= top.link.window || congested(top.link)) {
+        await this.#waitFor(() => this.#stopping || (top.link.connected && top.link.inflight < top.link.window / 2 && !congested(top.link)), Infinity);
         continue;
       }
       this.#virtualNow = top.nextDue;
+      // An upload that could not go out in one go finishes (above) before the next reading.
+      if (this.#uploadDue(top.nextDue)) continue;
       this.#tick(this.#pop());
       if (++handled >= SIMULATION_DEFAULTS.ticksPerTurn) {
         handled = 0;
@@ -367,13 +388,19 @@ class Engine {
 
   /** The duration ran out: send what is buffered, wait for the acknowledgements, resolve `finished`. */
   async #finish(): Promise<void> {
-    await this.#waitFor(() => this.#stopping || this.#links.every((l) => l.pending.size === 0 && l.inflight === 0), 120_000);
+    for (const link of this.#links) {
+      link.uploading = true;
+      this.#flush(link);
+    }
+    await this.#waitFor(() => this.#stopping || this.#links.every((l) => l.pending.size === 0 && l.statusPending.size === 0 && l.inflight === 0), 120_000);
     this.#logger.info({ readings: this.#counters.readings, published: this.#counters.published }, 'scenario finished');
     this.#resolveFinished();
   }
 
   /** Polls `condition` each time a publish completes or a link changes state (and every 100 ms). */
   async #waitFor(condition: () => boolean, timeoutMs: number): Promise<boolean> {
+    // Always give I/O a turn: a caller looping on a condition that is already true must not starve it.
+    await new Promise((resolve) => setImmediate(resolve));
     const deadline = Date.now() + timeoutMs;
     while (!condition()) {
       if (Date.now() >= deadline) return false;
@@ -430,7 +457,12 @@ class Engine {
     }
 
     const link = runner.link;
-    if (!link.connected || link.inflight >= link.window || runner.backlog.length > 0) {
+    if (this.#uploadMs > 0 && payload === undefined && topic === runner.telemetryTopic) {
+      // A gateway that uploads periodically holds the reading until its next upload.
+      for (let i = 0; i < copies; i++) this.#buffer(runner, reading);
+      return;
+    }
+    if (!link.connected || link.inflight >= link.window || runner.backlog.length > 0 || congested(link)) {
       // Keep order: a device with a backlog sends it first, in the batch form.
       this.#buffer(runner, reading);
       if (link.connected && link.inflight < link.window) this.#flush(link);
@@ -438,6 +470,17 @@ class Engine {
     }
     const text = payload ?? JSON.stringify(reading);
     for (let i = 0; i < copies; i++) this.#send(link, topic, text, runner.qos, false, payload === undefined ? 1 : 0);
+  }
+
+  /** Gateway uploads: every uploadMs of scenario time, each device's held readings go out in one message. */
+  #uploadDue(now: number): boolean {
+    if (this.#uploadMs <= 0 || now < this.#nextUploadAt) return false;
+    this.#nextUploadAt = (Math.floor((now - this.#scenario.startMs) / this.#uploadMs) + 1) * this.#uploadMs + this.#scenario.startMs;
+    for (const link of this.#links) {
+      link.uploading = true;
+      this.#flush(link);
+    }
+    return this.#links.some((link) => link.uploading);
   }
 
   #buffer(runner: Runner, reading: Reading): void {
@@ -454,19 +497,29 @@ class Engine {
   /** Sends pending statuses and backlogs of a link's devices while its window has room. */
   #flush(link: Link): void {
     if (!link.connected) return;
+    for (const runner of link.statusPending) {
+      if (link.inflight >= link.window || congested(link)) return;
+      if (runner.pendingStatus) this.#publishStatus(link, runner, runner.pendingStatus);
+      runner.pendingStatus = undefined;
+      link.statusPending.delete(runner);
+    }
+    // Between uploads a periodically uploading gateway holds its devices' readings.
+    if (this.#uploadMs > 0 && !link.uploading) return;
     for (const runner of link.pending) {
-      if (link.inflight >= link.window) return;
-      if (runner.pendingStatus) {
-        this.#publishStatus(link, runner, runner.pendingStatus);
-        runner.pendingStatus = undefined;
-      }
+      if (link.inflight >= link.window || congested(link)) return;
       while (runner.backlog.length > 0 && link.inflight < link.window) {
         const batch = takeBatch(runner.backlog);
         this.#counters.buffered -= batch.count;
         this.#send(link, runner.telemetryTopic, batch.payload, runner.qos, false, batch.count);
       }
-      if (runner.backlog.length === 0 && runner.pendingStatus === undefined) link.pending.delete(runner);
+      if (runner.backlog.length === 0) link.pending.delete(runner);
     }
+    link.uploading = false; // everything held went out
+  }
+
+  /** Whether a flush now would send anything. */
+  #hasWork(link: Link): boolean {
+    return link.statusPending.size > 0 || (link.pending.size > 0 && (this.#uploadMs === 0 || link.uploading));
   }
 
   #send(link: Link, topic: string, payload: string, qos: 0 | 1, retain: boolean, readings: number): void {
@@ -483,7 +536,7 @@ class Engine {
         this.#counters.published++;
         this.#counters.readings += readings;
       }
-      if (link.pending.size > 0 && link.inflight < link.window / 2) this.#flush(link);
+      if (link.inflight < link.window / 2 && this.#hasWork(link)) this.#flush(link);
       this.#wake();
     });
   }
@@ -494,7 +547,7 @@ class Engine {
 
   #setStatus(runner: Runner, state: 'online' | 'offline'): void {
     runner.pendingStatus = state;
-    runner.link.pending.add(runner);
+    runner.link.statusPending.add(runner);
     if (runner.link.connected && runner.link.inflight < runner.link.window) this.#flush(runner.link);
   }
 
@@ -536,6 +589,8 @@ class Engine {
       reconnectTimer: undefined,
       holdUntil: 0,
       pending: new Set(),
+      statusPending: new Set(),
+      uploading: false,
     };
   }
 
@@ -558,7 +613,13 @@ class Engine {
       ...(!isGateway && first ? { will: { topic: first.statusTopic, payload: Buffer.from(JSON.stringify(offline)), qos: 1 as const, retain: true } } : {}),
     });
     link.client = client;
-    client.on('connect', () => this.#onConnect(link));
+    client.on('connect', () => {
+      client.stream.on('drain', () => {
+        if (this.#hasWork(link)) this.#flush(link);
+        this.#wake();
+      });
+      this.#onConnect(link);
+    });
     client.on('close', () => this.#onClose(link));
     client.on('error', (err) => this.#onError(link, err));
   }
@@ -573,7 +634,7 @@ class Engine {
     for (const runner of link.members) {
       if (!runner.droppedOut) {
         runner.pendingStatus = 'online';
-        link.pending.add(runner);
+        link.statusPending.add(runner);
       }
     }
     // Under speed "max" the first statuses go out in device order once every link is up (see
@@ -666,6 +727,12 @@ class Engine {
   }
 }
 
+/** The socket's buffer is full: writing more now would only queue inside MQTT.js, one drain listener per message. */
+function congested(link: Link): boolean {
+  const stream = link.client?.stream as { writableNeedDrain?: boolean } | undefined;
+  return stream?.writableNeedDrain === true;
+}
+
 function before(a: Runner, b: Runner): boolean {
   return a.nextDue < b.nextDue || (a.nextDue === b.nextDue && a.index < b.index);
 }
@@ -683,8 +750,9 @@ function takeBatch(backlog: Reading[]): { payload: string; count: number } {
     bytes += text.length + 1;
     count++;
   }
-  backlog.splice(0, count);
-  return { payload: `{"readings":[${parts.join(',')}]}`, count };
+  if (count === backlog.length) backlog.length = 0;
+  else backlog.splice(0, count);
+  return { payload: count === 1 ? (parts[0] as string) : `{"readings":[${parts.join(',')}]}`, count };
 }
 
 /** A device's clock error: none for most; up to ±maxMs for the scenario's share, from the seed. */

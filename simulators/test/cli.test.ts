@@ -123,6 +123,7 @@ describe('simulate command line', () => {
       errors: 2,
       faults: { dropout: 1, stuck: 0, spike: 3, malformed: 0, wrongTopic: 0, flood: 0 },
       scenarioMs: Date.UTC(2026, 0, 15, 0, 42),
+      lagMs: 0,
       progress: 0.25,
     };
     expect(formatStatus(stats, { readings: 41.2, messages: 40 }, new Date(Date.UTC(2026, 6, 1, 2, 4, 28)))).toBe(

@@ -50,7 +50,7 @@ describe('scenario files', () => {
   it('gives national-50k at least 50,000 devices on gateway connections', async () => {
     const scenario = resolveScenario(await loadScenarioFile('national-50k'), { nowMs: NOW });
     expect(scenario.groups.reduce((n, g) => n + g.count, 0)).toBeGreaterThanOrEqual(50_000);
-    expect(scenario).toMatchObject({ mode: 'gateway', gateways: 10 });
+    expect(scenario).toMatchObject({ mode: 'gateway', gateways: 10, uploadMs: 5000 });
   });
 
   it('applies command-line overrides and switches faults on with their defaults', () => {
@@ -93,6 +93,7 @@ describe('scenario files', () => {
     ['a bad start', 'name: x\nstart: tomorrow\nprovinces: [{ code: "01" }]', /start: "tomorrow" must be "now"/],
     ['too many devices', 'name: x\nprovinces: [{ code: all, devices: { traffic: 99999, environment: 99999 } }]', /provinces: \d+ devices in all; at most 200000/],
     ['no devices at all', 'name: x\nprovinces: [{ code: "01", devices: { traffic: 0, environment: 0, energy: 0 } }]', /no devices at all/],
+    ['an upload without gateways', 'name: x\nconnection: { upload: 5s }\nprovinces: [{ code: "01" }]', /connection\.upload: only gateways upload periodically/],
     ['YAML that does not parse', 'name: x\nprovinces: [{ code: "01"', /test\.yaml is not valid YAML/],
     ['a duplicated key', 'name: x\nname: y\nprovinces: [{ code: "01" }]', /not valid YAML/],
   ])('names the bad field: %s', (_what, yaml, message) => {

@@ -193,6 +193,42 @@ describe('startSimulation against the platform broker', () => {
     }
   });
 
+  it('gateway uploads: each device\'s readings since the last upload go out in one batch message', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'citypulse-upload-'));
+    try {
+      const file: ScenarioFile = {
+        name: 'upload',
+        start: '2026-05-20T12:00',
+        duration: '1m',
+        speed: 'max',
+        timestamps: 'scenario',
+        connection: { mode: 'gateway', gateways: 1, upload: '10s' },
+        provinces: [{ code: '82', devices: { traffic: 0, environment: 0, energy: 3 }, interval: { energy: '1s' } }],
+      };
+      const path = join(dir, 'upload.ndjson');
+      const recorder = await openRecorder({ path });
+      const simulation = await start({ scenario: scenario(file), recorder });
+      await simulation.finished;
+      await simulation.stop();
+      await recorder.close();
+      const perDevice = new Map<string, number[]>();
+      for await (const m of readRecording(path)) {
+        if (!m.topic.endsWith('/telemetry')) continue;
+        const decoded = decodeTelemetry('energy', String(m.payload), Date.UTC(2026, 4, 20, 6));
+        expect(decoded.ok).toBe(true);
+        if (decoded.ok) perDevice.set(m.topic, [...(perDevice.get(m.topic) ?? []), decoded.value.readings.length]);
+      }
+      expect(perDevice.size).toBe(3);
+      for (const sizes of perDevice.values()) {
+        expect(sizes.reduce((a, b) => a + b, 0)).toBe(60); // every reading of the minute, once
+        expect(sizes, JSON.stringify(sizes)).toEqual([10, 10, 10, 10, 10, 10]); // six uploads, not sixty messages
+      }
+      expect(simulation.stats()).toMatchObject({ readings: 180, buffered: 0, lost: 0 });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('buffers readings through a dropout and sends the backlog in the batch form', async () => {
     const since = received.length;
     const file: ScenarioFile = {

@@ -21,6 +21,7 @@ export interface CliOptions {
   readonly seed: number | undefined;
   readonly mode: ConnectionMode | undefined;
   readonly gateways: number | undefined;
+  readonly uploadMs: number | undefined;
   readonly speed: number | 'max' | undefined;
   readonly start: string | undefined;
   readonly durationMs: number | undefined;
@@ -73,6 +74,7 @@ Clock and connections (override the scenario):
   --timestamps wall|scenario  stamp readings with the wall clock (default) or the scenario clock
   --mode device|gateway  one MQTT connection per device, or a few gateway connections for many devices
   --gateways N           gateway connections in gateway mode (default: one per ${SCENARIO_DEFAULTS.gatewayDevices} devices)
+  --upload D             gateway mode: upload each device's readings every D in one message (default: at once)
   --connect-rate N       device connections opened per second (default ${SIMULATION_DEFAULTS.connectRatePerSecond})
 
 Recording:
@@ -107,6 +109,7 @@ const FLAGS = {
   timestamps: { type: 'string' },
   mode: { type: 'string' },
   gateways: { type: 'string' },
+  upload: { type: 'string' },
   'connect-rate': { type: 'string' },
   record: { type: 'string' },
   'record-rotate-size': { type: 'string' },
@@ -166,6 +169,7 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
       seed: values.seed === undefined ? undefined : parseWholeNumber('--seed', values.seed, 0, 0xffff_ffff),
       mode: values.mode === undefined ? undefined : parseChoice('--mode', values.mode, CONNECTION_MODES),
       gateways: values.gateways === undefined ? undefined : parseWholeNumber('--gateways', values.gateways, 1, SCENARIO_LIMITS.maxGateways),
+      uploadMs: values.upload === undefined ? undefined : parseDurationFlag('--upload', values.upload, 0),
       speed: values.speed === undefined ? undefined : parseSpeed(values.speed),
       start: values.start === undefined ? undefined : parseStart(values.start),
       durationMs: values.duration === undefined ? undefined : parseDurationFlag('--duration', values.duration),

@@ -114,6 +114,7 @@ async function loadScenario(options: CliOptions): Promise<Scenario> {
     ...(options.speed !== undefined ? { speed: options.speed } : {}),
     ...(options.mode !== undefined ? { mode: options.mode } : {}),
     ...(options.gateways !== undefined ? { gateways: options.gateways } : {}),
+    ...(options.uploadMs !== undefined ? { uploadMs: options.uploadMs } : {}),
     ...(options.durationMs !== undefined ? { durationMs: options.durationMs } : {}),
     ...(options.start !== undefined ? { start: options.start } : {}),
     ...(options.timestamps !== undefined ? { timestamps: options.timestamps } : {}),
