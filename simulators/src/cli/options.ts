@@ -1,10 +1,10 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { COMMON_CONFIG, DOMAINS, isDomain, isProvinceCode, PROVINCE_CODES, provinceByCode, type Domain } from '@citypulse/contracts';
+import { COMMON_CONFIG, DOMAINS, isProvinceCode, PROVINCE_CODES, provinceByCode, type Domain } from '@citypulse/contracts';
 import { CONNECTION_MODES, FAULT_TYPES, parseTime, SCENARIO_DEFAULTS, SCENARIO_LIMITS, SCENARIOS_DIR, shippedScenarioPath, vnClock, type ConnectionMode, type FaultType } from '../scenario.js';
 import { SIMULATION_DEFAULTS, type SimulationStats } from '../simulation.js';
-import { checkMqttUrl, describeParseError, nonEmpty, parseDurationFlag, parseSize, splitList, UsageError } from './tool-flags.js';
+import { checkMqttUrl, describeParseError, nonEmpty, parseDomains, parseDurationFlag, parseSize, splitList, UsageError } from './tool-flags.js';
 
 /** Command-line flags of `simulate`, parsed and validated without side effects (so tests can call it). */
 export interface CliOptions {
@@ -252,15 +252,6 @@ function parseProvinces(text: string): string[] {
     }
   }
   return codes;
-}
-
-function parseDomains(text: string): Domain[] {
-  const names = splitList(text);
-  if (names.length === 0) throw new UsageError(`--domains needs at least one of ${DOMAINS.join(', ')}`);
-  return names.map((name) => {
-    if (!isDomain(name)) throw new UsageError(`--domains: "${name}" must be one of ${DOMAINS.join(', ')}`);
-    return name;
-  });
 }
 
 function parseWholeNumber(flag: string, text: string, min: number, max: number): number {

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { DOMAINS, isDeviceId, isDomain, isProvinceCode, readConfig, type Domain } from '@citypulse/contracts';
+import { DOMAINS, isDeviceId, isProvinceCode, readConfig, type Domain } from '@citypulse/contracts';
 import { INFLUX_CONFIG, influxSettingsFrom, type InfluxSettings } from '@citypulse/infra';
 import { REPLAY_DEFAULTS, type ReplaySpeed } from '../replay.js';
 import {
@@ -7,6 +7,7 @@ import {
   BROKER_FLAGS_USAGE,
   describeParseError,
   parseBrokerFlags,
+  parseDomains,
   parseTimeFlag,
   resolvePath,
   splitList,
@@ -151,15 +152,6 @@ function parseProvinces(text: string): string[] {
   if (codes.length === 0) throw new UsageError('--provinces needs at least one province code, e.g. --provinces 01,79');
   for (const code of codes) if (!isProvinceCode(code)) throw new UsageError(`--provinces: "${code}" is not one of the 34 province codes (e.g. 01 Hà Nội, 79 Hồ Chí Minh)`);
   return codes;
-}
-
-function parseDomains(text: string): Domain[] {
-  const names = splitList(text);
-  if (names.length === 0) throw new UsageError(`--domains needs at least one of ${DOMAINS.join(', ')}`);
-  return names.map((name) => {
-    if (!isDomain(name)) throw new UsageError(`--domains: "${name}" must be one of ${DOMAINS.join(', ')}`);
-    return name;
-  });
 }
 
 function parseDevices(text: string): string[] {

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
-import { CodedError, COMMON_CONFIG } from '@citypulse/contracts';
+import { CodedError, COMMON_CONFIG, DOMAINS, isDomain, type Domain } from '@citypulse/contracts';
 import { parseDuration } from '../units.js';
 
 /**
@@ -119,6 +119,16 @@ export function parseTimeFlag(flag: string, text: string): number {
   const ms = /^\d{1,15}$/.test(trimmed) ? Number(trimmed) : /^\d{4}-\d{2}-\d{2}/.test(trimmed) ? Date.parse(trimmed) : Number.NaN;
   if (!Number.isFinite(ms) || ms < 0) throw new UsageError(`${flag} "${text}" is not a time: use ISO 8601 (2026-11-22T08:00:00+07:00) or epoch milliseconds`);
   return ms;
+}
+
+/** `--domains traffic,energy` → the domains, each checked. */
+export function parseDomains(text: string): Domain[] {
+  const names = splitList(text);
+  if (names.length === 0) throw new UsageError(`--domains needs at least one of ${DOMAINS.join(', ')}`);
+  return names.map((name) => {
+    if (!isDomain(name)) throw new UsageError(`--domains: "${name}" must be one of ${DOMAINS.join(', ')}`);
+    return name;
+  });
 }
 
 export function splitList(text: string): string[] {
