@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { startMosquitto } from '@citypulse/infra';
 import { connect } from 'mqtt';
 import { resolveScenario, type ScenarioFile } from '../src/scenario.js';
-import { startSimulation } from '../src/simulation.js';
+import { heapBytesHere, startSimulation } from '../src/simulation.js';
 
 const MEASURE_S = Number(process.env.BENCH_SECONDS ?? 15);
 const WARMUP_S = 3;
@@ -22,6 +22,7 @@ interface Row {
   readonly run: string;
   readonly devices: number;
   readonly connections: number;
+  readonly threads: number;
   readonly qos: 0 | 1;
   readonly offered: string;
   readonly readingsPerSecond: number;
@@ -31,31 +32,23 @@ interface Row {
   readonly note: string;
 }
 
-const gc = (globalThis as { gc?: () => void }).gc;
-function heap(): number {
-  gc?.();
-  gc?.();
-  const m = process.memoryUsage();
-  return m.heapUsed + m.external + m.arrayBuffers;
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function national(devicesPerProvince: { traffic: number; environment: number; energy: number }, interval: string, extra: Partial<ScenarioFile> = {}): ScenarioFile {
   return { name: 'bench', seed: 1, defaults: { devices: devicesPerProvince, interval: { traffic: interval, environment: interval, energy: interval } }, provinces: [{ code: 'all' }], ...extra };
 }
 
-async function simulatorRun(run: string, mqttUrl: string, file: ScenarioFile, mode: 'device' | 'gateway', qos: 0 | 1, offered: string, gateways?: number, uploadMs = 0): Promise<Row> {
+async function simulatorRun(run: string, mqttUrl: string, file: ScenarioFile, mode: 'device' | 'gateway', qos: 0 | 1, offered: string, gateways?: number, uploadMs = 0, threads: number | 'auto' = 'auto'): Promise<Row> {
   const dataDir = await mkdtemp(join(tmpdir(), 'citypulse-bench-'));
-  const base = heap();
+  const base = heapBytesHere();
   const scenario = resolveScenario({ ...file, qos: { traffic: qos, environment: qos, energy: qos } }, { nowMs: Date.now(), mode, uploadMs, ...(gateways ? { gateways } : {}) });
-  const simulation = await startSimulation({ mqttUrl, dataDir, scenario, provision: false, connectRatePerSecond: 2000 });
+  const simulation = await startSimulation({ mqttUrl, dataDir, scenario, provision: false, connectRatePerSecond: 2000, threads });
   try {
     const devices = simulation.devices.length;
     const connectDeadline = Date.now() + 120_000;
     while (simulation.stats().connected < devices && Date.now() < connectDeadline) await sleep(200);
     await sleep(WARMUP_S * 1000);
-    const bytesPerDevice = Math.round((heap() - base) / devices);
+    const bytesPerDevice = Math.round(((await simulation.heapBytes()) - base) / devices);
     const s0 = simulation.stats();
     const c0 = process.cpuUsage();
     const t0 = performance.now();
@@ -71,6 +64,7 @@ async function simulatorRun(run: string, mqttUrl: string, file: ScenarioFile, mo
       run,
       devices,
       connections: s1.connections,
+      threads: simulation.threads,
       qos,
       offered,
       readingsPerSecond: Math.round((s1.readings - s0.readings) / seconds),
@@ -98,6 +92,8 @@ async function rawRun(mqttUrl: string, qos: 0 | 1): Promise<Row> {
   let done = 0;
   let stop = false;
   const window = 2000;
+  // MQTT.js waits for 'drain' once per message written to a full socket: up to the window of them.
+  client.stream.setMaxListeners(window + 100);
   const pump = () => {
     while (!stop && sent - done < window) {
       sent++;
@@ -118,7 +114,7 @@ async function rawRun(mqttUrl: string, qos: 0 | 1): Promise<Row> {
   const cpu = process.cpuUsage(c0);
   stop = true;
   await client.endAsync(true);
-  return { run: 'MQTT.js alone (reference)', devices: 0, connections: 1, qos, offered: 'as fast as acknowledged', readingsPerSecond: rate, messagesPerSecond: rate, cpuPercent: Math.round(((cpu.user + cpu.system) / 1000 / (seconds * 1000)) * 100), bytesPerDevice: undefined, note: `${payload.length}-byte payloads, no model, no JSON` };
+  return { run: 'MQTT.js alone (reference)', devices: 0, connections: 1, threads: 1, qos, offered: 'as fast as acknowledged', readingsPerSecond: rate, messagesPerSecond: rate, cpuPercent: Math.round(((cpu.user + cpu.system) / 1000 / (seconds * 1000)) * 100), bytesPerDevice: undefined, note: `${payload.length}-byte payloads, no model, no JSON` };
 }
 
 async function main(): Promise<void> {
@@ -129,12 +125,14 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const log = (row: Row) => {
     rows.push(row);
-    console.error(`${row.run} qos ${row.qos}: ${row.readingsPerSecond} readings/s, ${row.messagesPerSecond} msg/s, cpu ${row.cpuPercent} %, ${row.bytesPerDevice ?? '-'} B/device; ${row.note}`);
+    console.error(`${row.run} (${row.threads} thread${row.threads === 1 ? '' : 's'}) qos ${row.qos}: ${row.readingsPerSecond} readings/s, ${row.messagesPerSecond} msg/s, cpu ${row.cpuPercent} %, ${row.bytesPerDevice ?? '-'} B/device; ${row.note}`);
   };
   try {
     const n50k = { traffic: 600, environment: 300, energy: 571 }; // × 34 = 50,014
     const n10k = { traffic: 120, environment: 60, energy: 115 }; // × 34 = 10,030
     log(await simulatorRun('gateway mode, 50,014 devices at 1 Hz, gateways upload every 5 s (national-50k)', mosquitto.url, national(n50k, '1s'), 'gateway', 1, '50,014/s', 10, 5000));
+    log(await simulatorRun('the same in one thread', mosquitto.url, national(n50k, '1s'), 'gateway', 1, '50,014/s', 10, 5000, 1));
+    log(await simulatorRun('gateway mode, 50,014 devices at 2 Hz, gateways upload every 5 s (ceiling)', mosquitto.url, national(n50k, '500ms'), 'gateway', 1, '100,028/s', 10, 5000));
     log(await simulatorRun('gateway mode, 50,014 devices at 1 Hz, one message per reading', mosquitto.url, national(n50k, '1s'), 'gateway', 1, '50,014/s', 10));
     log(await simulatorRun('gateway mode, 50,014 devices at 1 Hz, one message per reading', mosquitto.url, national(n50k, '1s'), 'gateway', 0, '50,014/s', 10));
     log(await simulatorRun('gateway mode, 50,014 devices, speed max', mosquitto.url, national(n50k, '1s', { speed: 'max', duration: '1h', timestamps: 'scenario' }), 'gateway', 1, 'as fast as acknowledged', 10));
@@ -148,10 +146,10 @@ async function main(): Promise<void> {
   }
   const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, sink: Debian Mosquitto`;
   console.log(`Simulator throughput (${machine}; ${MEASURE_S} s per run after ${WARMUP_S} s warm-up)\n`);
-  console.log('| run | devices | connections | QoS | offered | readings/s | MQTT msg/s | simulator CPU | memory per device | note |');
-  console.log('|---|---:|---:|---:|---|---:|---:|---:|---:|---|');
+  console.log('| run | devices | connections | threads | QoS | offered | readings/s | MQTT msg/s | simulator CPU | memory per device | note |');
+  console.log('|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|');
   for (const r of rows) {
-    console.log(`| ${r.run} | ${r.devices || '–'} | ${r.connections} | ${r.qos} | ${r.offered} | ${r.readingsPerSecond.toLocaleString('en-US')} | ${r.messagesPerSecond.toLocaleString('en-US')} | ${r.cpuPercent} % | ${r.bytesPerDevice === undefined ? '–' : `${(r.bytesPerDevice / 1024).toFixed(1)} KiB`} | ${r.note} |`);
+    console.log(`| ${r.run} | ${r.devices || '–'} | ${r.connections} | ${r.threads} | ${r.qos} | ${r.offered} | ${r.readingsPerSecond.toLocaleString('en-US')} | ${r.messagesPerSecond.toLocaleString('en-US')} | ${r.cpuPercent} % | ${r.bytesPerDevice === undefined ? '–' : `${(r.bytesPerDevice / 1024).toFixed(1)} KiB`} | ${r.note} |`);
   }
   if (jsonFile) await writeFile(jsonFile, `${JSON.stringify({ machine, measureSeconds: MEASURE_S, rows }, null, 1)}\n`);
 }

@@ -36,7 +36,7 @@ describe('simulate command line', () => {
   });
 
   it('parses scenario, clock, connection and recording flags', () => {
-    const command = parse(['--scenario', 'hanoi-winter-rush', '--speed', 'max', '--start', '2026-01-15T07:00', '--duration', '2h', '--timestamps', 'scenario', '--mode', 'gateway', '--gateways', '4', '--faults', 'stuck,wrong-topic', '--record', 'rec/city.ndjson.gz', '--record-rotate-size', '100MB', '--record-rotate-time', '1h', '--no-provision', '--connect-rate', '200', '--check']);
+    const command = parse(['--scenario', 'hanoi-winter-rush', '--speed', 'max', '--start', '2026-01-15T07:00', '--duration', '2h', '--timestamps', 'scenario', '--mode', 'gateway', '--gateways', '4', '--faults', 'stuck,wrong-topic', '--record', 'rec/city.ndjson.gz', '--record-rotate-size', '100MB', '--record-rotate-time', '1h', '--no-provision', '--connect-rate', '200', '--threads', '2', '--check']);
     expect(command.help || command.options).toMatchObject({
       scenario: 'hanoi-winter-rush',
       speed: 'max',
@@ -49,6 +49,7 @@ describe('simulate command line', () => {
       record: { path: '/home/op/citypulse/rec/city.ndjson.gz', gzip: true, rotateBytes: 100 * 1024 * 1024, rotateMs: 3_600_000 },
       provision: false,
       connectRate: 200,
+      threads: 2,
       check: true,
     });
     const options = (argv: string[]) => {
@@ -58,6 +59,8 @@ describe('simulate command line', () => {
     };
     expect(options(['--speed', '60']).speed).toBe(60);
     expect(options(['--faults', 'all']).faults).toHaveLength(6);
+    expect(options([]).threads).toBe('auto');
+    expect(options(['--threads', 'auto']).threads).toBe('auto');
   });
 
   it('falls back to MQTT_URL and DATA_DIR, then to defaults', () => {
@@ -91,6 +94,7 @@ describe('simulate command line', () => {
     expect(usageError(['--start', 'tomorrow'])).toMatch(/^--start "tomorrow" must be now/);
     expect(usageError(['--record', 'x.ndjson', '--record-rotate-size', 'big'])).toMatch(/^--record-rotate-size "big" must be a size/);
     expect(usageError(['--gateways', '0'])).toMatch(/^--gateways "0" must be a whole number from 1/);
+    expect(usageError(['--threads', 'many'])).toBe('--threads "many" must be a whole number from 1 to 64');
   });
 
   it('reads durations and sizes', () => {

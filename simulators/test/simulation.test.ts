@@ -193,6 +193,63 @@ describe('startSimulation against the platform broker', () => {
     }
   });
 
+  it('spreads a real-time run over worker threads: the same readings as one thread, one recording in time order', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'citypulse-threads-'));
+    try {
+      const file: ScenarioFile = {
+        name: 'threads',
+        start: '2026-03-02T08:00',
+        duration: '2m',
+        speed: 60,
+        timestamps: 'scenario',
+        provinces: [{ code: '01', devices: { traffic: 3, environment: 2, energy: 2 }, interval: { traffic: '10s', environment: '20s', energy: '10s' } }, { code: '46' }],
+        faults: { spike: { share: 0.3, probability: 0.1 } },
+      };
+      const recordRun = async (name: string, mode: 'device' | 'gateway', threads: number) => {
+        const path = join(dir, `${name}.ndjson`);
+        const recorder = await openRecorder({ path });
+        const simulation = await start({ scenario: scenario(file, { mode, gateways: 4 }), recorder, threads });
+        expect(simulation.threads).toBe(threads);
+        await simulation.finished;
+        const stats = simulation.stats();
+        await simulation.stop();
+        await recorder.close();
+        const messages = [];
+        for await (const m of readRecording(path)) messages.push(m);
+        return { stats, messages, devices: simulation.devices.length };
+      };
+      // Per device, the telemetry it sent, in order: the threads share the devices out, they do not change them.
+      const byTopic = (messages: { topic: string; payload: string | Buffer }[]) => {
+        const map = new Map<string, string[]>();
+        for (const m of messages) {
+          if (!m.topic.endsWith('/telemetry')) continue;
+          // Real time may send a reading alone or, when the connection was busy, in a batch.
+          const body = JSON.parse(String(m.payload)) as { readings?: unknown[] };
+          const readings = body.readings ?? [body];
+          map.set(m.topic, [...(map.get(m.topic) ?? []), ...readings.map((r) => JSON.stringify(r))]);
+        }
+        return map;
+      };
+      const one = await recordRun('one', 'gateway', 1);
+      const two = await recordRun('two', 'gateway', 2);
+      const devices = await recordRun('devices', 'device', 2);
+      expect(one.devices).toBe(3 + 2 + 2 + 3 * 3); // 46 takes the defaults
+      const expected = byTopic(one.messages);
+      expect(expected.size).toBe(one.devices);
+      expect(byTopic(two.messages)).toEqual(expected);
+      expect(byTopic(devices.messages)).toEqual(expected);
+      for (const run of [two, devices]) {
+        expect(run.stats).toMatchObject({ devices: one.devices, readings: one.stats.readings, lost: 0, buffered: 0, errors: 0 });
+        const at = run.messages.map((m) => m.at);
+        expect(at).toEqual([...at].sort((a, b) => a - b));
+      }
+      expect(two.stats.connections).toBe(4);
+      expect(devices.stats.connections).toBe(one.devices);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('gateway uploads: each device\'s readings since the last upload go out in one batch message', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'citypulse-upload-'));
     try {

@@ -3,7 +3,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { COMMON_CONFIG, DOMAINS, isProvinceCode, PROVINCE_CODES, provinceByCode, type Domain } from '@citypulse/contracts';
 import { CONNECTION_MODES, FAULT_TYPES, parseTime, SCENARIO_DEFAULTS, SCENARIO_LIMITS, SCENARIOS_DIR, shippedScenarioPath, vnClock, type ConnectionMode, type FaultType } from '../scenario.js';
-import { SIMULATION_DEFAULTS, type SimulationStats } from '../simulation.js';
+import { MAX_THREADS, SIMULATION_DEFAULTS, THREADS_AUTO_MIN_DEVICES, type SimulationStats } from '../simulation.js';
 import { checkMqttUrl, describeParseError, nonEmpty, parseDomains, parseDurationFlag, parseSize, splitList, UsageError } from './tool-flags.js';
 
 /** Command-line flags of `simulate`, parsed and validated without side effects (so tests can call it). */
@@ -30,6 +30,8 @@ export interface CliOptions {
   readonly record: { readonly path: string; readonly gzip: boolean; readonly rotateBytes: number | undefined; readonly rotateMs: number | undefined } | undefined;
   readonly provision: boolean;
   readonly connectRate: number | undefined;
+  /** Worker threads, or "auto" (the default). */
+  readonly threads: number | 'auto';
   /** Validate and describe the scenario, then exit. */
   readonly check: boolean;
   readonly statusIntervalMs: number;
@@ -76,6 +78,8 @@ Clock and connections (override the scenario):
   --gateways N           gateway connections in gateway mode (default: one per ${SCENARIO_DEFAULTS.gatewayDevices} devices)
   --upload D             gateway mode: upload each device's readings every D in one message (default: at once)
   --connect-rate N       device connections opened per second (default ${SIMULATION_DEFAULTS.connectRatePerSecond})
+  --threads N|auto       worker threads sharing the connections (default auto: one per core from
+                         ${THREADS_AUTO_MIN_DEVICES} devices at a real-time speed; speed max runs in one)
 
 Recording:
   --record FILE          record everything published (NDJSON; FILE ending in .gz is gzipped)
@@ -111,6 +115,7 @@ const FLAGS = {
   gateways: { type: 'string' },
   upload: { type: 'string' },
   'connect-rate': { type: 'string' },
+  threads: { type: 'string' },
   record: { type: 'string' },
   'record-rotate-size': { type: 'string' },
   'record-rotate-time': { type: 'string' },
@@ -178,6 +183,7 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
       record: values.record === undefined ? undefined : parseRecord(values.record, values['record-rotate-size'], values['record-rotate-time'], baseDir),
       provision: values['no-provision'] !== true,
       connectRate: values['connect-rate'] === undefined ? undefined : parseWholeNumber('--connect-rate', values['connect-rate'], 1, 100_000),
+      threads: values.threads === undefined || values.threads === 'auto' ? 'auto' : parseWholeNumber('--threads', values.threads, 1, MAX_THREADS),
       check: values.check === true,
       statusIntervalMs,
       logLevel,

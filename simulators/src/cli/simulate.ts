@@ -61,6 +61,7 @@ async function main(): Promise<number> {
       scenario,
       logger,
       provision: options.provision,
+      threads: options.threads,
       ...(recorder ? { recorder } : {}),
       ...(options.connectRate !== undefined ? { connectRatePerSecond: options.connectRate } : {}),
     });
