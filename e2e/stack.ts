@@ -61,7 +61,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const apiSecret = await registry.upsertService('api', 'api');
 
     const broker = await buildBroker({ registry, logger: logger.child({ name: 'broker' }) });
-    const tcp = await listenMqttTcp(broker.aedes, 0, '127.0.0.1');
+    const tcp = await listenMqttTcp(broker, 0, '127.0.0.1');
     // Cleanups run in reverse: the broker closes its clients first, then the listener can close.
     cleanups.push(() => new Promise((resolve) => tcp.close(() => resolve())));
     cleanups.push(() => broker.close());

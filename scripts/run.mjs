@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // The two commands of the quick start, `npm start` and `npm test`, land here. Plain Node with no
 // dependencies: it installs whatever is missing (pnpm, the workspace's packages, Debian's
-// influxdb, chromium and mosquitto-clients), builds the dashboard when it is stale, then starts
-// the platform or runs every check.
+// influxdb, chromium, mosquitto-clients, redis-server and python3-paho-mqtt), builds the dashboard
+// when it is stale, then starts the platform or runs every check.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -159,6 +159,9 @@ switch (command) {
       ['/usr/bin/influxd', 'influxdb'],
       ['/usr/bin/chromium', 'chromium'],
       ['/usr/bin/mosquitto_pub', 'mosquitto-clients'],
+      ['/usr/bin/redis-server', 'redis-server'],
+      // paho, the Python MQTT client the broker's interoperability test drives
+      ['/usr/lib/python3/dist-packages/paho/mqtt/client.py', 'python3-paho-mqtt'],
     ]);
     buildDashboard(pnpm, true);
     runTests(pnpm);
@@ -167,6 +170,7 @@ switch (command) {
     ensureDebianPackages([
       ['/usr/bin/influxd', 'influxdb'],
       ['/usr/sbin/mosquitto', 'mosquitto'],
+      ['/usr/bin/redis-server', 'redis-server'],
     ]);
     runBenchmarks(pnpm);
     break;

@@ -9,6 +9,10 @@ export const START_CONFIG = {
   // The ports the services will listen on, checked before they start.
   MQTT_PORT: BROKER_CONFIG.MQTT_PORT,
   MQTT_WS_PORT: BROKER_CONFIG.MQTT_WS_PORT,
+  BROKER_HTTP_PORT: BROKER_CONFIG.BROKER_HTTP_PORT,
+  // With BROKER_STORE=redis and nothing answering at a loopback REDIS_URL, npm start runs a private Redis.
+  BROKER_STORE: BROKER_CONFIG.BROKER_STORE,
+  REDIS_URL: BROKER_CONFIG.REDIS_URL,
   API_PORT: API_CONFIG.API_PORT,
   INFLUX_URL: { kind: 'url', optional: true, values: ['http', 'https'], description: 'use this InfluxDB instead of starting a private one' },
   INFLUX_PORT: { kind: 'port', default: '8086', description: 'port of the private InfluxDB npm start runs (a free one is taken if busy)' },

@@ -16,7 +16,7 @@ import { deviceTopic, readConfig, type DeviceAddress } from '@citypulse/contract
 import { START_CONFIG } from './start-config.js';
 import { DeviceRegistry, generateSecret } from '@citypulse/broker';
 import { OperatorStore } from '@citypulse/api';
-import { Influx, isPortFree, freePort, startInfluxd, type RunningInfluxd } from '@citypulse/infra';
+import { Influx, isPortFree, freePort, startInfluxd, startRedis, type RunningInfluxd, type RunningRedis } from '@citypulse/infra';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -49,7 +49,7 @@ async function main(): Promise<void> {
   const dataDir = resolve(ROOT, config.DATA_DIR);
   await mkdir(join(dataDir, 'logs'), { recursive: true });
 
-  for (const [name, port] of [['MQTT_PORT', config.MQTT_PORT], ['MQTT_WS_PORT', config.MQTT_WS_PORT], ['API_PORT', config.API_PORT]] as const) {
+  for (const [name, port] of [['MQTT_PORT', config.MQTT_PORT], ['MQTT_WS_PORT', config.MQTT_WS_PORT], ['BROKER_HTTP_PORT', config.BROKER_HTTP_PORT], ['API_PORT', config.API_PORT]] as const) {
     if (port !== 0 && !(await isPortFree(port, '0.0.0.0'))) {
       throw new Error(`port ${port} is in use: stop what listens there, or set ${name} to another port (in .env or the environment)`);
     }
@@ -58,6 +58,7 @@ async function main(): Promise<void> {
   const credentials = await ensureCredentials(dataDir);
   const services: Service[] = [];
   let influxd: RunningInfluxd | undefined;
+  let redis: RunningRedis | undefined;
   let stopping = false;
   const stopAll = async (code: number) => {
     if (stopping) return;
@@ -69,11 +70,14 @@ async function main(): Promise<void> {
       for (const s of members) s.child.kill('SIGTERM');
       await Promise.all(members.map((s) => new Promise((r) => s.child.once('exit', r))));
     }
+    await redis?.stop();
     await influxd?.stop();
     process.exit(code);
   };
   process.on('SIGINT', () => void stopAll(0));
   process.on('SIGTERM', () => void stopAll(0));
+
+  if (config.BROKER_STORE === 'redis') redis = await ensureRedis(config.REDIS_URL, join(dataDir, 'redis'));
 
   let influxUrl = config.INFLUX_URL;
   if (!influxUrl) {
@@ -136,7 +140,7 @@ async function main(): Promise<void> {
 
     Dashboard   ${apiUrl}
     Login       ${credentials.admin.username} / ${credentials.admin.password}
-    MQTT        mqtt://localhost:${config.MQTT_PORT} (MQTT 3.1.1)${config.MQTT_WS_PORT ? `, ws://localhost:${config.MQTT_WS_PORT}` : ''}
+    MQTT        mqtt://localhost:${config.MQTT_PORT} (MQTT 3.1.1)${config.MQTT_WS_PORT ? `, ws://localhost:${config.MQTT_WS_PORT}` : ''}${config.BROKER_HTTP_PORT ? ` · metrics http://localhost:${config.BROKER_HTTP_PORT}/metrics` : ''}
     InfluxDB    ${influxUrl} (database ${config.INFLUX_DATABASE})
     Simulated   ${config.SIM_SCENARIO !== undefined ? `scenario ${config.SIM_SCENARIO}` : simulating ? `${provinces.length} provinces × ${config.SIM_DEVICES_PER_PROVINCE} devices per domain, every ${config.SIM_INTERVAL_MS} ms` : 'off'}${config.SIM_FAULTS ? `, faults ${config.SIM_FAULTS}` : ''}
 
@@ -152,6 +156,18 @@ async function main(): Promise<void> {
     const first = await waitForFirstReading(`http://127.0.0.1:${config.API_PORT}`, credentials.admin, 120_000);
     if (first) say(`first live reading on the map ${((Date.now() - startedAt) / 1000).toFixed(1)} s after npm start (device ${first})`);
   }
+}
+
+/**
+ * The broker's Redis when BROKER_STORE=redis: the one at REDIS_URL if something listens there (or it
+ * is not on this machine: the broker then says whether it answers), else a private one on that port.
+ */
+async function ensureRedis(redisUrl: string, folder: string): Promise<RunningRedis | undefined> {
+  const url = new URL(redisUrl);
+  const port = Number(url.port || 6379);
+  if (!['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname) || !(await isPortFree(port))) return undefined;
+  say(`starting Redis on 127.0.0.1:${port} for the broker's sessions (data in ${folder}) …`);
+  return startRedis({ dataDir: folder, port, appendOnly: true, log: say });
 }
 
 /** Generates service secrets, the demo device and the first admin once, and keeps them in DATA_DIR/credentials.json (0600). */

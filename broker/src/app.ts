@@ -1,37 +1,36 @@
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import { createServer as createNetServer, type Server as NetServer } from 'node:net';
+import { createServer as createHttpServer, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { once } from 'node:events';
-import { Aedes, type AedesOptions, type AuthenticateError, type Client } from 'aedes';
+import { hostname } from 'node:os';
+import type { Duplex } from 'node:stream';
+import { Aedes, type AedesOptions, type AedesPublishPacket, type AuthenticateError, type Client, type PublishPacket } from 'aedes';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Logger } from 'pino';
-import { DOMAINS, parseDeviceTopic, type Domain } from '@citypulse/contracts';
+import { deviceTopic, parseDeviceTopic, type DeviceStatusPayload } from '@citypulse/contracts';
 import { canPublish, canSubscribe, type AclDecision } from './acl.js';
+import { BROKER_DEFAULTS, type BrokerLimits } from './config.js';
+import { LoginThrottle, RateLimiter, type RateWindow } from './limits.js';
+import { BrokerMetrics, domainOfTopic, type ClientErrorKind, type DomainLabel, type RefusalReason } from './metrics.js';
 import type { DeviceRegistry, Principal } from './registry.js';
 
-/** Every broker knob in one place (units in the names); server.ts overrides from the environment. */
-export const BROKER_DEFAULTS = {
-  connectTimeoutMs: 30_000, // a socket that has not sent CONNECT by then is closed
-  heartbeatIntervalMs: 60_000,
-  drainTimeoutMs: 10_000, // one stalled subscriber cannot hold delivery to the others longer than this
-  concurrency: 100,
-  keepaliveLimitS: 1200,
-} as const;
+export { BROKER_DEFAULTS, type BrokerLimits };
 
-export type BrokerLimits = { -readonly [K in keyof typeof BROKER_DEFAULTS]: number };
-
-export interface BrokerCounters {
-  connectionsTotal: number;
-  authFailures: number;
-  aclPublishDenied: number;
-  aclSubscribeDenied: number;
-  messagesIn: Record<Domain, number>;
-}
+/** Kept for callers that read the counters directly (tests, the e2e stack): the metrics object. */
+export type BrokerCounters = BrokerMetrics;
 
 export interface PlatformBroker {
   readonly aedes: Aedes;
-  readonly counters: BrokerCounters;
-  /** Who is logged in on a connection (undefined before authentication). */
+  readonly counters: BrokerMetrics;
+  readonly limits: Readonly<BrokerLimits>;
+  /** Who is logged in on a connection (undefined before authentication, or with authentication off). */
   principalOf(client: Client): Principal | undefined;
+  /** Prometheus text of the broker's metrics. */
+  metrics(): Promise<string>;
+  /** Watches a transport's socket or stream for oversized packets (the listen* functions call it). */
+  readonly guard: (stream: Duplex) => void;
+  /** Disconnects every client, spread over `shutdownSpreadMs`, then closes Aedes. */
   close(): Promise<void>;
 }
 
@@ -39,11 +38,25 @@ export interface BuildBrokerOptions {
   readonly registry: DeviceRegistry;
   readonly logger: Logger;
   readonly limits?: Partial<BrokerLimits>;
+  /** An Aedes persistence (sessions, subscriptions, queued QoS 1/2 messages, retained); in memory without. */
+  readonly persistence?: unknown;
+  /** Queued messages for offline sessions, for /metrics (when the store can count them cheaply). */
+  readonly queuedMessages?: () => Promise<number>;
+  /**
+   * Logins and the ACL (default true). False accepts anyone and allows everything: only for MQTT
+   * conformance tools on a closed network.
+   */
+  readonly authentication?: boolean;
+  /** Clock for the rate limit and login throttle, ms (default Date.now). */
+  readonly clock?: () => number;
+  /**
+   * Broker id (default: new for every start). Unique per start, so the wills a crashed broker left
+   * in the store are seen as another broker's and published, and message numbers never collide.
+   */
+  readonly id?: string;
 }
 
-const BAD_USERNAME_OR_PASSWORD = 4;
-const IDENTIFIER_REJECTED = 2;
-const NOT_AUTHORIZED = 5;
+const CONNACK = { UNACCEPTABLE_PROTOCOL: 1, IDENTIFIER_REJECTED: 2, SERVER_UNAVAILABLE: 3, BAD_USERNAME_OR_PASSWORD: 4, NOT_AUTHORIZED: 5 } as const;
 
 function authError(message: string, returnCode: number): AuthenticateError {
   const error = new Error(message) as AuthenticateError;
@@ -51,120 +64,322 @@ function authError(message: string, returnCode: number): AuthenticateError {
   return error;
 }
 
+/** What the broker knows about one logged-in connection; the last publish decision is cached. */
+interface Session {
+  readonly principal: Principal | undefined;
+  readonly address: string;
+  /** Registry generation the cached decision was made under. */
+  generation: number;
+  topic: string | undefined;
+  retain: boolean;
+  decision: AclDecision;
+  domain: DomainLabel;
+  /** Device whose bucket a publish to `topic` takes from (undefined: not limited). */
+  rateKey: string | undefined;
+}
+
+/** Marks a publish the rate limit dropped: acknowledged to the device, delivered to nobody. */
+const DROPPED = Symbol('citypulse.dropped');
+type MaybeDropped = PublishPacket & { [DROPPED]?: true };
+
 /**
  * Builds the platform's Aedes broker: device authentication against the registry (hashes only),
- * per-device ACL, counters. It listens on nothing: pass `aedes.handle` to a server
- * (see listenMqttTcp / listenMqttWebSocket), or to an in-memory stream in a test.
+ * per-device ACL, per-device publish rate, failed-login throttling, oversized-packet guard and
+ * metrics. It listens on nothing: pass it to listenMqttTcp / listenMqttTls / listenMqttWebSocket,
+ * or `aedes.handle` an in-memory stream in a test.
  */
 export async function buildBroker(options: BuildBrokerOptions): Promise<PlatformBroker> {
   const { registry, logger } = options;
   const limits: BrokerLimits = { ...BROKER_DEFAULTS, ...options.limits };
-  const principals = new WeakMap<Client, Principal>();
+  const authentication = options.authentication ?? true;
+  const now = options.clock ?? Date.now;
+  const sessions = new WeakMap<Client, Session>();
+  /** Keep-alive each client asked for in its CONNECT (0: none; TCP keep-alive then finds dead peers). */
+  const keepalives = new WeakMap<Client, number>();
   const lookup = (id: string) => registry.device(id);
-  const counters: BrokerCounters = {
-    connectionsTotal: 0,
-    authFailures: 0,
-    aclPublishDenied: 0,
-    aclSubscribeDenied: 0,
-    messagesIn: Object.fromEntries(DOMAINS.map((d) => [d, 0])) as Record<Domain, number>,
+  const metrics = new BrokerMetrics();
+  // Bumped on every registry change: cached publish decisions made before are stale.
+  let generation = 0;
+  let connecting = 0;
+
+  const refuse = (reason: RefusalReason) => {
+    metrics.refused[reason]++;
+  };
+
+  const rateLimiter = new RateLimiter(
+    { perSecond: limits.ratePerS, burst: limits.rateBurst, windowMs: limits.rateWindowMs, abuseWindows: limits.rateAbuseWindows },
+    (window) => reportRateWindow(window),
+  );
+  const throttle = new LoginThrottle({
+    slowAfter: limits.loginSlowAfter,
+    refuseAfter: limits.loginRefuseAfter,
+    windowMs: limits.loginWindowMs,
+    baseDelayMs: limits.loginDelayMs,
+    maxDelayMs: limits.loginMaxDelayMs,
+    maxAddresses: 100_000,
+  });
+
+  /** A device over its rate gets a status message saying so, once per window (not retained: it passes). */
+  function reportRateWindow(window: RateWindow): void {
+    const device = registry.device(window.deviceId);
+    logger.warn({ code: 'E_RATE_LIMITED', device: window.deviceId, dropped: window.dropped, windows: window.strikes }, 'publish rate limit: messages dropped');
+    if (!device) return;
+    const status: DeviceStatusPayload = {
+      state: 'online',
+      ts: now(),
+      reason: `rate limited: ${window.dropped} messages dropped in ${Math.round(limits.rateWindowMs / 1000)} s (limit ${limits.ratePerS}/s, burst ${limits.rateBurst})`,
+    };
+    publishStatus(device.province, device.domain, device.id, status, false);
+  }
+
+  function publishStatus(province: string, domain: string, deviceId: string, status: DeviceStatusPayload, retain: boolean): void {
+    const topic = deviceTopic({ province, domain: domain as 'traffic', deviceId }, 'status');
+    broker.publish({ cmd: 'publish', topic, payload: Buffer.from(JSON.stringify(status)), qos: 1, retain, dup: false }, (err) => {
+      if (err) logger.debug({ err, topic }, 'status publish failed');
+    });
+  }
+
+  const fail = (client: Client, address: string, reason: RefusalReason, message: string, returnCode: number, done: (err: AuthenticateError | null, ok: boolean) => void, extra: Record<string, unknown> = {}) => {
+    metrics.authFailures++;
+    refuse(reason);
+    const failures = reason === 'max_connections' ? 0 : throttle.failed(address, now());
+    logger.warn({ code: 'E_AUTH', clientId: client.id, address, reason, failures, ...extra }, `login refused: ${message}`);
+    done(authError(message, returnCode), false);
   };
 
   const aedesOptions: AedesOptions = {
-    id: 'citypulse-broker',
+    id: options.id ?? `citypulse-${hostname()}-${process.pid}-${Date.now().toString(36)}`,
     concurrency: limits.concurrency,
     connectTimeout: limits.connectTimeoutMs,
     heartbeatInterval: limits.heartbeatIntervalMs,
     drainTimeout: limits.drainTimeoutMs,
-    keepaliveLimit: limits.keepaliveLimitS,
+    // Aedes would refuse an unacceptable keep-alive with CONNACK 6, which MQTT 3.1.1 does not
+    // define; the check is done in authenticate instead (see keepalives).
+    keepaliveLimit: 0,
+
+    preConnect(client, packet, done) {
+      keepalives.set(client, packet.keepalive ?? 0);
+      done(null, true);
+    },
+    maxInflightInbound: limits.maxInflightInbound,
+    ...(options.persistence ? { persistence: options.persistence } : {}),
 
     authenticate(client, username, password, done) {
-      if (!username || !password) {
-        counters.authFailures++;
-        logger.warn({ code: 'E_AUTH', clientId: client.id }, 'anonymous connection refused');
-        done(authError('anonymous clients are not allowed', NOT_AUTHORIZED), false);
+      const address = addressOf(client);
+      const keepalive = keepalives.get(client) ?? 0;
+      if (keepalive > limits.keepaliveMaxS) {
+        refuse('keepalive');
+        logger.warn({ clientId: client.id, address, keepaliveS: keepalive, limitS: limits.keepaliveMaxS }, 'login refused: keep-alive above the limit');
+        done(authError(`keep-alive ${keepalive} s is above the broker's limit of ${limits.keepaliveMaxS} s`, CONNACK.NOT_AUTHORIZED), false);
         return;
       }
-      registry.authenticate(username, password.toString('utf8')).then(
-        (principal) => {
-          if (!principal) {
-            counters.authFailures++;
-            logger.warn({ code: 'E_AUTH', clientId: client.id, username: username.slice(0, 64) }, 'login refused: unknown id, wrong secret or disabled');
-            done(authError('bad username or password', BAD_USERNAME_OR_PASSWORD), false);
-            return;
-          }
-          // A device's client id is its device id: one session per device, no session hijacking.
-          if (principal.type === 'device' && client.id !== principal.device.id) {
-            counters.authFailures++;
-            logger.warn({ code: 'E_AUTH', clientId: client.id, device: principal.device.id }, 'client id must equal the device id');
-            done(authError('client id must equal the device id', IDENTIFIER_REJECTED), false);
-            return;
-          }
-          principals.set(client, principal);
-          counters.connectionsTotal++;
-          done(null, true);
-        },
-        (err: unknown) => {
-          logger.error({ err }, 'authentication failed');
-          done(authError('authentication unavailable', 3), false);
-        },
-      );
+      if (!authentication) {
+        sessions.set(client, newSession(undefined, address));
+        metrics.connectionsTotal++;
+        done(null, true);
+        return;
+      }
+      if (broker.connectedClients + connecting >= limits.maxConnections) {
+        fail(client, address, 'max_connections', `the broker is at its limit of ${limits.maxConnections} connections; retry later`, CONNACK.SERVER_UNAVAILABLE, done);
+        return;
+      }
+      const verdict = throttle.check(address, now());
+      if (verdict.action === 'refuse') {
+        fail(client, address, 'throttled', `too many failed logins from ${address}; retry in ${Math.ceil(verdict.retryAfterMs / 1000)} s`, CONNACK.NOT_AUTHORIZED, done);
+        return;
+      }
+      if (!username || !password) {
+        fail(client, address, 'anonymous', 'anonymous clients are not allowed: log in with the device id and its secret', CONNACK.NOT_AUTHORIZED, done);
+        return;
+      }
+      connecting++;
+      const check = () =>
+        registry.authenticate(username, password.toString('utf8')).then(
+          (principal) => {
+            connecting--;
+            if (!principal) {
+              fail(client, address, 'bad_credentials', 'bad username or password', CONNACK.BAD_USERNAME_OR_PASSWORD, done, { username: username.slice(0, 64) });
+              return;
+            }
+            // A device's client id is its device id: one session per device, no session hijacking.
+            if (principal.type === 'device' && client.id !== principal.device.id) {
+              fail(client, address, 'client_id', 'client id must equal the device id', CONNACK.IDENTIFIER_REJECTED, done, { device: principal.device.id });
+              return;
+            }
+            throttle.succeeded(address);
+            sessions.set(client, newSession(principal, address));
+            metrics.connectionsTotal++;
+            done(null, true);
+          },
+          (err: unknown) => {
+            connecting--;
+            logger.error({ err }, 'authentication failed');
+            done(authError('authentication unavailable', CONNACK.SERVER_UNAVAILABLE), false);
+          },
+        );
+      // Repeated failures from this address: answer later (the secret is still checked, so a
+      // device that got its secret right is let in, only slower).
+      if (verdict.delayMs > 0) setTimeout(check, verdict.delayMs);
+      else void check();
     },
 
     authorizePublish(client, packet, done) {
       if (!client) {
-        done(null); // the broker's own publishes ($SYS, internal)
+        done(null); // the broker's own publishes ($SYS, statuses, wills)
         return;
       }
-      const principal = principals.get(client);
-      const decide = () => (principal ? canPublish(principal, packet.topic, packet.retain, lookup) : { allowed: false as const, reason: 'not authenticated' });
-      const finish = (decision: AclDecision) => {
-        if (!decision.allowed) {
-          counters.aclPublishDenied++;
-          logger.warn({ code: 'E_ACL_PUBLISH', clientId: client.id, topic: packet.topic.slice(0, 200), reason: decision.reason }, 'publish refused');
-          // MQTT 3.1.1 has no negative PUBACK: the server closes the connection [MQTT-3.3.5-2].
-          done(new Error(decision.reason));
-          return;
-        }
-        const parsed = parseDeviceTopic(packet.topic);
-        if (parsed.ok && parsed.value.channel === 'telemetry') counters.messagesIn[parsed.value.domain]++;
+      const session = sessions.get(client);
+      if (!session) {
+        done(new Error('not authenticated'));
+        return;
+      }
+      if (!authentication) {
         done(null);
-      };
-      const decision = decide();
+        return;
+      }
+      if (session.topic === packet.topic && session.retain === packet.retain && session.generation === generation) {
+        admit(client, session, packet, done);
+        return;
+      }
+      const decide = () => decidePublish(session, packet.topic, packet.retain);
+      decide();
       // A gateway's rights depend on device records: one provisioned a moment ago may not be
       // loaded yet, so look at the file once more before refusing.
-      if (!decision.allowed && principal?.type === 'service' && principal.service.role === 'gateway') {
+      if (!session.decision.allowed && session.principal?.type === 'service' && session.principal.service.role === 'gateway') {
         registry.refreshIfChanged().then(
-          () => finish(decide()),
-          () => finish(decision),
+          () => {
+            decide();
+            admit(client, session, packet, done);
+          },
+          () => admit(client, session, packet as MaybeDropped, done),
         );
         return;
       }
-      finish(decision);
+      admit(client, session, packet, done);
     },
 
     authorizeSubscribe(client, subscription, done) {
-      const principal = principals.get(client);
+      if (!authentication) {
+        done(null, subscription);
+        return;
+      }
+      const principal = sessions.get(client)?.principal;
       const decision = principal ? canSubscribe(principal, subscription.topic, lookup) : { allowed: false as const, reason: 'not authenticated' };
       if (!decision.allowed) {
-        counters.aclSubscribeDenied++;
+        metrics.aclSubscribeDenied++;
         logger.warn({ code: 'E_ACL_SUBSCRIBE', clientId: client.id, filter: subscription.topic.slice(0, 200), reason: decision.reason }, 'subscription refused');
         done(null, null); // negated: SUBACK 0x80 for this filter, the connection stays
         return;
       }
       done(null, subscription);
     },
+
+    authorizeForward(_client, packet) {
+      count(metrics.messagesOut, metrics.bytesOut, packet.topic, packet.payload);
+      return packet;
+    },
   };
 
-  const aedes = await Aedes.createBroker(aedesOptions);
-  aedes.on('clientError', (client, err) => logger.debug({ clientId: client.id, err }, 'client error'));
-  aedes.on('connectionError', (client, err) => logger.debug({ clientId: client.id, err }, 'connection error'));
+  function newSession(principal: Principal | undefined, address: string): Session {
+    return { principal, address, generation: -1, topic: undefined, retain: false, decision: { allowed: false, reason: '' }, domain: 'other', rateKey: undefined };
+  }
 
-  // A disabled, removed or re-keyed account is disconnected at once.
+  function decidePublish(session: Session, topic: string, retain: boolean): void {
+    const principal = session.principal;
+    session.decision = principal ? canPublish(principal, topic, retain, lookup) : { allowed: false, reason: 'not authenticated' };
+    session.topic = topic;
+    session.retain = retain;
+    session.generation = generation;
+    session.domain = domainOfTopic(topic);
+    // Devices, and gateways for each of their devices, are rate limited; services are not.
+    const limited = principal?.type === 'device' || (principal?.type === 'service' && principal.service.role === 'gateway');
+    if (!limited || !session.decision.allowed) session.rateKey = undefined;
+    else if (principal.type === 'device') session.rateKey = principal.device.id;
+    else {
+      const parsed = parseDeviceTopic(topic);
+      session.rateKey = parsed.ok ? parsed.value.deviceId : undefined;
+    }
+  }
+
+  function admit(client: Client, session: Session, packet: MaybeDropped, done: (err?: Error | null) => void): void {
+    const decision = session.decision;
+    if (!decision.allowed) {
+      metrics.aclPublishDenied++;
+      logger.warn({ code: 'E_ACL_PUBLISH', clientId: client.id, topic: packet.topic.slice(0, 200), reason: decision.reason }, 'publish refused');
+      // MQTT 3.1.1 has no negative PUBACK: the server closes the connection [MQTT-3.3.5-2].
+      done(Object.assign(new Error(decision.reason), { code: 'E_ACL_PUBLISH' }));
+      return;
+    }
+    if (session.rateKey !== undefined) {
+      const verdict = rateLimiter.take(session.rateKey, now());
+      if (verdict !== 'pass') {
+        metrics.rateLimited[session.domain]++;
+        packet[DROPPED] = true;
+        if (verdict === 'abuse' && session.principal?.type === 'device') disconnectForAbuse(client, session.principal.device.id);
+        done(null);
+        return;
+      }
+    }
+    done(null);
+  }
+
+  function disconnectForAbuse(client: Client, deviceId: string): void {
+    if (client.closed) return;
+    metrics.rateLimitDisconnects++;
+    refuse('rate_abuse');
+    logger.warn({ code: 'E_RATE_LIMITED', device: deviceId, windows: limits.rateAbuseWindows }, 'publish rate limit: disconnecting a device that stays over it');
+    const device = registry.device(deviceId);
+    client.close();
+    rateLimiter.forget(deviceId);
+    // After the will (if any): the retained status says why the device is gone.
+    if (device) {
+      const reason = `disconnected by the broker: over its publish rate limit (${limits.ratePerS}/s) for ${Math.round((limits.rateAbuseWindows * limits.rateWindowMs) / 1000)} s`;
+      setImmediate(() => publishStatus(device.province, device.domain, device.id, { state: 'offline', ts: now(), reason }, true));
+    }
+  }
+
+  const broker = await Aedes.createBroker(aedesOptions);
+  // A dropped publish was acknowledged (QoS 1) or received (QoS 2) but goes to no subscriber.
+  const publish = broker.publish.bind(broker) as (packet: AedesPublishPacket, ...rest: unknown[]) => void;
+  (broker as { publish: unknown }).publish = (packet: MaybeDropped & AedesPublishPacket, ...rest: unknown[]) => {
+    if (packet[DROPPED]) {
+      const done = rest.find((arg) => typeof arg === 'function') as ((err?: Error) => void) | undefined;
+      done?.();
+      return;
+    }
+    publish(packet, ...rest);
+  };
+
+  // One count per connection: a client cut off with writes pending fails each of them.
+  const errored = new WeakSet<Client>();
+  const onError = (client: Client, err: Error) => {
+    const kind = classifyError(err);
+    if (kind && !errored.has(client)) metrics.clientErrors[kind]++;
+    errored.add(client);
+    logger.debug({ clientId: client.id, address: addressOf(client), kind, err: err.message }, 'connection ended in an error');
+  };
+  broker.on('clientError', onError);
+  // Counted once the message is routed: a QoS 2 resend (DUP) that Aedes drops as a duplicate, and
+  // a rate-limited drop, are not messages in. The broker's own publishes have no client.
+  broker.on('publish', (packet, client) => {
+    if (client) count(metrics.messagesIn, metrics.bytesIn, packet.topic, packet.payload);
+  });
+  // A store failure mid-publish surfaces here; the message was not acknowledged, the broker stays up.
+  broker.on('error' as 'clientError', (err: unknown) => logger.error({ err }, 'broker error'));
+  broker.on('connectionError', onError);
+  broker.on('clientDisconnect', (client) => {
+    const session = sessions.get(client);
+    if (session?.principal?.type === 'device') rateLimiter.forget(session.principal.device.id);
+  });
+
+  // A disabled, removed or re-keyed account is disconnected at once; cached decisions are dropped.
   const onRegistryChange = ({ revoked }: { revoked: readonly string[] }) => {
-    const clients = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients;
+    generation++;
+    const clients = (broker as unknown as { clients: Record<string, Client | undefined> }).clients;
     for (const id of revoked) {
       const client = clients[id];
       if (client) {
+        refuse('revoked');
         logger.info({ clientId: id }, 'credentials revoked: disconnecting');
         client.close();
       }
@@ -172,38 +387,184 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
   };
   registry.on('change', onRegistryChange);
 
+  let closed: Promise<void> | undefined;
   return {
-    aedes,
-    counters,
-    principalOf: (client) => principals.get(client),
-    async close() {
-      registry.off('change', onRegistryChange);
-      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    aedes: broker,
+    counters: metrics,
+    limits,
+    principalOf: (client) => sessions.get(client)?.principal,
+    metrics: async () => {
+      let queued: number | undefined;
+      try {
+        queued = options.queuedMessages ? await options.queuedMessages() : undefined;
+      } catch (err) {
+        logger.debug({ err }, 'queue depth unavailable');
+      }
+      return metrics.render({ connections: broker.connectedClients, queuedMessages: queued, throttledAddresses: throttle.refusedCount(now()), rateBuckets: rateLimiter.size });
+    },
+    guard: (stream) => guardPacketSize(stream, limits.maxPacketBytes, (size) => {
+      metrics.clientErrors.too_large++;
+      logger.warn({ code: 'E_TOO_LARGE', address: streamAddress(stream), bytes: size, limit: limits.maxPacketBytes }, 'packet larger than the limit: disconnecting');
+      stream.destroy();
+    }),
+    close: () => {
+      closed ??= (async () => {
+        registry.off('change', onRegistryChange);
+        await spreadDisconnects(broker, limits.shutdownSpreadMs);
+        await new Promise<void>((resolve) => broker.close(() => resolve()));
+      })();
+      return closed;
     },
   };
 }
 
+/** Adds one message to a per-domain count and its payload bytes. */
+function count(messages: Record<DomainLabel, number>, bytes: Record<DomainLabel, number>, topic: string, payload: Buffer | string): void {
+  const domain = domainOfTopic(topic);
+  messages[domain]++;
+  bytes[domain] += typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+}
+
+/** Closes clients in slices over `spreadMs`, so they do not all reconnect to the next node at once. */
+async function spreadDisconnects(aedes: Aedes, spreadMs: number): Promise<void> {
+  const clients = Object.values((aedes as unknown as { clients: Record<string, Client | undefined> }).clients).filter((c): c is Client => c !== undefined);
+  if (clients.length === 0 || spreadMs <= 0) return;
+  const slices = Math.min(20, clients.length);
+  const perSlice = Math.ceil(clients.length / slices);
+  for (let i = 0; i < clients.length; i += perSlice) {
+    for (const client of clients.slice(i, i + perSlice)) client.close();
+    if (i + perSlice < clients.length) await new Promise((resolve) => setTimeout(resolve, spreadMs / slices));
+  }
+}
+
+/** What kind of trouble ended a connection; undefined for a refused login (counted as a refusal). */
+function classifyError(err: Error & { code?: unknown; errorCode?: unknown }): ClientErrorKind | undefined {
+  if (err.code === 'E_ACL_PUBLISH') return 'publish_refused';
+  if (typeof err.errorCode === 'number') return undefined;
+  const message = err.message;
+  if (/keep ?alive timeout/i.test(message)) return 'keepalive_timeout';
+  if (/connect did not arrive|connect.*timeout/i.test(message)) return 'connect_timeout';
+  if (/drain/i.test(message)) return 'drain_timeout';
+  if (/ECONNRESET|EPIPE|ETIMEDOUT|connection closed|write after end|destroyed/i.test(message)) return 'socket';
+  if (/invalid|malformed|protocol|header|length|cmd|not supported|unknown|wrong|packet|string|topic|parse|short|not allowed|queue limit|maxInflight/i.test(message)) return 'protocol';
+  return 'other';
+}
+
+/** The remote address of a client's connection (TCP, TLS or WebSocket). */
+function addressOf(client: Client): string {
+  const withReq = client as Client & { req?: { socket?: Socket }; conn?: Duplex };
+  return streamAddress(withReq.conn) ?? withReq.req?.socket?.remoteAddress ?? 'unknown';
+}
+
+function streamAddress(stream: Duplex | undefined): string | undefined {
+  return (stream as Partial<Socket> | undefined)?.remoteAddress;
+}
+
+/**
+ * Follows the MQTT fixed headers in what the client sends (a passive 'data' tap: Aedes reads the
+ * stream, this only sees the same chunks) and reports a packet whose remaining length is over the
+ * limit as soon as its header arrives, before the parser buffers it.
+ */
+export function guardPacketSize(stream: Duplex, maxBytes: number, onTooLarge: (bytes: number) => void): void {
+  let phase: 'type' | 'length' | 'body' | 'off' = 'type';
+  let length = 0;
+  let multiplier = 1;
+  let remaining = 0;
+  stream.on('data', (chunk: Buffer) => {
+    let i = 0;
+    const n = chunk.length;
+    while (i < n && phase !== 'off') {
+      if (phase === 'body') {
+        const take = Math.min(remaining, n - i);
+        remaining -= take;
+        i += take;
+        if (remaining === 0) phase = 'type';
+      } else if (phase === 'type') {
+        i++;
+        phase = 'length';
+        length = 0;
+        multiplier = 1;
+      } else {
+        const byte = chunk[i++] as number;
+        length += (byte & 0x7f) * multiplier;
+        if (byte & 0x80) {
+          multiplier *= 128;
+          if (multiplier > 128 ** 3) phase = 'off'; // a malformed length: the MQTT parser rejects it
+          continue;
+        }
+        if (length > maxBytes) {
+          phase = 'off';
+          onTooLarge(length);
+          return;
+        }
+        remaining = length;
+        phase = remaining === 0 ? 'type' : 'body';
+      }
+    }
+  });
+}
+
+/** TCP keep-alive probes find a dead peer of a client that asked for no MQTT keep-alive. */
+const TCP_KEEPALIVE_MS = 60_000;
+
 /** MQTT over TCP. Resolves once listening; port 0 picks a free port. */
-export async function listenMqttTcp(aedes: Aedes, port: number, host: string): Promise<NetServer> {
+export async function listenMqttTcp(aedes: Aedes | PlatformBroker, port: number, host: string): Promise<NetServer> {
+  const { handle, guard } = handlerOf(aedes);
   // No Nagle: a PUBACK held back 40 ms by delayed ACKs caps a windowed publisher at ~2,500 msg/s.
-  const server = createNetServer({ noDelay: true }, aedes.handle);
+  const server = createNetServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: TCP_KEEPALIVE_MS }, (socket) => {
+    handle(socket);
+    guard(socket);
+  });
   server.listen(port, host);
   await once(server, 'listening');
   return server;
 }
 
-/** MQTT over WebSocket (subprotocol "mqtt"), for browser-side tools. */
-export async function listenMqttWebSocket(aedes: Aedes, port: number, host: string): Promise<HttpServer> {
-  const http = createHttpServer((_req, res) => {
-    res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket: connect with the "mqtt" subprotocol\n');
+export interface TlsFiles {
+  readonly cert: string | Buffer;
+  readonly key: string | Buffer;
+}
+
+/** MQTT over TLS (8883 by default). */
+export async function listenMqttTls(aedes: Aedes | PlatformBroker, port: number, host: string, tls: TlsFiles): Promise<TlsServer> {
+  const { handle, guard } = handlerOf(aedes);
+  const server = createTlsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, (socket) => {
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
+    handle(socket);
+    guard(socket);
   });
-  const wss = new WebSocketServer({ server: http, handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false) });
+  server.on('tlsClientError', () => undefined); // a failed handshake is the client's problem; the socket is gone
+  server.listen(port, host);
+  await once(server, 'listening');
+  return server;
+}
+
+/** MQTT over WebSocket (subprotocol "mqtt"), for browser-side tools; with `tls`, secure WebSocket. */
+export async function listenMqttWebSocket(aedes: Aedes | PlatformBroker, port: number, host: string, tls?: TlsFiles): Promise<HttpServer> {
+  const { handle, guard, maxPacketBytes } = handlerOf(aedes);
+  const answer = (_req: unknown, res: ServerResponse) => {
+    res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket: connect with the "mqtt" subprotocol\n');
+  };
+  const http: HttpServer = tls ? createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, answer) : createHttpServer(answer);
+  const wss = new WebSocketServer({
+    server: http,
+    maxPayload: maxPacketBytes + 16,
+    handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
+  });
   wss.on('connection', (socket, request) => {
     const stream = createWebSocketStream(socket);
     stream.on('error', () => socket.terminate());
-    aedes.handle(stream, request);
+    Object.defineProperty(stream, 'remoteAddress', { value: request.socket.remoteAddress });
+    handle(stream, request);
+    guard(stream);
   });
   http.listen(port, host);
   await once(http, 'listening');
   return http;
+}
+
+function handlerOf(target: Aedes | PlatformBroker): { handle: (stream: Duplex, request?: unknown) => void; guard: (stream: Duplex) => void; maxPacketBytes: number } {
+  if (target instanceof Aedes) return { handle: (stream, request) => target.handle(stream, request as never), guard: () => undefined, maxPacketBytes: BROKER_DEFAULTS.maxPacketBytes };
+  return { handle: (stream, request) => target.aedes.handle(stream, request as never), guard: target.guard, maxPacketBytes: target.limits.maxPacketBytes };
 }

@@ -83,6 +83,15 @@ export interface NewDevice {
   readonly gateway?: string;
 }
 
+export interface UpsertOptions {
+  /**
+   * A device id that is already registered: `replace` (the default) re-provisions it (new secret,
+   * enabled); `update` changes only its metadata and keeps its secret and its enabled flag;
+   * `refuse` fails the whole write.
+   */
+  readonly existing?: 'replace' | 'update' | 'refuse';
+}
+
 export type Principal = { readonly type: 'device'; readonly device: DeviceRecord } | { readonly type: 'service'; readonly service: ServiceAccount };
 
 export interface RegistryChange {
@@ -175,13 +184,17 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
 
   /**
    * Adds or replaces devices in one write. Returns each device's secret (generated unless given);
-   * devices behind a gateway have none.
+   * devices behind a gateway have none, and so does a device whose secret `existing: 'update'` kept.
    */
-  async upsertDevices(inputs: readonly NewDevice[]): Promise<{ id: string; secret: string | undefined }[]> {
+  async upsertDevices(inputs: readonly NewDevice[], options: UpsertOptions = {}): Promise<{ id: string; secret: string | undefined }[]> {
     inputs.forEach(validateNewDevice);
+    const existingMode = options.existing ?? 'replace';
+    // Hashing is slow, so it happens before the lock: decide now which secrets to keep, re-check under the lock.
+    if (existingMode === 'update') await this.refreshIfChanged();
+    const keeps = (input: NewDevice) => existingMode === 'update' && input.secret === undefined && this.device(input.id)?.secretHash !== undefined;
     const prepared = await Promise.all(
       inputs.map(async (input) => {
-        if (input.gateway !== undefined) return { input, secret: undefined, secretHash: undefined };
+        if (input.gateway !== undefined || keeps(input)) return { input, secret: undefined, secretHash: undefined };
         const secret = input.secret ?? generateSecret();
         return { input, secret, secretHash: await hashSecret(secret) };
       }),
@@ -194,6 +207,12 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
         }
         if (data.services[input.id]) throw new CodedError('E_BAD_REQUEST', `"${input.id}" is already a service account id`);
         const existing = data.devices[input.id];
+        if (existing && existingMode === 'refuse') throw new CodedError('E_BAD_REQUEST', `device "${input.id}" already exists`);
+        const update = existing !== undefined && existingMode === 'update';
+        const hash = secretHash ?? (update && input.gateway === undefined ? existing.secretHash : undefined);
+        if (input.gateway === undefined && hash === undefined) {
+          throw new CodedError('E_BAD_REQUEST', `device "${input.id}" changed while it was being updated; run the update again`);
+        }
         data.devices[input.id] = {
           id: input.id,
           province: input.province,
@@ -202,9 +221,9 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
           name: input.name ?? input.id,
           location: [input.location[0], input.location[1]],
           ...(input.profile ? { profile: input.profile } : {}),
-          ...(secretHash !== undefined ? { secretHash } : {}),
+          ...(hash !== undefined ? { secretHash: hash } : {}),
           ...(input.gateway !== undefined ? { gateway: input.gateway } : {}),
-          enabled: true,
+          enabled: update ? existing.enabled : true,
           createdAt: existing?.createdAt ?? now,
           updatedAt: now,
         };

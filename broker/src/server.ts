@@ -1,28 +1,77 @@
+import { readFile } from 'node:fs/promises';
 import { pino } from 'pino';
-import { readConfig } from '@citypulse/contracts';
+import { CodedError, readConfig } from '@citypulse/contracts';
 import { runService } from '@citypulse/infra';
-import { buildBroker, listenMqttTcp, listenMqttWebSocket } from './app.js';
-import { BROKER_CONFIG } from './config.js';
+import { buildBroker, listenMqttTcp, listenMqttTls, listenMqttWebSocket, type TlsFiles } from './app.js';
+import { BROKER_CONFIG, limitsFromConfig } from './config.js';
+import { listenOps } from './http.js';
+import { openBrokerStore, type BrokerStoreKind } from './persistence.js';
 import { DeviceRegistry } from './registry.js';
 
 const logger = pino({ name: 'broker', level: process.env.LOG_LEVEL ?? 'info' });
 
 runService(logger, async () => {
   const config = readConfig(BROKER_CONFIG, process.env);
+  const limits = limitsFromConfig(config);
+  const tls = await readTls(config.TLS_CERT_FILE, config.TLS_KEY_FILE);
   const registry = await DeviceRegistry.open(config.DATA_DIR, { watch: true });
+  const store = await openBrokerStore({ kind: config.BROKER_STORE as BrokerStoreKind, dataDir: config.DATA_DIR, redisUrl: config.REDIS_URL, logger });
+  if (!config.BROKER_AUTH) logger.warn('BROKER_AUTH=false: anyone may connect, publish and subscribe. Only for conformance tools on a closed network.');
   const broker = await buildBroker({
     registry,
     logger,
-    limits: { connectTimeoutMs: config.BROKER_CONNECT_TIMEOUT_MS, drainTimeoutMs: config.BROKER_DRAIN_TIMEOUT_MS },
+    limits,
+    persistence: store.persistence,
+    authentication: config.BROKER_AUTH,
+    ...(store.queuedMessages ? { queuedMessages: () => (store.queuedMessages as () => Promise<number>)() } : {}),
   });
-  const tcp = await listenMqttTcp(broker.aedes, config.MQTT_PORT, config.MQTT_HOST);
-  const ws = config.MQTT_WS_PORT > 0 ? await listenMqttWebSocket(broker.aedes, config.MQTT_WS_PORT, config.MQTT_HOST) : undefined;
-  logger.info({ mqtt: tcp.address(), ws: ws?.address(), devices: registry.devices.length }, 'broker listening');
+  let draining = false;
+  const host = config.MQTT_HOST;
+  const servers = [await listenMqttTcp(broker, config.MQTT_PORT, host)];
+  if (config.MQTT_WS_PORT > 0) servers.push(await listenMqttWebSocket(broker, config.MQTT_WS_PORT, host));
+  if (tls && config.MQTT_TLS_PORT > 0) servers.push(await listenMqttTls(broker, config.MQTT_TLS_PORT, host, tls));
+  if (tls && config.MQTT_WSS_PORT > 0) servers.push(await listenMqttWebSocket(broker, config.MQTT_WSS_PORT, host, tls));
+  const ops =
+    config.BROKER_HTTP_PORT > 0
+      ? await listenOps({ metrics: () => broker.metrics(), health: () => ({ status: draining ? 'draining' : 'ok', connections: broker.aedes.connectedClients, store: store.kind, uptimeS: Math.round(process.uptime()) }) }, config.BROKER_HTTP_PORT, config.BROKER_HTTP_HOST)
+      : undefined;
+  logger.info(
+    {
+      listening: servers.map((s) => s.address()),
+      tls: tls ? 'on' : 'off (set TLS_CERT_FILE and TLS_KEY_FILE)',
+      ops: ops?.address(),
+      store: store.description,
+      authentication: config.BROKER_AUTH,
+      devices: registry.devices.length,
+      limits,
+    },
+    'broker listening',
+  );
 
   return async () => {
-    tcp.close();
-    ws?.close();
-    registry.close();
+    // Stop taking connections, tell the load balancer, then let clients go in slices so they
+    // reconnect to the other nodes gradually; the store closes last (sessions stay on disk / in Redis).
+    draining = true;
+    for (const server of servers) server.close();
     await broker.close();
+    registry.close();
+    await store.close();
+    ops?.close();
   };
 });
+
+async function readTls(certFile: string | undefined, keyFile: string | undefined): Promise<TlsFiles | undefined> {
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) throw new CodedError('E_CONFIG', `TLS needs both TLS_CERT_FILE and TLS_KEY_FILE (only ${certFile ? 'TLS_CERT_FILE' : 'TLS_KEY_FILE'} is set)`);
+  const read = async (name: string, file: string) => {
+    try {
+      return await readFile(file);
+    } catch (err) {
+      throw new CodedError('E_CONFIG', `${name}=${file} cannot be read: ${(err as Error).message}`);
+    }
+  };
+  const [cert, key] = await Promise.all([read('TLS_CERT_FILE', certFile), read('TLS_KEY_FILE', keyFile)]);
+  if (!cert.toString('latin1').includes('-----BEGIN')) throw new CodedError('E_CONFIG', `TLS_CERT_FILE=${certFile} is not a PEM certificate`);
+  if (!key.toString('latin1').includes('PRIVATE KEY-----')) throw new CodedError('E_CONFIG', `TLS_KEY_FILE=${keyFile} is not a PEM private key`);
+  return { cert, key };
+}

@@ -70,6 +70,30 @@ describe('device registry', () => {
     expect(fresh.devices.map((d) => d.id).sort()).toEqual(['dev-a1', 'dev-a2', 'dev-b1', 'dev-b2']);
   });
 
+  it('updates an existing device\'s metadata and keeps its secret and enabled flag with existing: update', async () => {
+    const registry = await DeviceRegistry.open(dir);
+    const [created] = await registry.upsertDevices([hanoi]);
+    const hashBefore = registry.device(hanoi.id)?.secretHash;
+    await registry.setEnabled(hanoi.id, false);
+    const [updated, added] = await registry.upsertDevices([{ ...hanoi, name: 'Trạm Hoàn Kiếm', kind: 'roadside' }, { ...hanoi, id: 'hn-air-02' }], { existing: 'update' });
+    expect(updated).toEqual({ id: hanoi.id, secret: undefined });
+    expect(added?.secret).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    expect(registry.device(hanoi.id)).toMatchObject({ name: 'Trạm Hoàn Kiếm', kind: 'roadside', enabled: false, secretHash: hashBefore });
+    await registry.setEnabled(hanoi.id, true);
+    expect(await registry.authenticate(hanoi.id, created?.secret ?? '')).toBeDefined();
+    // The default still re-provisions: a new secret, the old one stops working.
+    const [replaced] = await registry.upsertDevices([hanoi]);
+    expect(replaced?.secret).not.toBe(created?.secret);
+    expect(await registry.authenticate(hanoi.id, created?.secret ?? '')).toBeUndefined();
+  });
+
+  it('refuses the whole write for an existing id with existing: refuse', async () => {
+    const registry = await DeviceRegistry.open(dir);
+    await registry.upsertDevices([hanoi]);
+    await expect(registry.upsertDevices([{ ...hanoi, id: 'hn-air-03' }, hanoi], { existing: 'refuse' })).rejects.toThrow(/already exists/);
+    expect(registry.device('hn-air-03')).toBeUndefined();
+  });
+
   it('rotates a secret: the old one stops working', async () => {
     const registry = await DeviceRegistry.open(dir);
     const [created] = await registry.upsertDevices([hanoi]);

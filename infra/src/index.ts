@@ -4,3 +4,4 @@ export * from './mosquitto.js';
 export * from './ports.js';
 export * from './system.js';
 export * from './process.js';
+export * from './redis.js';

@@ -34,7 +34,7 @@ describe('ingest', () => {
     ])) as [{ id: string; secret: string }];
     const ingestSecret = await registry.upsertService('ingest', 'ingest');
     broker = await buildBroker({ registry, logger: pino({ level: 'silent' }) });
-    server = await listenMqttTcp(broker.aedes, 0, '127.0.0.1');
+    server = await listenMqttTcp(broker, 0, '127.0.0.1');
     url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
     ingest = await startIngest({ mqttUrl: url, username: 'ingest', password: ingestSecret, clientId: 'ingest-test', influx, registry, logger: pino({ level: 'silent' }), flushIntervalMs: 50 });
   });

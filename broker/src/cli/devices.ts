@@ -1,23 +1,31 @@
 /**
  * Device registry CLI. `pnpm devices <command>` from the repository root:
  *   add --id ID --province 01 --domain environment [--lng 105.85 --lat 21.03] [--name TEXT] [--kind KIND]
+ *   import FILE.csv [--update] [--secrets-out FILE]
  *   list [--province 01] [--domain traffic]
  *   disable ID | enable ID | rotate ID | remove ID
  * A new or rotated secret is printed once; the registry keeps only its hash.
  */
+import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CodedError, isDomain, provinceByCode } from '@citypulse/contracts';
 import { DeviceRegistry } from '../registry.js';
+import { CSV_COLUMNS, importDevices, type CliOutput } from './devices-import.js';
 
 const USAGE = `usage: pnpm devices <command> [options]   (DATA_DIR, default .data, holds the registry)
   add --id ID --province CODE --domain traffic|environment|energy [--lng LNG --lat LAT] [--name TEXT] [--kind KIND]
+  import FILE.csv [--update] [--secrets-out FILE]
+      header row with ${CSV_COLUMNS.required.join(', ')} and optionally ${CSV_COLUMNS.optional.join(', ')};
+      all rows are checked first, then written at once; new secrets are printed once as CSV id,secret
+      (or written to --secrets-out, mode 0600). --update changes existing devices and keeps their secrets.
   list [--province CODE] [--domain DOMAIN]
   disable ID | enable ID | rotate ID | remove ID`;
 
-async function main(argv: string[]): Promise<number> {
+export function parseDevicesArgs(argv: readonly string[]) {
   const { positionals, values } = parseArgs({
-    args: argv,
+    args: [...argv],
     allowPositionals: true,
     options: {
       id: { type: 'string' },
@@ -27,17 +35,36 @@ async function main(argv: string[]): Promise<number> {
       lat: { type: 'string' },
       name: { type: 'string' },
       kind: { type: 'string' },
+      update: { type: 'boolean', default: false },
+      'secrets-out': { type: 'string' },
       'data-dir': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
-  const [command, target] = positionals;
+  const [command, target, ...extra] = positionals;
+  return { command, target, extra, values };
+}
+
+const CONSOLE: CliOutput = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+};
+
+/**
+ * Runs one command; resolves to the exit code. Relative paths (DATA_DIR, the CSV file,
+ * --secrets-out) are taken from where pnpm was started (INIT_CWD), else the working directory.
+ */
+export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, out: CliOutput = CONSOLE): Promise<number> {
+  const { command, target, extra, values } = parseDevicesArgs(argv);
   if (values.help || !command) {
-    console.log(USAGE);
+    out.stdout(`${USAGE}\n`);
     return command ? 0 : 2;
   }
-  const dataDir = resolve(process.env.INIT_CWD ?? process.cwd(), values['data-dir'] ?? process.env.DATA_DIR ?? '.data');
+  if (extra.length > 0) throw new CodedError('E_BAD_REQUEST', `unexpected argument "${extra[0]}"\n${USAGE}`);
+  const cwd = env.INIT_CWD ?? process.cwd();
+  const dataDir = resolve(cwd, values['data-dir'] ?? env.DATA_DIR ?? '.data');
   const registry = await DeviceRegistry.open(dataDir);
+  const say = (line: string) => out.stdout(`${line}\n`);
   switch (command) {
     case 'add': {
       const { id, province, domain } = values;
@@ -47,15 +74,21 @@ async function main(argv: string[]): Promise<number> {
       if (!p) throw new CodedError('E_PROVINCE', `--province "${province}" is not one of the 34 codes (01 Hà Nội, 79 Hồ Chí Minh, 48 Đà Nẵng, …)`);
       const location = values.lng !== undefined && values.lat !== undefined ? ([Number(values.lng), Number(values.lat)] as const) : p.label;
       const [created] = await registry.upsertDevices([{ id, province, domain, location, ...(values.name ? { name: values.name } : {}), ...(values.kind ? { kind: values.kind } : {}) }]);
-      console.log(`added ${id} in ${p.name} (${domain}) at [${location.join(', ')}]`);
-      console.log(`secret (shown once, only its hash is stored): ${created?.secret ?? ''}`);
-      console.log(`publish to: city/${province}/${domain}/${id}/telemetry  (MQTT 3.1.1, client id = username = ${id})`);
+      say(`added ${id} in ${p.name} (${domain}) at [${location.join(', ')}]`);
+      say(`secret (shown once, only its hash is stored): ${created?.secret ?? ''}`);
+      say(`publish to: city/${province}/${domain}/${id}/telemetry  (MQTT 3.1.1, client id = username = ${id})`);
       return 0;
+    }
+    case 'import': {
+      if (!target) throw new CodedError('E_BAD_REQUEST', 'import needs a CSV file: pnpm devices import FILE.csv');
+      const secretsOut = values['secrets-out'];
+      const result = await importDevices(registry, { file: resolve(cwd, target), update: values.update, secretsOut: secretsOut === undefined ? undefined : resolve(cwd, secretsOut) }, out);
+      return result.exitCode;
     }
     case 'list': {
       const rows = registry.devices.filter((d) => (!values.province || d.province === values.province) && (!values.domain || d.domain === values.domain));
-      for (const d of rows) console.log(`${d.id.padEnd(28)} ${d.province} ${d.domain.padEnd(11)} ${d.enabled ? 'enabled ' : 'DISABLED'} ${d.kind.padEnd(16)} ${d.name}`);
-      console.log(`${rows.length} device(s)`);
+      for (const d of rows) say(`${d.id.padEnd(28)} ${d.province} ${d.domain.padEnd(11)} ${d.enabled ? 'enabled ' : 'DISABLED'} ${d.kind.padEnd(16)} ${d.name}`);
+      say(`${rows.length} device(s)`);
       return 0;
     }
     case 'disable':
@@ -63,24 +96,34 @@ async function main(argv: string[]): Promise<number> {
     case 'rotate':
     case 'remove': {
       if (!target) throw new CodedError('E_BAD_REQUEST', `${command} needs a device id`);
-      if (command === 'rotate') console.log(`new secret for ${target} (shown once): ${await registry.rotateSecret(target)}`);
+      if (command === 'rotate') say(`new secret for ${target} (shown once): ${await registry.rotateSecret(target)}`);
       else if (command === 'remove') await registry.removeDevice(target);
       else await registry.setEnabled(target, command === 'enable');
-      if (command !== 'rotate') console.log(`${target}: ${command}d (a running broker disconnects it at once)`);
+      if (command !== 'rotate') say(`${target}: ${command}d (a running broker disconnects it at once)`);
       return 0;
     }
     default:
-      console.error(`unknown command "${command}"\n${USAGE}`);
+      out.stderr(`unknown command "${command}"\n${USAGE}\n`);
       return 2;
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    console.error(err instanceof CodedError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err));
-    process.exitCode = 1;
-  },
-);
+// Run only as a script (tsx broker/src/cli/devices.ts …), not when a test imports main.
+const isEntry = (() => {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+})();
+if (isEntry) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      console.error(err instanceof CodedError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err));
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,253 @@
+import { mkdir } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { resolve } from 'node:path';
+import type { Level } from 'level';
+import type { Logger } from 'pino';
+import { CodedError } from '@citypulse/contracts';
+import { BROKER_STORES } from './config.js';
+
+/**
+ * Where the broker keeps MQTT sessions: subscriptions of persistent (clean: false) clients, their
+ * queued QoS 1/2 messages, retained messages and wills. 'memory' loses them on restart; 'disk'
+ * (LevelDB under DATA_DIR) and 'redis' keep them, so ingest's queue survives a broker restart.
+ */
+export type BrokerStoreKind = (typeof BROKER_STORES)[number];
+
+export const BROKER_STORE_DEFAULTS = {
+  /** LevelDB folder inside DATA_DIR. */
+  diskFolder: 'mqtt-sessions',
+  redisConnectTimeoutMs: 5_000,
+  /** Longest close() waits for the persistence to let go before dropping the connection. */
+  closeTimeoutMs: 5_000,
+} as const;
+
+export interface BrokerStore {
+  readonly kind: BrokerStoreKind;
+  /** Pass to buildBroker({ persistence }); undefined means Aedes' in-memory default. */
+  readonly persistence: unknown;
+  /** For logs, e.g. "disk (/var/lib/citypulse/mqtt-sessions)". */
+  readonly description: string;
+  /**
+   * QoS 1/2 messages stored for persistent sessions and not yet acknowledged (queued while the
+   * client is away, or in flight). Reads the store: call it from a metrics scrape, not per message.
+   * Absent for 'memory'.
+   */
+  queuedMessages?(): Promise<number>;
+  /** Releases the LevelDB lock / Redis connection. Close the broker first; safe to call twice. */
+  close(): Promise<void>;
+}
+
+export interface OpenBrokerStoreOptions {
+  readonly kind: BrokerStoreKind;
+  /** The service's DATA_DIR; 'disk' uses `${dataDir}/mqtt-sessions`. */
+  readonly dataDir: string;
+  /** redis://[user:password@]host[:port][/db] — required for 'redis'. */
+  readonly redisUrl?: string;
+  readonly logger: Logger;
+}
+
+/** The slice of an aedes persistence (aedes-persistence 11 CallBackPersistence) used here. */
+interface AedesPersistence {
+  setup(broker: BrokerCounter): Promise<void>;
+  destroy(): Promise<void>;
+}
+interface BrokerCounter {
+  counter: number;
+}
+
+/** The slice of ioredis used here (it comes with aedes-persistence-redis; the broker does not depend on it). */
+interface RedisConnection {
+  readonly status: string;
+  connect(): Promise<void>;
+  ping(): Promise<string>;
+  smembers(key: string): Promise<string[]>;
+  llen(key: string): Promise<number>;
+  quit(): Promise<unknown>;
+  disconnect(): void;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+}
+type RedisConstructor = new (options: RedisConnectionOptions & { lazyConnect: boolean; connectTimeout: number }) => RedisConnection;
+
+export interface RedisConnectionOptions {
+  host: string;
+  port: number;
+  db: number;
+  username?: string;
+  password?: string;
+  tls?: Record<string, never>;
+}
+
+// The persistences are CommonJS without type declarations: load them (only when chosen) with require.
+const requireCjs = createRequire(import.meta.url);
+
+export async function openBrokerStore(options: OpenBrokerStoreOptions): Promise<BrokerStore> {
+  const { kind } = options;
+  switch (kind) {
+    case 'memory':
+      return { kind, persistence: undefined, description: 'memory (sessions and queued messages are lost on restart)', close: async () => undefined };
+    case 'disk':
+      return openDisk(options);
+    case 'redis':
+      return openRedis(options);
+    default:
+      throw new CodedError('E_CONFIG', `BROKER_STORE "${String(kind)}" must be one of ${BROKER_STORES.join(', ')}`);
+  }
+}
+
+async function openDisk(options: OpenBrokerStoreOptions): Promise<BrokerStore> {
+  const location = resolve(options.dataDir, BROKER_STORE_DEFAULTS.diskFolder);
+  await mkdir(location, { recursive: true });
+  // Imported here: the native LevelDB binding is loaded only when the disk store is chosen.
+  const { Level } = await import('level');
+  const db = new Level<string, Buffer>(location);
+  try {
+    await db.open();
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause;
+    if (cause?.code === 'LEVEL_LOCKED') {
+      throw new CodedError('E_CONFIG', `MQTT session store ${location} is in use by another process: stop the other broker, or give this one its own DATA_DIR`, { cause: err });
+    }
+    throw new CodedError('E_INTERNAL', `cannot open MQTT session store ${location} (${(err as Error).message}): if it is damaged, move the folder aside to start with empty sessions`, { cause: err });
+  }
+  const createLevelPersistence = requireCjs('aedes-persistence-level') as (db: Level<string, Buffer>) => AedesPersistence;
+  const persistence = withUniqueCounters(createLevelPersistence(db));
+  return {
+    kind: 'disk',
+    persistence,
+    description: `disk (${location})`,
+    async queuedMessages() {
+      // Keys "outgoing:<client>:<broker>:<counter>", one per unacknowledged message (aedes-persistence-level 9).
+      let count = 0;
+      for await (const _key of db.keys({ gte: 'outgoing:', lt: 'outgoing;' })) count++;
+      return count;
+    },
+    close: once(async () => {
+      await bounded(persistence.destroy(), options.logger, 'disk session store');
+      if (db.status !== 'closed') await db.close();
+    }),
+  };
+}
+
+async function openRedis(options: OpenBrokerStoreOptions): Promise<BrokerStore> {
+  const { logger } = options;
+  const connection = parseRedisUrl(options.redisUrl);
+  const where = `redis://${connection.host}:${connection.port}/${connection.db}`;
+  // One connection, made here, so a Redis that is down fails the start with a clear message
+  // instead of aedes-persistence-redis queueing commands and retrying forever.
+  const Redis = createRequire(requireCjs.resolve('aedes-persistence-redis'))('ioredis') as RedisConstructor;
+  const conn = new Redis({ ...connection, lazyConnect: true, connectTimeout: BROKER_STORE_DEFAULTS.redisConnectTimeoutMs });
+  let lastError: Error | undefined;
+  let lastLoggedAt = 0;
+  conn.on('error', (err) => {
+    lastError = err;
+    // ioredis reports every failed reconnect; one line per 10 s is enough to see an outage.
+    if (Date.now() - lastLoggedAt > 10_000) {
+      lastLoggedAt = Date.now();
+      logger.warn({ code: 'E_UPSTREAM', err, redis: where }, 'MQTT session store (Redis) unavailable');
+    }
+  });
+  try {
+    await conn.connect();
+    await conn.ping();
+  } catch (err) {
+    conn.disconnect();
+    const reason = lastError?.message ?? (err as Error).message;
+    throw new CodedError('E_UPSTREAM', `cannot reach Redis at ${where} (${reason}): start it (Debian: apt-get install redis-server) or fix REDIS_URL`, { cause: err });
+  }
+  lastLoggedAt = 0;
+  const createRedisPersistence = requireCjs('aedes-persistence-redis') as (opts: { conn: RedisConnection; maxSessionDelivery: number }) => AedesPersistence;
+  // maxSessionDelivery -1 replays the whole queue on reconnect: the default (1000) leaves the
+  // rest of a long outage's backlog waiting until the client's next reconnect.
+  const persistence = withUniqueCounters(createRedisPersistence({ conn, maxSessionDelivery: -1 }));
+  return {
+    kind: 'redis',
+    persistence,
+    description: `redis (${where})`,
+    async queuedMessages() {
+      // Set "clients" of persistent sessions, list "outgoing:<client>" of unacknowledged messages (aedes-persistence-redis 12).
+      const clients = await conn.smembers('clients');
+      const lengths = await Promise.all(clients.map((id) => conn.llen(`outgoing:${encodeURIComponent(id)}`)));
+      return lengths.reduce((a, b) => a + b, 0);
+    },
+    close: once(async () => {
+      // quit() lets commands already sent finish; destroy() then only unsubscribes from the broker.
+      if (conn.status === 'ready') await conn.quit().catch(() => undefined);
+      await bounded(persistence.destroy(), logger, 'redis session store');
+      conn.disconnect();
+    }),
+  };
+}
+
+/** Validates REDIS_URL and turns it into ioredis options; every way it can be wrong says what to write. */
+export function parseRedisUrl(url: string | undefined): RedisConnectionOptions {
+  const example = 'redis://127.0.0.1:6379/0';
+  if (!url) throw new CodedError('E_CONFIG', `REDIS_URL is required when BROKER_STORE=redis, e.g. ${example}`);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new CodedError('E_CONFIG', `REDIS_URL "${clip(url)}" is not a URL: write it as ${example}`);
+  }
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
+    throw new CodedError('E_CONFIG', `REDIS_URL must start with redis:// (or rediss:// for TLS), not ${clip(parsed.protocol)}//, e.g. ${example}`);
+  }
+  if (!parsed.hostname) throw new CodedError('E_CONFIG', `REDIS_URL "${clip(url)}" has no host, e.g. ${example}`);
+  const port = parsed.port ? Number(parsed.port) : 6379;
+  const dbText = parsed.pathname.replace(/^\//, '');
+  if (!/^\d{0,2}$/.test(dbText)) {
+    throw new CodedError('E_CONFIG', `REDIS_URL database "${clip(dbText)}" must be a number (0–15 on a default Redis), as in ${example}`);
+  }
+  if (parsed.search || parsed.hash) throw new CodedError('E_CONFIG', `REDIS_URL takes no ?query or #fragment; write it as ${example}`);
+  return {
+    host: parsed.hostname.replace(/^\[(.*)\]$/, '$1'), // [::1] → ::1
+    port,
+    db: dbText ? Number(dbText) : 0,
+    ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
+    ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
+    ...(parsed.protocol === 'rediss:' ? { tls: {} } : {}),
+  };
+}
+
+/**
+ * Aedes numbers messages per broker (`counter`, from 0 on every start) and both persistences key
+ * queued messages by broker id + counter. The platform's broker id is fixed, so after a restart
+ * new messages would reuse the keys of messages still queued and overwrite them. Starting the
+ * counter at the clock in microseconds keeps keys unique across restarts (and LevelDB's queue in
+ * publish order), as long as the broker handles fewer than a million messages a second.
+ */
+function withUniqueCounters(persistence: AedesPersistence): AedesPersistence {
+  const setup = persistence.setup.bind(persistence);
+  // Must stay an `async function`: aedes checks setup.constructor.name === 'AsyncFunction'.
+  persistence.setup = async (broker: BrokerCounter) => {
+    broker.counter = Math.max(broker.counter, Date.now() * 1000);
+    await setup(broker);
+  };
+  return persistence;
+}
+
+/** Aedes' close() does not destroy the persistence; destroy() can hang or throw if the broker never set it up. */
+async function bounded(work: Promise<unknown>, logger: Logger, what: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((done) => {
+    timer = setTimeout(() => {
+      logger.warn({ what }, `closing the ${what} took longer than ${BROKER_STORE_DEFAULTS.closeTimeoutMs} ms; dropping it`);
+      done();
+    }, BROKER_STORE_DEFAULTS.closeTimeoutMs);
+  });
+  try {
+    await Promise.race([work, timeout]);
+  } catch (err) {
+    logger.debug({ err, what }, 'session store destroy failed (already closed?)');
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function once(fn: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  return () => (running ??= fn());
+}
+
+function clip(text: string): string {
+  return text.length > 60 ? `${text.slice(0, 60)}…` : text;
+}
