@@ -11,7 +11,7 @@ export const BROKER_LIMIT_SPECS = {
   maxConnections: { default: 50_000, min: 1, max: 1_000_000, description: 'logged-in clients at most; more are refused with CONNACK 3 (server unavailable)' },
   maxPacketBytes: { default: 300_000, min: 1_024, max: 268_435_455, description: 'largest MQTT packet; a client announcing a bigger one is disconnected before it is read' },
   drainTimeoutMs: { default: 10_000, min: 100, max: 600_000, description: 'longest a subscriber that stopped reading may hold up delivery before it is disconnected' },
-  concurrency: { default: 200, min: 1, max: 100_000, description: 'messages Aedes delivers at once (with the drain timeout, a stalled subscriber cannot block the rest)' },
+  concurrency: { default: 20_000, min: 1, max: 100_000, description: 'messages Aedes routes at once; past it they queue (costly); the drain timeout cuts off a subscriber that stalls them' },
   heartbeatIntervalMs: { default: 60_000, min: 1_000, max: 3_600_000, description: 'interval of the $SYS heartbeat' },
   ratePerS: { default: 10, min: 1, max: 1_000_000, description: 'messages per second a device may publish, sustained (token bucket)' },
   rateBurst: { default: 100, min: 1, max: 1_000_000, description: 'messages a device may publish at once after a quiet spell' },

@@ -22,6 +22,11 @@ export interface MosquittoOptions {
   readonly dataDir: string;
   readonly port?: number;
   readonly log?: (line: string) => void;
+  /**
+   * Never drop queued QoS 1/2 messages for a client that falls behind (`max_queued_messages 0`):
+   * what a fair broker benchmark needs. Without it the queue holds 100,000 messages per client.
+   */
+  readonly unlimitedQueue?: boolean;
 }
 
 export interface RunningMosquitto {
@@ -45,7 +50,7 @@ export async function startMosquitto(options: MosquittoOptions): Promise<Running
       'persistence false',
       'set_tcp_nodelay true',
       'max_connections -1',
-      'max_queued_messages 100000',
+      `max_queued_messages ${options.unlimitedQueue ? 0 : 100_000}`,
       'log_dest stderr',
       'log_type error',
       'log_type warning',
