@@ -37,6 +37,7 @@ import { fileURLToPath } from 'node:url';
 import { connectAsync } from 'mqtt';
 import { deviceTopic } from '@citypulse/contracts';
 import { findExecutable, freePort, startMosquitto, type RunningMosquitto } from '@citypulse/infra';
+import { BROKER_DEFAULTS } from '../src/config.js';
 import { DeviceRegistry } from '../src/registry.js';
 import { deviceIdOf, type BenchDevice, type GeneratorCommand, type GeneratorReply, type SubscriberCommand, type SubscriberReply } from './protocol.js';
 import { summariseCpuProfile, type CpuProfile, type ProfileSummary } from './profile.js';
@@ -697,7 +698,7 @@ function notes(report: Report): string {
   return [
     `- Setup: ${anyFan ? `${anyFan.devices} publishing devices (one MQTT.js connection each) over ${anyFan.generators} generator processes` : 'no fan-in run'}, ~250-byte environment readings carrying their send time, one subscriber process on \`${FILTER}\` at the run's QoS recording each message's latency (HDR histogram); ${report.warmupSeconds} s warm-up, ${report.measureSeconds} s measured per run; brokers interleaved run by run. Max runs: each connection keeps at most ${WINDOW} messages awaiting their PUBACK (QoS 1) or socket write (QoS 0), and each generator at most ${WINDOW} × its connections sent but not yet received by the subscriber (counts relayed from the subscriber every 5 ms), so neither broker can build an unbounded queue. Fixed-rate runs send on a 1 ms tick, round-robin over the connections (${Math.max(64, WINDOW)} in flight allowed per connection; a turn is skipped, and counted, when the connection's window is full or the generator fell more than 20 ms behind its schedule).`,
     `- Our broker: its own process (\`node --import tsx src/server.ts\`), every device and the subscriber logging in with secrets (scrypt, cached after the first login), ACL on, per-device rate limit ${RATE_LIMIT}/s (burst ${RATE_LIMIT}: never reached), BROKER_STORE=memory, LOG_LEVEL=warn. Mosquitto ${report.mosquittoVersion}: anonymous, no persistence, \`max_queued_messages 0\` (unlimited queue), \`set_tcp_nodelay true\`, other settings default (e.g. 20 QoS 1 messages in flight per client).`,
-    `- Broker settings from the environment of this run (beyond the bench's own): ${report.brokerOverrides.length ? report.brokerOverrides.join(', ') : 'none: the broker\'s defaults (e.g. BROKER_CONCURRENCY 200)'}.`,
+    `- Broker settings from the environment of this run (beyond the bench's own): ${report.brokerOverrides.length ? report.brokerOverrides.join(', ') : `none: the broker's defaults (e.g. BROKER_CONCURRENCY ${BROKER_DEFAULTS.concurrency})`}.`,
     `- Probe of our broker before the runs: ${report.security}. ${metrics}.`,
     `- Loss check (acknowledged or written by publishers vs received, after draining): ${losses.length ? losses.join('; ') : 'none lost'}. Turns skipped in the fixed-rate runs (offered rate not met): ${
       report.fanIn
