@@ -339,14 +339,11 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
   }
 
   const broker = await Aedes.createBroker(aedesOptions);
-  // A dropped publish is acknowledged (QoS 1: `stored`, see patches/aedes@1.2.0.patch; QoS 2 by
-  // Aedes) but goes to no subscriber.
+  // A dropped publish was acknowledged (QoS 1) or received (QoS 2) but goes to no subscriber.
   const publish = broker.publish.bind(broker) as (packet: AedesPublishPacket, ...rest: unknown[]) => void;
   (broker as { publish: unknown }).publish = (packet: MaybeDropped & AedesPublishPacket, ...rest: unknown[]) => {
     if (packet[DROPPED]) {
-      const [first, second, third] = rest;
-      const done = (typeof first === 'function' ? first : second) as ((err?: Error) => void) | undefined;
-      (third as (() => void) | undefined)?.();
+      const done = rest.find((arg) => typeof arg === 'function') as ((err?: Error) => void) | undefined;
       done?.();
       return;
     }
