@@ -17,9 +17,6 @@ import type { DeviceRegistry, Principal } from './registry.js';
 
 export { BROKER_DEFAULTS, type BrokerLimits };
 
-/** Kept for callers that read the counters directly (tests, the e2e stack): the metrics object. */
-export type BrokerCounters = BrokerMetrics;
-
 export interface PlatformBroker {
   readonly aedes: Aedes;
   readonly counters: BrokerMetrics;
@@ -508,12 +505,12 @@ export function guardPacketSize(stream: Duplex, maxBytes: number, onTooLarge: (b
 const TCP_KEEPALIVE_MS = 60_000;
 
 /** MQTT over TCP. Resolves once listening; port 0 picks a free port. */
-export async function listenMqttTcp(aedes: Aedes | PlatformBroker, port: number, host: string): Promise<NetServer> {
-  const { handle, guard } = handlerOf(aedes);
+export async function listenMqttTcp(broker: PlatformBroker, port: number, host: string): Promise<NetServer> {
+  
   // No Nagle: a PUBACK held back 40 ms by delayed ACKs caps a windowed publisher at ~2,500 msg/s.
   const server = createNetServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: TCP_KEEPALIVE_MS }, (socket) => {
-    handle(socket);
-    guard(socket);
+    broker.aedes.handle(socket);
+    broker.guard(socket);
   });
   server.listen(port, host);
   await once(server, 'listening');
@@ -526,13 +523,13 @@ export interface TlsFiles {
 }
 
 /** MQTT over TLS (8883 by default). */
-export async function listenMqttTls(aedes: Aedes | PlatformBroker, port: number, host: string, tls: TlsFiles): Promise<TlsServer> {
-  const { handle, guard } = handlerOf(aedes);
+export async function listenMqttTls(broker: PlatformBroker, port: number, host: string, tls: TlsFiles): Promise<TlsServer> {
+  
   const server = createTlsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, (socket) => {
     socket.setNoDelay(true);
     socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
-    handle(socket);
-    guard(socket);
+    broker.aedes.handle(socket);
+    broker.guard(socket);
   });
   server.on('tlsClientError', () => undefined); // a failed handshake is the client's problem; the socket is gone
   server.listen(port, host);
@@ -541,30 +538,25 @@ export async function listenMqttTls(aedes: Aedes | PlatformBroker, port: number,
 }
 
 /** MQTT over WebSocket (subprotocol "mqtt"), for browser-side tools; with `tls`, secure WebSocket. */
-export async function listenMqttWebSocket(aedes: Aedes | PlatformBroker, port: number, host: string, tls?: TlsFiles): Promise<HttpServer> {
-  const { handle, guard, maxPacketBytes } = handlerOf(aedes);
+export async function listenMqttWebSocket(broker: PlatformBroker, port: number, host: string, tls?: TlsFiles): Promise<HttpServer> {
+  
   const answer = (_req: unknown, res: ServerResponse) => {
     res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket: connect with the "mqtt" subprotocol\n');
   };
   const http: HttpServer = tls ? createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, answer) : createHttpServer(answer);
   const wss = new WebSocketServer({
     server: http,
-    maxPayload: maxPacketBytes + 16,
+    maxPayload: broker.limits.maxPacketBytes + 16,
     handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
   });
   wss.on('connection', (socket, request) => {
     const stream = createWebSocketStream(socket);
     stream.on('error', () => socket.terminate());
     Object.defineProperty(stream, 'remoteAddress', { value: request.socket.remoteAddress });
-    handle(stream, request);
-    guard(stream);
+    broker.aedes.handle(stream, request);
+    broker.guard(stream);
   });
   http.listen(port, host);
   await once(http, 'listening');
   return http;
-}
-
-function handlerOf(target: Aedes | PlatformBroker): { handle: (stream: Duplex, request?: unknown) => void; guard: (stream: Duplex) => void; maxPacketBytes: number } {
-  if (target instanceof Aedes) return { handle: (stream, request) => target.handle(stream, request as never), guard: () => undefined, maxPacketBytes: BROKER_DEFAULTS.maxPacketBytes };
-  return { handle: (stream, request) => target.aedes.handle(stream, request as never), guard: target.guard, maxPacketBytes: target.limits.maxPacketBytes };
 }

@@ -50,10 +50,6 @@ export class RateLimiter {
     this.#onWindow = onWindow;
   }
 
-  get settings(): RateSettings {
-    return this.#settings;
-  }
-
   /** Takes one token for `deviceId` at `now` (ms). 'abuse': over the limit for abuseWindows windows in a row. */
   take(deviceId: string, now: number): RateVerdict {
     const s = this.#settings;

@@ -26,7 +26,7 @@ describe('broker', () => {
     [{ secret }] = (await registry.upsertDevices([device])) as [{ id: string; secret: string }];
     toolsSecret = await registry.upsertService('tools', 'tools');
     broker = await buildBroker({ registry, logger: pino({ level: 'silent' }) });
-    server = await listenMqttTcp(broker.aedes, 0, '127.0.0.1');
+    server = await listenMqttTcp(broker, 0, '127.0.0.1');
     url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
 
@@ -67,7 +67,7 @@ describe('broker', () => {
   });
 
   it('speaks MQTT over WebSocket with the same login and rights', async () => {
-    const http = await listenMqttWebSocket(broker.aedes, 0, '127.0.0.1');
+    const http = await listenMqttWebSocket(broker, 0, '127.0.0.1');
     try {
       const wsUrl = `ws://127.0.0.1:${(http.address() as AddressInfo).port}`;
       const observer = await mqtt.connectAsync(wsUrl, { clientId: 'tools-ws', username: 'tools', password: toolsSecret, protocolVersion: 4 });

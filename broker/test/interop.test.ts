@@ -222,7 +222,7 @@ describe('interoperability with standard MQTT 3.1.1 clients', () => {
     }
     for (const [id, role] of [['ingest', 'ingest'], ['api', 'api'], ['tools', 'tools']] as const) secrets.set(id, await registry.upsertService(id, role));
     broker = await buildBroker({ registry, logger: pino({ level: 'silent' }), limits: { heartbeatIntervalMs: 500 } });
-    server = await listenMqttTcp(broker.aedes, 0, '127.0.0.1');
+    server = await listenMqttTcp(broker, 0, '127.0.0.1');
     port = (server.address() as AddressInfo).port;
     url = `mqtt://127.0.0.1:${port}`;
   }, 180_000);

@@ -45,7 +45,7 @@ describe('replay into the broker', () => {
     registry = await DeviceRegistry.open(dir);
     await registry.upsertService(TOOLS.username, 'tools', TOOLS.password);
     broker = await buildBroker({ registry, logger: pino({ level: 'silent' }) });
-    server = await listenMqttTcp(broker.aedes, 0, '127.0.0.1');
+    server = await listenMqttTcp(broker, 0, '127.0.0.1');
     mqttUrl = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
 

@@ -1,10 +1,9 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { COMMON_CONFIG, DOMAINS, isProvinceCode, PROVINCE_CODES, provinceByCode, type Domain } from '@citypulse/contracts';
 import { CONNECTION_MODES, FAULT_TYPES, parseTime, SCENARIO_DEFAULTS, SCENARIO_LIMITS, SCENARIOS_DIR, shippedScenarioPath, vnClock, type ConnectionMode, type FaultType } from '../scenario.js';
 import { MAX_THREADS, SIMULATION_DEFAULTS, THREADS_AUTO_MIN_DEVICES, type SimulationStats } from '../simulation.js';
-import { checkMqttUrl, describeParseError, nonEmpty, parseDomains, parseDurationFlag, parseSize, splitList, UsageError } from './tool-flags.js';
+import { checkMqttUrl, nonEmpty, parseToolFlags, parseDomains, parseDurationFlag, parseSize, splitList, UsageError } from './tool-flags.js';
 
 /** Command-line flags of `simulate`, parsed and validated without side effects (so tests can call it). */
 export interface CliOptions {
@@ -130,14 +129,7 @@ const FLAGS = {
  * the script inside simulators/, so the CLI passes the directory the user ran pnpm from (INIT_CWD).
  */
 export function parseCli(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, baseDir: string): CliCommand {
-  // `pnpm … simulate -- --devices 2` forwards the "--" itself; parseArgs would treat the rest as positionals.
-  const args = argv[0] === '--' ? argv.slice(1) : [...argv];
-  let values: { [K in keyof typeof FLAGS]?: (typeof FLAGS)[K]['type'] extends 'boolean' ? boolean : string };
-  try {
-    ({ values } = parseArgs({ args, options: FLAGS, strict: true, allowPositionals: false }));
-  } catch (err) {
-    throw new UsageError(describeParseError(err));
-  }
+  const values = parseToolFlags(argv, FLAGS);
   if (values.help) return { help: true };
 
   const mqttUrl = values['mqtt-url'] ?? nonEmpty(env.MQTT_URL) ?? CLI_DEFAULTS.mqttUrl;

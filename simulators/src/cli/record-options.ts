@@ -1,6 +1,5 @@
-import { parseArgs } from 'node:util';
 import { BROKER_RECORDING_DEFAULTS } from '../recording.js';
-import { BROKER_FLAGS, BROKER_FLAGS_USAGE, describeParseError, parseBrokerFlags, parseDurationFlag, parseSize, resolvePath, UsageError, withoutLeadingDashes, type BrokerFlagValues } from './tool-flags.js';
+import { BROKER_FLAGS, BROKER_FLAGS_USAGE, parseBrokerFlags, parseDurationFlag, parseSize, parseToolFlags, resolvePath, UsageError, type BrokerFlagValues } from './tool-flags.js';
 
 /** Command-line flags of `record`, parsed and validated without side effects (so tests can call it). */
 export interface RecordCliOptions extends BrokerFlagValues {
@@ -52,12 +51,7 @@ const FLAGS = {
 
 /** Parses `argv` (without node and the script); `baseDir` resolves relative paths (pnpm's INIT_CWD). */
 export function parseRecordCli(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, baseDir: string): RecordCliCommand {
-  let values;
-  try {
-    ({ values } = parseArgs({ args: withoutLeadingDashes(argv), options: FLAGS, strict: true, allowPositionals: false }));
-  } catch (err) {
-    throw new UsageError(describeParseError(err));
-  }
+  const values = parseToolFlags(argv, FLAGS);
   if (values.help) return { help: true };
   const broker = parseBrokerFlags(values, env, baseDir);
 

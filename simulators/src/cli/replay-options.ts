@@ -1,18 +1,16 @@
-import { parseArgs } from 'node:util';
 import { DOMAINS, isDeviceId, isProvinceCode, readConfig, type Domain } from '@citypulse/contracts';
 import { INFLUX_CONFIG, influxSettingsFrom, type InfluxSettings } from '@citypulse/infra';
 import { REPLAY_DEFAULTS, type ReplaySpeed } from '../replay.js';
 import {
   BROKER_FLAGS,
   BROKER_FLAGS_USAGE,
-  describeParseError,
   parseBrokerFlags,
   parseDomains,
   parseTimeFlag,
+  parseToolFlags,
   resolvePath,
   splitList,
   UsageError,
-  withoutLeadingDashes,
   type BrokerFlagValues,
 } from './tool-flags.js';
 
@@ -81,12 +79,7 @@ const FLAGS = {
 
 /** Parses `argv` (without node and the script); `baseDir` resolves relative paths; `now` is the default --end. */
 export function parseReplayCli(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, baseDir: string, now: number = Date.now()): ReplayCliCommand {
-  let values;
-  try {
-    ({ values } = parseArgs({ args: withoutLeadingDashes(argv), options: FLAGS, strict: true, allowPositionals: false }));
-  } catch (err) {
-    throw new UsageError(describeParseError(err));
-  }
+  const values = parseToolFlags(argv, FLAGS);
   if (values.help) return { help: true };
   const broker = parseBrokerFlags(values, env, baseDir);
 

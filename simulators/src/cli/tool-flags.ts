@@ -1,3 +1,4 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { CodedError, COMMON_CONFIG, DOMAINS, isDomain, type Domain } from '@citypulse/contracts';
@@ -153,6 +154,15 @@ export function nonEmpty(value: string | undefined): string | undefined {
 /** `pnpm … record -- --out x` forwards the "--" itself; parseArgs would treat the rest as positionals. */
 export function withoutLeadingDashes(argv: readonly string[]): string[] {
   return argv[0] === '--' ? argv.slice(1) : [...argv];
+}
+
+/** Parses a command's flags (strict, no positionals); a bad command line is a UsageError naming the flag. */
+export function parseToolFlags<const O extends NonNullable<ParseArgsConfig['options']>>(argv: readonly string[], options: O) {
+  try {
+    return parseArgs({ args: withoutLeadingDashes(argv), options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new UsageError(describeParseError(err));
+  }
 }
 
 export function checkMqttUrl(text: string, source: string): void {
