@@ -336,11 +336,14 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
   }
 
   const broker = await Aedes.createBroker(aedesOptions);
-  // A dropped publish was acknowledged (QoS 1) or received (QoS 2) but goes to no subscriber.
+  // A dropped publish is acknowledged (QoS 1: the patched Aedes sends its PUBACK on `stored`, see
+  // patches/aedes@1.2.0.patch; QoS 2: received) but goes to no subscriber.
   const publish = broker.publish.bind(broker) as (packet: AedesPublishPacket, ...rest: unknown[]) => void;
   (broker as { publish: unknown }).publish = (packet: MaybeDropped & AedesPublishPacket, ...rest: unknown[]) => {
     if (packet[DROPPED]) {
-      const done = rest.find((arg) => typeof arg === 'function') as ((err?: Error) => void) | undefined;
+      const [first, second, third] = rest;
+      const done = (typeof first === 'function' ? first : second) as ((err?: Error) => void) | undefined;
+      (third as (() => void) | undefined)?.();
       done?.();
       return;
     }
