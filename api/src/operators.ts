@@ -50,7 +50,7 @@ export class OperatorStore {
     if (!USERNAME.test(username)) throw new CodedError('E_BAD_REQUEST', `username "${username}" must be 2–64 of a-z, 0-9, '.', '_', '-'`);
     if (password.length < 12) throw new CodedError('E_BAD_REQUEST', 'password must have at least 12 characters');
     await this.#load();
-    this.#operators.set(username, { username, role, passwordHash: await hashSecret(password), createdAt: this.#operators.get(username)?.createdAt ?? new Date().toISOString() });
+    this.#operators.set(username, { username, role, passwordHash: await hashSecret(password, 'password'), createdAt: this.#operators.get(username)?.createdAt ?? new Date().toISOString() });
     const tmp = `${this.file}.${process.pid}.tmp`;
     await writeFile(tmp, `${JSON.stringify({ version: 1, operators: [...this.#operators.values()] }, null, 1)}\n`, { mode: 0o600 });
     await rename(tmp, this.file);

@@ -17,7 +17,13 @@ const scrypt = promisify(scryptCb) as (password: string, salt: Buffer, keylen: n
 
 export const REGISTRY_DEFAULTS = {
   fileName: 'devices.json',
-  scryptN: 16384, // 2^14: about 25–50 ms per login on these cores
+  scryptN: 16384, // 2^14: about 25–50 ms per login on these cores, for a secret someone chose
+  /**
+   * For a secret as the registry generates it (see isRandomSecret): 2^10, about 2 ms. A slow hash
+   * protects guessable secrets; 192 random bits cannot be guessed at any cost, while 50,000 devices
+   * reconnecting after a broker restart would each pay it (at 2^14: 35 CPU-minutes).
+   */
+  scryptNRandom: 1024,
   scryptR: 8,
   scryptP: 1,
   hashBytes: 32,
@@ -103,8 +109,22 @@ export function generateSecret(): string {
   return randomBytes(REGISTRY_DEFAULTS.secretBytes).toString('base64url');
 }
 
-export async function hashSecret(secret: string): Promise<string> {
-  const { scryptN: N, scryptR: r, scryptP: p, hashBytes, saltBytes } = REGISTRY_DEFAULTS;
+/**
+ * Whether a secret has the shape of a generated one: at least 32 base64url characters (192 bits
+ * when random), with at least 16 different characters (a random one has about 25).
+ */
+export function isRandomSecret(secret: string): boolean {
+  return secret.length >= 32 && /^[A-Za-z0-9_-]+$/.test(secret) && new Set(secret).size >= 16;
+}
+
+/**
+ * Salted scrypt hash. `kind` 'password' always takes the full cost (people's passwords, where the
+ * time a login takes must not depend on the password); 'secret' takes the low cost when the secret
+ * looks generated (isRandomSecret).
+ */
+export async function hashSecret(secret: string, kind: 'secret' | 'password' = 'secret'): Promise<string> {
+  const { scryptR: r, scryptP: p, hashBytes, saltBytes } = REGISTRY_DEFAULTS;
+  const N = kind === 'secret' && isRandomSecret(secret) ? REGISTRY_DEFAULTS.scryptNRandom : REGISTRY_DEFAULTS.scryptN;
   const salt = randomBytes(saltBytes);
   const hash = await scrypt(secret, salt, hashBytes, { N, r, p, maxmem: 64 * 1024 * 1024 });
   return `scrypt$${N}$${r}$${p}$${salt.toString('base64url')}$${hash.toString('base64url')}`;

@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DeviceRegistry, type RegistryChange } from '../src/index.js';
+import { DeviceRegistry, generateSecret, hashSecret, isRandomSecret, type RegistryChange } from '../src/index.js';
 
 describe('device registry', () => {
   let dir: string;
@@ -20,7 +20,12 @@ describe('device registry', () => {
     const [created] = await registry.upsertDevices([hanoi]);
     const text = await readFile(join(dir, 'devices.json'), 'utf8');
     expect(text).not.toContain(created?.secret);
-    expect(text).toMatch(/scrypt\$16384\$8\$1\$/);
+    // A generated secret (192 random bits) takes the low scrypt cost; a chosen one the full cost.
+    expect(text).toMatch(/scrypt\$1024\$8\$1\$/);
+    expect(await hashSecret('correct horse battery staple')).toMatch(/^scrypt\$16384\$8\$1\$/);
+    expect(await hashSecret('a'.repeat(40))).toMatch(/^scrypt\$16384\$/); // long but not random-looking
+    expect(await hashSecret(generateSecret(), 'password')).toMatch(/^scrypt\$16384\$/); // people's passwords: always full cost
+    expect(isRandomSecret(generateSecret())).toBe(true);
     expect(await registry.authenticate(hanoi.id, created?.secret ?? '')).toMatchObject({ type: 'device', device: { id: hanoi.id } });
     expect(await registry.authenticate(hanoi.id, 'wrong')).toBeUndefined();
     expect(await registry.authenticate('nobody', created?.secret ?? '')).toBeUndefined();

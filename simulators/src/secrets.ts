@@ -4,8 +4,8 @@ import { CodedError } from '@citypulse/contracts';
 
 /**
  * The simulator's own plaintext device secrets. The registry keeps only scrypt hashes, so a
- * restarted simulator needs the secrets it generated; keeping them here avoids re-hashing (about
- * 40 ms per device) on every start. Mode 0600, written atomically.
+ * restarted simulator needs the secrets it generated; keeping them here avoids re-keying (and re-hashing)
+ * every device on every start. Mode 0600, written atomically.
  */
 export const SECRETS_FILE_NAME = 'simulator-secrets.json';
 

@@ -343,7 +343,7 @@ interface Provisioned {
 
 /**
  * Registers what is missing from the registry or differs from the plan, in one registry write
- * (scrypt costs ~40 ms per secret, so devices already in place are left alone). Devices behind a
+ * (each new secret costs a scrypt hash, so devices already in place are left alone). Devices behind a
  * gateway get no secret; the gateways do. Devices an operator disabled are not touched.
  */
 async function provision(dataDir: string, devices: readonly SimulatedDevice[], gatewayIds: readonly string[], gatewayOf: (index: number) => string, logger: Logger): Promise<Provisioned> {
