@@ -1,3 +1,4 @@
+export * from './alerts.js';
 export * from './aqi.js';
 export * from './api.js';
 export * from './config.js';
