@@ -129,14 +129,14 @@ describe('pipeline: device → broker → ingest → InfluxDB → api', () => {
 
   it('rejects a malformed payload with its code and stores the valid message after it', async () => {
     const device = await connectDevice(beta);
-    const before = { ...stack.ingest.counters.rejected };
+    const before = { ...stack.ingest.metrics.rejected };
     const rowsBefore = await countRows(beta.deviceId);
     await device.publishAsync(deviceTopic(beta, 'telemetry'), '{"ts": "yesterday", "seq": 2, "pm25": 5}', { qos: 1 });
     await device.publishAsync(deviceTopic(beta, 'telemetry'), '{not json', { qos: 1 });
     await device.publishAsync(deviceTopic(beta, 'telemetry'), JSON.stringify({ ts: Date.now() + 3_600_000, seq: 3, pm25: 5 }), { qos: 1 });
     await device.publishAsync(deviceTopic(beta, 'telemetry'), JSON.stringify({ ts: Date.now(), seq: 4, pm25: 14.2 }), { qos: 1 });
     await waitFor(async () => (await countRows(beta.deviceId)) === rowsBefore + 1, 15_000, 'the valid message after the bad ones was not stored');
-    const rejected = stack.ingest.counters.rejected;
+    const rejected = stack.ingest.metrics.rejected;
     expect((rejected.E_PAYLOAD_SCHEMA ?? 0) - (before.E_PAYLOAD_SCHEMA ?? 0)).toBe(1);
     expect((rejected.E_PAYLOAD_JSON ?? 0) - (before.E_PAYLOAD_JSON ?? 0)).toBe(1);
     expect((rejected.E_CLOCK_SKEW ?? 0) - (before.E_CLOCK_SKEW ?? 0)).toBe(1);

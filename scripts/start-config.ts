@@ -1,6 +1,7 @@
 import { COMMON_CONFIG, type ConfigSpec } from '@citypulse/contracts';
 import { API_CONFIG } from '@citypulse/api';
 import { BROKER_CONFIG } from '@citypulse/broker';
+import { INGEST_CONFIG } from '@citypulse/ingest';
 import { INFLUX_CONFIG } from '@citypulse/infra';
 
 /** Variables `npm start` reads itself; the services read their own (see each package's config.ts). */
@@ -10,6 +11,7 @@ export const START_CONFIG = {
   MQTT_PORT: BROKER_CONFIG.MQTT_PORT,
   MQTT_WS_PORT: BROKER_CONFIG.MQTT_WS_PORT,
   BROKER_HTTP_PORT: BROKER_CONFIG.BROKER_HTTP_PORT,
+  INGEST_HTTP_PORT: INGEST_CONFIG.INGEST_HTTP_PORT,
   // With BROKER_STORE=redis and nothing answering at a loopback REDIS_URL, npm start runs a private Redis.
   BROKER_STORE: BROKER_CONFIG.BROKER_STORE,
   REDIS_URL: BROKER_CONFIG.REDIS_URL,

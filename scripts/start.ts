@@ -49,7 +49,7 @@ async function main(): Promise<void> {
   const dataDir = resolve(ROOT, config.DATA_DIR);
   await mkdir(join(dataDir, 'logs'), { recursive: true });
 
-  for (const [name, port] of [['MQTT_PORT', config.MQTT_PORT], ['MQTT_WS_PORT', config.MQTT_WS_PORT], ['BROKER_HTTP_PORT', config.BROKER_HTTP_PORT], ['API_PORT', config.API_PORT]] as const) {
+  for (const [name, port] of [['MQTT_PORT', config.MQTT_PORT], ['MQTT_WS_PORT', config.MQTT_WS_PORT], ['BROKER_HTTP_PORT', config.BROKER_HTTP_PORT], ['INGEST_HTTP_PORT', config.INGEST_HTTP_PORT], ['API_PORT', config.API_PORT]] as const) {
     if (port !== 0 && !(await isPortFree(port, '0.0.0.0'))) {
       throw new Error(`port ${port} is in use: stop what listens there, or set ${name} to another port (in .env or the environment)`);
     }
@@ -141,7 +141,7 @@ async function main(): Promise<void> {
     Dashboard   ${apiUrl}
     Login       ${credentials.admin.username} / ${credentials.admin.password}
     MQTT        mqtt://localhost:${config.MQTT_PORT} (MQTT 3.1.1)${config.MQTT_WS_PORT ? `, ws://localhost:${config.MQTT_WS_PORT}` : ''}${config.BROKER_HTTP_PORT ? ` · metrics http://localhost:${config.BROKER_HTTP_PORT}/metrics` : ''}
-    InfluxDB    ${influxUrl} (database ${config.INFLUX_DATABASE})
+    InfluxDB    ${influxUrl} (database ${config.INFLUX_DATABASE})${config.INGEST_HTTP_PORT ? ` · ingest metrics http://localhost:${config.INGEST_HTTP_PORT}/metrics` : ''}
     Simulated   ${config.SIM_SCENARIO !== undefined ? `scenario ${config.SIM_SCENARIO}` : simulating ? `${provinces.length} provinces × ${config.SIM_DEVICES_PER_PROVINCE} devices per domain, every ${config.SIM_INTERVAL_MS} ms` : 'off'}${config.SIM_FAULTS ? `, faults ${config.SIM_FAULTS}` : ''}
 
   Publish as a real device (the demo device ${DEMO_DEVICE.deviceId}, in Hà Nội):

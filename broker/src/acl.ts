@@ -1,4 +1,4 @@
-import { DEVICE_CHANNELS, parseDeviceTopic, TOPIC_FILTERS, TOPIC_ROOT, type DeviceChannel, type ParsedDeviceTopic } from '@citypulse/contracts';
+import { DEVICE_CHANNELS, isProvinceCode, OPS_CHANNELS, OPS_ROOT, parseDeviceTopic, TOPIC_FILTERS, TOPIC_ROOT, type DeviceChannel, type ParsedDeviceTopic } from '@citypulse/contracts';
 import type { DeviceRecord, Principal, ServiceRole } from './registry.js';
 
 /**
@@ -11,8 +11,8 @@ const ALLOW: AclDecision = { allowed: true };
 
 const SERVICE_SUBSCRIBE: Record<ServiceRole, readonly string[]> = {
   ingest: [TOPIC_FILTERS.allTelemetry, TOPIC_FILTERS.allStatus],
-  api: [TOPIC_FILTERS.allTelemetry, TOPIC_FILTERS.allStatus],
-  tools: [`${TOPIC_ROOT}/#`, '$SYS/#'],
+  api: [TOPIC_FILTERS.allTelemetry, TOPIC_FILTERS.allStatus, `${OPS_ROOT}/#`],
+  tools: [`${TOPIC_ROOT}/#`, `${OPS_ROOT}/#`, '$SYS/#'],
   gateway: [], // only the command topics of its own devices, checked one by one
 };
 
@@ -31,6 +31,8 @@ export function canPublish(principal: Principal, topic: string, retain: boolean,
     // Tools replay recorded device traffic into the broker; ingest and api never publish device topics.
     if (role === 'tools' && parsed.ok && parsed.value.channel !== 'commands') return ALLOW;
     if (role === 'api' && parsed.ok && parsed.value.channel === 'commands') return ALLOW;
+    // ingest publishes alert events and province summaries (ops/{province}/alerts|summary).
+    if (role === 'ingest' && isOpsTopic(topic)) return ALLOW;
     if (role === 'gateway' && parsed.ok) {
       const device = lookup(parsed.value.deviceId);
       if (device?.gateway !== id) return { allowed: false, reason: `gateway ${id} may publish only for devices registered behind it, not ${parsed.value.deviceId}` };
@@ -41,6 +43,11 @@ export function canPublish(principal: Principal, topic: string, retain: boolean,
   }
   if (!parsed.ok) return { allowed: false, reason: parsed.error.message };
   return devicePublish(principal.device, parsed.value, retain);
+}
+
+function isOpsTopic(topic: string): boolean {
+  const [root, province, channel, ...rest] = topic.split('/');
+  return root === OPS_ROOT && rest.length === 0 && province !== undefined && isProvinceCode(province) && (OPS_CHANNELS as readonly string[]).includes(channel ?? '');
 }
 
 function devicePublish(device: DeviceRecord, t: ParsedDeviceTopic, retain: boolean): AclDecision {

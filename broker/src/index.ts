@@ -2,7 +2,6 @@ export * from './acl.js';
 export * from './app.js';
 export * from './config.js';
 export * from './registry.js';
-export * from './http.js';
 export * from './limits.js';
 export * from './metrics.js';
 export * from './persistence.js';

@@ -1,4 +1,5 @@
 import { DOMAINS, TOPIC_ROOT, type Domain } from '@citypulse/contracts';
+import { PrometheusText } from '@citypulse/infra';
 
 const ROOT = `${TOPIC_ROOT}/`;
 
@@ -38,11 +39,8 @@ export class BrokerMetrics {
 
   /** Prometheus text exposition (version 0.0.4). `gauges` are read at scrape time. */
   render(gauges: { connections: number; queuedMessages: number | undefined; throttledAddresses: number; rateBuckets: number }): string {
-    const out: string[] = [];
-    const family = (name: string, type: 'counter' | 'gauge', help: string, samples: readonly (readonly [string, number])[]) => {
-      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-      for (const [labels, value] of samples) out.push(`${name}${labels} ${Number.isFinite(value) ? value : 0}`);
-    };
+    const text = new PrometheusText();
+    const family = text.family.bind(text);
     const byDomain = (values: PerDomain) => DOMAIN_LABELS.map((d) => [`{domain="${d}"}`, values[d]] as const);
     const p = 'citypulse_broker_';
     family(`${p}connections`, 'gauge', 'Clients connected now.', [['', gauges.connections]]);
@@ -63,13 +61,7 @@ export class BrokerMetrics {
     if (gauges.queuedMessages !== undefined) family(`${p}queued_messages`, 'gauge', 'QoS 1/2 messages queued for offline persistent sessions.', [['', gauges.queuedMessages]]);
     family(`${p}login_throttled_addresses`, 'gauge', 'Client addresses refused for repeated failed logins now.', [['', gauges.throttledAddresses]]);
     family(`${p}rate_limit_buckets`, 'gauge', 'Devices with a publish-rate bucket in memory.', [['', gauges.rateBuckets]]);
-    const memory = process.memoryUsage();
-    const cpu = process.cpuUsage();
-    family('process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes.', [['', memory.rss]]);
-    family('process_heap_bytes', 'gauge', 'V8 heap used in bytes.', [['', memory.heapUsed]]);
-    family('process_cpu_seconds_total', 'counter', 'User and system CPU time spent, seconds.', [['', (cpu.user + cpu.system) / 1e6]]);
-    family('process_start_time_seconds', 'gauge', 'Start time of the process since the Unix epoch, seconds.', [['', Math.floor(this.startedAt / 1000)]]);
-    return `${out.join('\n')}\n`;
+    return text.process(this.startedAt).toString();
   }
 }
 

@@ -1,10 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { pino } from 'pino';
 import { CodedError, readConfig } from '@citypulse/contracts';
-import { runService } from '@citypulse/infra';
+import { listenOps, runService } from '@citypulse/infra';
 import { buildBroker, listenMqttTcp, listenMqttTls, listenMqttWebSocket, type TlsFiles } from './app.js';
 import { BROKER_CONFIG, limitsFromConfig } from './config.js';
-import { listenOps } from './http.js';
 import { openBrokerStore, type BrokerStoreKind } from './persistence.js';
 import { DeviceRegistry } from './registry.js';
 

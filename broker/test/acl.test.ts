@@ -58,6 +58,20 @@ describe('service ACL', () => {
     }
   });
 
+  it('lets ingest publish alerts and summaries on ops topics, and the api read them; devices neither', () => {
+    expect(canPublish(service('ingest'), 'ops/01/alerts', false).allowed).toBe(true);
+    expect(canPublish(service('ingest'), 'ops/79/summary', true).allowed).toBe(true);
+    expect(canPublish(service('ingest'), 'ops/99/alerts', false).allowed).toBe(false); // no such province
+    expect(canPublish(service('ingest'), 'ops/01/other', false).allowed).toBe(false);
+    expect(canPublish(service('ingest'), 'ops/01/alerts/extra', false).allowed).toBe(false);
+    expect(canPublish(service('api'), 'ops/01/alerts', false).allowed).toBe(false);
+    expect(canSubscribe(service('api'), 'ops/+/alerts').allowed).toBe(true);
+    expect(canSubscribe(service('api'), 'ops/#').allowed).toBe(true);
+    expect(canSubscribe(service('ingest'), 'ops/#').allowed).toBe(false);
+    expect(canPublish(asDevice, 'ops/01/alerts', false).allowed).toBe(false);
+    expect(canSubscribe(asDevice, 'ops/01/alerts').allowed).toBe(false);
+  });
+
   it('lets tools replay device traffic and watch everything', () => {
     expect(canPublish(service('tools'), 'city/01/environment/hn-air-01/telemetry', false).allowed).toBe(true);
     expect(canSubscribe(service('tools'), 'city/#').allowed).toBe(true);

@@ -208,7 +208,7 @@ describe.each(['disk', 'redis'] as const)('broker store "%s"', (kind) => {
     }
   });
 
-  it('delivers a message that is slow to store even when later ones overtake it, in publish order', { timeout: 30_000 }, async () => {
+  it('delivers a message that is slow to store even when later ones overtake it', { timeout: 30_000 }, async () => {
     // Aedes numbers a message before storing it and each subscriber drops a number lower than one
     // it has seen; unpatched, the retained status below (held in the store) is overtaken by the
     // telemetry after it, and ingest never receives the status.
@@ -238,7 +238,9 @@ describe.each(['disk', 'redis'] as const)('broker store "%s"', (kind) => {
       release();
       await Promise.all(acks);
       for (const deadline = Date.now() + 10_000; topics.length < 11 && Date.now() < deadline; ) await sleep(25);
-      expect(topics).toEqual([statusTopic, ...Array<string>(10).fill(telemetryTopic)]);
+      // Every one arrives. (The order in which a persistent session's deliveries leave depends on
+      // the store's writes; MQTT orders delivery per topic only.)
+      expect([...topics].sort()).toEqual([statusTopic, ...Array<string>(10).fill(telemetryTopic)].sort());
     } finally {
       release();
       await dev.endAsync();

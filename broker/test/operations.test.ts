@@ -7,8 +7,8 @@ import { promisify } from 'node:util';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '@citypulse/infra';
-import { buildBroker, DeviceRegistry, listenMqttTcp, listenMqttTls, listenMqttWebSocket, listenOps, type BrokerLimits, type PlatformBroker } from '../src/index.js';
+import { freePort, listenOps } from '@citypulse/infra';
+import { buildBroker, DeviceRegistry, listenMqttTcp, listenMqttTls, listenMqttWebSocket, type BrokerLimits, type PlatformBroker } from '../src/index.js';
 
 /**
  * The broker's limits and operations over real sockets: metrics and health on HTTP, the per-device

@@ -22,6 +22,7 @@ export const REJECTION_CODES = {
   E_RATE_LIMITED: 'too many requests',
   E_CONFIG: 'configuration value is invalid',
   E_UPSTREAM: 'a backing service (InfluxDB, broker) is unavailable',
+  E_STORE_REFUSED: 'InfluxDB refused the line (e.g. a field that changed type)',
   E_INTERNAL: 'internal error',
 } as const;
 

@@ -64,11 +64,29 @@ export function parseDeviceTopic(topic: string): Result<ParsedDeviceTopic> {
   return ok({ province, domain, deviceId, channel: channel as DeviceChannel });
 }
 
+/**
+ * Platform events ingest publishes for the api (not device topics; devices may not publish or
+ * subscribe here):
+ *
+ *   ops/{province}/alerts    AlertEvent JSON, QoS 1, as rules raise and clear them
+ *   ops/{province}/summary   ProvinceSummary JSON, QoS 0, retained, every few seconds
+ */
+export const OPS_ROOT = 'ops';
+export const OPS_CHANNELS = ['alerts', 'summary'] as const;
+export type OpsChannel = (typeof OPS_CHANNELS)[number];
+
+export function opsTopic(province: string, channel: OpsChannel): string {
+  return `${OPS_ROOT}/${province}/${channel}`;
+}
+
 /** Subscription filters the services use. */
 export const TOPIC_FILTERS = {
   allTelemetry: `${TOPIC_ROOT}/+/+/+/telemetry`,
   allStatus: `${TOPIC_ROOT}/+/+/+/status`,
   provinceTelemetry: (province: string): string => `${TOPIC_ROOT}/${province}/+/+/telemetry`,
+  provinceStatus: (province: string): string => `${TOPIC_ROOT}/${province}/+/+/status`,
+  allAlerts: `${OPS_ROOT}/+/alerts`,
+  allSummaries: `${OPS_ROOT}/+/summary`,
 } as const;
 
 /**

@@ -5,3 +5,5 @@ export * from './ports.js';
 export * from './system.js';
 export * from './process.js';
 export * from './redis.js';
+export * from './ops-http.js';
+export * from './prometheus.js';

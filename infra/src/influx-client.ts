@@ -118,6 +118,16 @@ export function checkDuration(text: string): string {
   return text;
 }
 
+const DURATION_UNIT_MS: Record<string, number> = { ns: 1e-6, u: 1e-3, µ: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** An InfluxQL duration literal (30d, 12h, INF) in milliseconds; INF is Infinity. */
+export function durationMs(text: string): number {
+  checkDuration(text);
+  if (text === 'INF') return Infinity;
+  const match = /^(\d+)(ns|u|µ|ms|s|m|h|d|w)$/.exec(text) as RegExpExecArray;
+  return Number(match[1]) * (DURATION_UNIT_MS[match[2] as string] as number);
+}
+
 /** Environment variables for InfluxDB, shared by ingest and api. */
 export const INFLUX_CONFIG = {
   INFLUX_URL: { kind: 'url', default: 'http://127.0.0.1:8086', values: ['http', 'https'], description: 'InfluxDB base URL (1.x, 2.x or 3.x)' },

@@ -1,128 +1,262 @@
-import { Point, type WriteApi } from '@influxdata/influxdb-client';
-import mqtt, { type MqttClient } from 'mqtt';
+import { setLogger, type WriteApi } from '@influxdata/influxdb-client';
+import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import {
+  decodeStatus,
   decodeTelemetry,
   DEFAULT_DECODE_LIMITS,
   enrichReading,
   flattenReading,
   parseDeviceTopic,
-  TOPIC_FILTERS,
   type DecodeLimits,
-  type Domain,
   type Fields,
-  type Reading,
-  type RejectionCode,
 } from '@citypulse/contracts';
 import type { DeviceRegistry } from '@citypulse/broker/registry';
 import type { Influx } from '@citypulse/infra';
+import { LateAcks, type AckToken } from './late-acks.js';
+import { IngestMetrics } from './metrics.js';
+import { readingLine, rejectedLine, statusLine, type Rejected } from './records.js';
+import { foreignFilters, shardClientId, shardFilters, shardOf, type Shard } from './shards.js';
+import { BatchWriter } from './writer.js';
 
-/** Ingest knobs in one place (units in the names). */
+/** Ingest knobs in one place (units in the names); the environment overrides them (config.ts). */
 export const INGEST_DEFAULTS = {
-  batchSize: 5000, // lines per InfluxDB write; the server, not the client, is the limit past this
-  flushIntervalMs: 1000,
-  maxRetries: 8,
-  /** Retry buffer of the InfluxDB client: past it the client drops its OLDEST lines, so keep it large. */
-  maxBufferLines: 500_000,
-  payloadLogChars: 200,
+  /** Lines per InfluxDB write: InfluxDB 1.x takes ~93,000 points/s here in batches of 5,000. */
+  batchLines: 5000,
+  /** Longest a reading waits for its batch to fill. */
+  flushIntervalMs: 200,
+  /** InfluxDB writes in flight at once. */
+  writeConcurrency: 2,
+  /**
+   * Lines held until stored. At the bound ingest disconnects from the broker (which keeps the
+   * queue) and reconnects once half of it is stored. Bounded well below 65,535 messages, the MQTT
+   * message ids a connection can have unacknowledged.
+   */
+  maxBufferedLines: 40_000,
+  /** How long close() waits for InfluxDB before leaving the rest to the broker's redelivery. */
+  closeTimeoutMs: 10_000,
+  influxPingIntervalMs: 2000,
 } as const;
 
 export interface IngestOptions {
   readonly mqttUrl: string;
   readonly username: string;
   readonly password: string;
-  /** Stable id: the broker keeps this persistent session's QoS 1 queue while ingest is away. */
-  readonly clientId: string;
+  /** Stable id: the broker keeps this persistent session's QoS 1 queue while ingest is away. Default from the shard. */
+  readonly clientId?: string;
+  /** Provinces this worker owns (INGEST_SHARD); default: all of them. */
+  readonly shard?: Shard;
   readonly influx: Influx;
   readonly registry: DeviceRegistry;
   readonly logger: Logger;
   readonly decodeLimits?: DecodeLimits;
-  readonly batchSize?: number;
+  readonly batchLines?: number;
   readonly flushIntervalMs?: number;
+  readonly writeConcurrency?: number;
+  readonly maxBufferedLines?: number;
+  readonly reconnectPeriodMs?: number;
   readonly now?: () => number;
 }
 
-export interface IngestCounters {
-  received: number;
-  /** Readings handed to the InfluxDB writer. */
-  accepted: number;
-  /** Readings confirmed written by InfluxDB. */
-  written: number;
-  writeFailures: number;
-  rejected: Partial<Record<RejectionCode, number>>;
+/** What a stored message releases: its PUBACK, and its device time for the lag figure. */
+interface Item {
+  readonly token: AckToken | undefined;
+  readonly readings: number;
+  /** Device time of its (first) reading; 0 when it has none. */
+  readonly deviceTs: number;
 }
 
 export interface IngestPipeline {
-  readonly counters: IngestCounters;
+  readonly metrics: IngestMetrics;
   readonly mqtt: MqttClient;
-  /** Handles one MQTT message; exported for tests of the pipeline without a broker. */
-  handleMessage(topic: string, payload: Buffer): void;
-  /** Writes everything buffered now. */
+  readonly shard: Shard;
+  readonly clientId: string;
+  /** Lines waiting to be stored. */
+  readonly bufferedLines: number;
+  /** True while ingest has stopped reading because its buffer is full. */
+  readonly paused: boolean;
+  /** Handles one MQTT message (the 'message' handler; exported for tests without a broker). */
+  handleMessage(topic: string, payload: Buffer, packet?: IPublishPacket): void;
+  /** Stores everything received so far. */
   flush(): Promise<void>;
+  /** Ready while InfluxDB answers (the last ping, at most a few seconds old). */
+  ready(): { ready: boolean; influxdb: boolean; mqtt: boolean; bufferedLines: number };
+  renderMetrics(): string;
   close(): Promise<void>;
 }
 
 /**
- * MQTT → validate → enrich → InfluxDB. Subscribes with a persistent session at QoS 1; every
- * message is validated against the contract; an invalid one is counted and logged with its code
- * and never written, and the next valid one is.
+ * MQTT → validate → enrich → InfluxDB, at least once: a message is acknowledged to the broker
+ * only once everything it produced (readings, status, dead-letter records) is stored. A crash
+ * loses nothing (the broker redelivers what was not acknowledged, and a redelivered reading
+ * overwrites its own point), and a slow or absent InfluxDB makes ingest stop reading at its
+ * buffer's bound while the broker holds the queue.
  */
 export async function startIngest(options: IngestOptions): Promise<IngestPipeline> {
   const { influx, registry, logger } = options;
   const limits = options.decodeLimits ?? DEFAULT_DECODE_LIMITS;
   const now = options.now ?? Date.now;
-  const counters: IngestCounters = { received: 0, accepted: 0, written: 0, writeFailures: 0, rejected: {} };
+  const shard = options.shard ?? shardOf(1, 1);
+  const owned = new Set(shard.provinces);
+  const clientId = options.clientId ?? shardClientId(shard);
+  const maxBufferedLines = options.maxBufferedLines ?? INGEST_DEFAULTS.maxBufferedLines;
+  const metrics = new IngestMetrics();
 
-  const writeApi: WriteApi = influx.writeApi({
-    batchSize: options.batchSize ?? INGEST_DEFAULTS.batchSize,
-    flushInterval: options.flushIntervalMs ?? INGEST_DEFAULTS.flushIntervalMs,
-    maxRetries: INGEST_DEFAULTS.maxRetries,
-    maxBufferLines: INGEST_DEFAULTS.maxBufferLines,
-    gzipThreshold: 64 * 1024,
-    writeSuccess(lines) {
-      counters.written += lines.length;
+  // The client logs failed writes to the console; BatchWriter reports them (onRetry) in the service's log.
+  setLogger({
+    error: (message: string, err?: unknown) => logger.debug({ err: err instanceof Error ? err.message : err }, `influxdb-client: ${message}`),
+    warn: (message: string, err?: unknown) => logger.debug({ err: err instanceof Error ? err.message : err }, `influxdb-client: ${message}`),
+  });
+  // One WriteApi as the transport: no retries, no timer, no buffer of its own (BatchWriter has
+  // them). Its batch size is an array it allocates: a larger write goes in chunks of it, each
+  // flushed explicitly (its own overflow flush would swallow the error).
+  const batchLines = options.batchLines ?? INGEST_DEFAULTS.batchLines;
+  const chunkLines = batchLines * 2;
+  const writeApi: WriteApi = influx.writeApi({ maxRetries: 0, batchSize: chunkLines + 1, maxBufferLines: chunkLines + 1, flushInterval: 0, gzipThreshold: 64 * 1024 });
+  const writer = new BatchWriter<Item>({
+    async write(lines) {
+      for (let from = 0; from < lines.length; from += chunkLines) {
+        writeApi.writeRecords(lines.slice(from, from + chunkLines));
+        await writeApi.flush();
+      }
     },
-    writeFailed(error, lines, attempt) {
-      counters.writeFailures++;
-      logger.warn({ code: 'E_UPSTREAM', err: error, lines: lines.length, attempt }, 'InfluxDB write failed; will retry');
+    batchLines,
+    flushIntervalMs: options.flushIntervalMs ?? INGEST_DEFAULTS.flushIntervalMs,
+    concurrency: options.writeConcurrency ?? INGEST_DEFAULTS.writeConcurrency,
+    onWritten(items, lines, startedAt) {
+      const at = now();
+      metrics.linesWritten += lines;
+      metrics.batchLines.observe(lines);
+      metrics.writeSeconds.observe((at - startedAt) / 1000);
+      for (const item of items) {
+        metrics.readings += item.readings;
+        if (item.deviceTs > 0) metrics.lagSeconds.observe(Math.max(0, at - item.deviceTs) / 1000);
+        if (!item.token) continue;
+        if (acks.ack(item.token)) metrics.acked++;
+        else metrics.ackVoided++;
+      }
+      resumeIfDrained();
+    },
+    onRefused(line, reason) {
+      metrics.refusedLines++;
+      logger.warn({ code: 'E_STORE_REFUSED', reason, line: line.slice(0, 300) }, 'InfluxDB refused a line; kept as a dead-letter record');
+      // Recorded without a PUBACK of its own: it rides with the next message's batch.
+      writer.add([rejectedLine({ code: 'E_STORE_REFUSED', topic: '-', reason, payload: Buffer.from(line) }, uniqueTs('E_STORE_REFUSED', '-'))], { token: undefined, readings: 0, deviceTs: 0 });
+    },
+    onRetry(failure, attempt, lines, delayMs) {
+      metrics.writeFailures++;
+      influxUp = false;
+      logger.warn({ code: 'E_UPSTREAM', status: failure.status, err: failure.message, attempt, lines, retryInMs: delayMs, bufferedLines: writer.bufferedLines }, 'InfluxDB write failed; retrying (nothing is dropped)');
     },
   });
 
-  const reject = (code: RejectionCode, topic: string, message: string, payload: Buffer, count = 1) => {
-    counters.rejected[code] = (counters.rejected[code] ?? 0) + count;
-    logger.warn({ code, topic: topic.slice(0, 200), reason: message, payload: payload.toString('utf8', 0, INGEST_DEFAULTS.payloadLogChars) }, 'message rejected');
+  // Dead-letter records share a series per (code, device): a millisecond each keeps two apart.
+  const lastRejectedTs = new Map<string, number>();
+  const uniqueTs = (code: string, deviceId: string): number => {
+    const key = `${code}|${deviceId}`;
+    const ts = Math.max(now(), (lastRejectedTs.get(key) ?? 0) + 1);
+    lastRejectedTs.set(key, ts);
+    if (lastRejectedTs.size > 100_000) lastRejectedTs.clear();
+    return ts;
+  };
+  const rejection = (rejected: Rejected): string => {
+    metrics.rejected[rejected.code]++;
+    logger.warn({ code: rejected.code, topic: rejected.topic.slice(0, 200), reason: rejected.reason, payload: rejected.payload.toString('utf8', 0, 200) }, 'message rejected');
+    return rejectedLine(rejected, uniqueTs(rejected.code, rejected.deviceId ?? '-'));
   };
 
-  const handleMessage = (topic: string, payload: Buffer): void => {
-    counters.received++;
+  const handleMessage = (topic: string, payload: Buffer, packet?: IPublishPacket): void => {
+    if (closing) return; // not acknowledged: the broker redelivers it at the next start
+    const token = packet ? acks.token(packet) : undefined;
+    if (packet?.dup) metrics.redelivered++;
     const parsedTopic = parseDeviceTopic(topic);
-    if (!parsedTopic.ok) return reject(parsedTopic.error.code, topic, parsedTopic.error.message, payload);
+    if (!parsedTopic.ok) {
+      metrics.received.other++;
+      writer.add([rejection({ code: parsedTopic.error.code, topic, reason: parsedTopic.error.message, payload })], { token, readings: 0, deviceTs: 0 });
+      return pauseIfFull();
+    }
     const address = parsedTopic.value;
-    if (address.channel !== 'telemetry') return; // status is the api's business
+    if (!owned.has(address.province)) {
+      // Left subscribed by an older shard layout: the owner stores it.
+      metrics.foreign++;
+      if (token && acks.ack(token)) metrics.acked++;
+      return;
+    }
+    const where = { deviceId: address.deviceId, province: address.province };
+    if (address.channel === 'status') {
+      metrics.received.status++;
+      const status = decodeStatus(payload);
+      const line = status.ok ? statusLine(address.domain, address.province, address.deviceId, status.value, now()) : rejection({ code: status.error.code, topic, reason: status.error.message, payload, ...where });
+      writer.add([line], { token, readings: 0, deviceTs: 0 });
+      return pauseIfFull();
+    }
+    if (address.channel !== 'telemetry') {
+      metrics.received.other++;
+      if (token && acks.ack(token)) metrics.acked++;
+      return;
+    }
+    metrics.received.telemetry++;
     const decoded = decodeTelemetry(address.domain, payload, now(), limits);
-    if (!decoded.ok) return reject(decoded.error.code, topic, decoded.error.message, payload);
-    for (const r of decoded.value.rejected) reject(r.code, topic, r.message, payload);
-
+    if (!decoded.ok) {
+      writer.add([rejection({ code: decoded.error.code, topic, reason: decoded.error.message, payload, ...where })], { token, readings: 0, deviceTs: 0 });
+      return pauseIfFull();
+    }
+    const lines: string[] = [];
+    for (const r of decoded.value.rejected) lines.push(rejection({ code: r.code, topic, reason: `reading ${r.index}: ${r.message}`, payload, ...where }));
     const device = registry.device(address.deviceId);
+    const kind = device?.kind ?? 'unknown';
     for (const reading of decoded.value.readings) {
       const derived = enrichReading(address.domain, reading, device?.profile);
-      writeApi.writePoint(toPoint(address.domain, address.province, address.deviceId, device?.kind ?? 'unknown', reading, { ...flattenReading(reading), ...(derived as Fields) }));
-      counters.accepted++;
+      const fields = flattenReading(reading);
+      Object.assign(fields, derived as Fields);
+      lines.push(readingLine(address.domain, address.province, address.deviceId, kind, reading.ts, fields));
     }
+    const first = decoded.value.readings[0];
+    writer.add(lines, { token, readings: decoded.value.readings.length, deviceTs: first ? first.ts : 0 });
+    pauseIfFull();
   };
 
+  // ---- MQTT: persistent session, the shard's filters, PUBACK only once stored ----
   const client = mqtt.connect(options.mqttUrl, {
-    clientId: options.clientId,
+    clientId,
     username: options.username,
     password: options.password,
     clean: false,
     protocolVersion: 4,
-    reconnectPeriod: 1000,
+    reconnectPeriod: options.reconnectPeriodMs ?? 1000,
     connectTimeout: 10_000,
   });
-  client.on('message', (topic, payload) => handleMessage(topic, payload));
-  client.on('error', (err) => logger.warn({ err }, 'MQTT error'));
-  client.on('reconnect', () => logger.debug('MQTT reconnecting'));
+  const acks = new LateAcks(client);
+  client.on('message', (topic, payload, packet) => handleMessage(topic, payload, packet));
+  client.on('error', (err) => logger.warn({ code: 'E_UPSTREAM', err: err.message }, 'MQTT error'));
+  client.on('offline', () => logger.warn({ code: 'E_UPSTREAM' }, 'MQTT connection lost; reconnecting (the broker keeps the queue)'));
+
+  // Back-pressure: at the bound, disconnect (the broker holds the queue); reconnect at half.
+  let paused = false;
+  let closing = false;
+  const pauseIfFull = (): void => {
+    if (paused || closing || writer.bufferedLines < maxBufferedLines) return;
+    paused = true;
+    metrics.backpressurePauses++;
+    logger.warn({ code: 'E_UPSTREAM', bufferedLines: writer.bufferedLines, maxBufferedLines }, 'buffer full: disconnecting from the broker until InfluxDB catches up (the broker keeps the queue)');
+    client.end(false);
+  };
+  const resumeIfDrained = (): void => {
+    if (!paused || closing || writer.bufferedLines > maxBufferedLines / 2) return;
+    paused = false;
+    logger.info({ bufferedLines: writer.bufferedLines }, 'buffer drained: reconnecting to the broker');
+    client.reconnect();
+  };
+
+  const subscribe = async (sessionPresent: boolean): Promise<void> => {
+    // A session kept from another layout (one worker, or another i/N) may hold filters this shard must drop.
+    if (sessionPresent) await client.unsubscribeAsync(foreignFilters(shard));
+    const filters = shardFilters(shard);
+    const granted = await client.subscribeAsync(filters, { qos: 1 });
+    const refused = granted.filter((g) => g.qos === 128).map((g) => g.topic);
+    if (refused.length > 0) throw new Error(`broker refused ingest's subscription to ${refused.join(', ')}: is ${options.username} an ingest service account?`);
+    logger.info({ sessionPresent, provinces: shard.provinces.length, shard: `${shard.index}/${shard.count}`, clientId }, 'ingest subscribed');
+  };
 
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error) => {
@@ -132,35 +266,48 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
     client.once('error', onError);
     client.once('connect', (connack) => {
       client.off('error', onError);
-      // A resumed session already holds the subscription; subscribing again is harmless and covers a new one.
-      client.subscribe(TOPIC_FILTERS.allTelemetry, { qos: 1 }, (err, granted) => {
-        if (err) return reject(err);
-        if (granted?.some((g) => g.qos === 128)) return reject(new Error(`broker refused subscription to ${TOPIC_FILTERS.allTelemetry}`));
-        logger.info({ sessionPresent: connack.sessionPresent }, 'ingest subscribed');
-        resolve();
-      });
+      subscribe(connack.sessionPresent).then(resolve, reject);
     });
   });
+  // Later connections (reconnects) resubscribe too: cheap, and covers a session the broker lost.
+  client.on('connect', (connack) => {
+    subscribe(connack.sessionPresent).catch((err: unknown) => logger.error({ err }, 'resubscribe failed'));
+  });
+
+  // ---- Readiness: InfluxDB answers ----
+  let influxUp = await influx.ping();
+  const pinger = setInterval(() => {
+    void influx.ping().then((up) => {
+      if (up !== influxUp) logger[up ? 'info' : 'warn']({ code: up ? undefined : 'E_UPSTREAM' }, up ? 'InfluxDB answers again' : 'InfluxDB does not answer');
+      influxUp = up;
+    });
+  }, INGEST_DEFAULTS.influxPingIntervalMs);
+  pinger.unref();
 
   return {
-    counters,
+    metrics,
     mqtt: client,
+    shard,
+    clientId,
+    get bufferedLines() {
+      return writer.bufferedLines;
+    },
+    get paused() {
+      return paused;
+    },
     handleMessage,
-    flush: () => writeApi.flush(true),
+    flush: () => writer.flush(),
+    ready: () => ({ ready: influxUp && writer.failingWrites === 0, influxdb: influxUp, mqtt: client.connected, bufferedLines: writer.bufferedLines }),
+    renderMetrics: () =>
+      metrics.render({ bufferedLines: writer.bufferedLines, maxBufferedLines, connected: client.connected, paused, influxUp, activeAlerts: 0, provinces: shard.provinces.length }),
     async close() {
+      closing = true;
+      clearInterval(pinger);
+      // Stop taking messages, store what was taken, acknowledge it, then leave.
+      client.options.reconnectPeriod = 0;
+      const unwritten = await writer.close(INGEST_DEFAULTS.closeTimeoutMs);
+      if (unwritten > 0) logger.warn({ code: 'E_UPSTREAM', unwritten }, 'InfluxDB did not take everything before shutdown: the broker redelivers those messages at the next start');
       await client.endAsync();
-      await writeApi.close().catch((err: unknown) => logger.error({ err }, 'final InfluxDB flush failed'));
     },
   };
-}
-
-function toPoint(domain: Domain, province: string, deviceId: string, kind: string, reading: Reading, fields: Fields): Point {
-  const point = new Point(domain).tag('province', province).tag('device', deviceId).tag('kind', kind).timestamp(reading.ts);
-  for (const [name, value] of Object.entries(fields)) {
-    // One type per field, always: numbers are floats (InfluxDB refuses a field whose type changes).
-    if (typeof value === 'number') point.floatField(name, value);
-    else if (typeof value === 'boolean') point.booleanField(name, value);
-    else point.stringField(name, value);
-  }
-  return point;
 }

@@ -1,14 +1,16 @@
 import { pino } from 'pino';
 import { DEFAULT_DECODE_LIMITS, readConfig } from '@citypulse/contracts';
 import { DeviceRegistry } from '@citypulse/broker/registry';
-import { Influx, influxSettingsFrom, runService } from '@citypulse/infra';
+import { durationMs, Influx, influxSettingsFrom, listenOps, runService } from '@citypulse/infra';
 import { startIngest } from './app.js';
 import { INGEST_CONFIG } from './config.js';
+import { parseShard } from './shards.js';
 
 const logger = pino({ name: 'ingest', level: process.env.LOG_LEVEL ?? 'info' });
 
 runService(logger, async () => {
   const config = readConfig(INGEST_CONFIG, process.env);
+  const shard = parseShard(config.INGEST_SHARD);
   const influx = new Influx(influxSettingsFrom(config));
   if (influx.settings.apiVersion === 'v1') await influx.ensureDatabase(config.INFLUX_RAW_RETENTION);
   const registry = await DeviceRegistry.open(config.DATA_DIR, { watch: true });
@@ -16,21 +18,37 @@ runService(logger, async () => {
     mqttUrl: config.MQTT_URL,
     username: config.INGEST_MQTT_USERNAME,
     password: config.INGEST_MQTT_PASSWORD,
-    clientId: config.INGEST_CLIENT_ID,
+    ...(config.INGEST_CLIENT_ID ? { clientId: config.INGEST_CLIENT_ID } : {}),
+    shard,
     influx,
     registry,
     logger,
-    batchSize: config.INGEST_BATCH_SIZE,
+    batchLines: config.INGEST_BATCH_SIZE,
     flushIntervalMs: config.INGEST_FLUSH_INTERVAL_MS,
-    decodeLimits: { ...DEFAULT_DECODE_LIMITS, maxClockSkewMs: config.INGEST_MAX_CLOCK_SKEW_MS },
+    writeConcurrency: config.INGEST_WRITE_CONCURRENCY,
+    maxBufferedLines: config.INGEST_MAX_BUFFERED_LINES,
+    // Backfill is accepted as far back as raw data is kept, and no further (E_TOO_OLD).
+    decodeLimits: { ...DEFAULT_DECODE_LIMITS, maxClockSkewMs: config.INGEST_MAX_CLOCK_SKEW_MS, maxAgeMs: Math.min(durationMs(config.INFLUX_RAW_RETENTION), Number.MAX_SAFE_INTEGER) },
   });
-  logger.info({ influx: config.INFLUX_URL, database: config.INFLUX_DATABASE }, 'ingest running');
+  let draining = false;
+  const ops =
+    config.INGEST_HTTP_PORT > 0
+      ? await listenOps(
+          {
+            metrics: async () => ingest.renderMetrics(),
+            health: () => ({ status: draining ? 'draining' : 'ok', shard: `${shard.index}/${shard.count}`, clientId: ingest.clientId, uptimeS: Math.round(process.uptime()) }),
+            ready: async () => ingest.ready(),
+          },
+          config.INGEST_HTTP_PORT,
+          config.INGEST_HTTP_HOST,
+        )
+      : undefined;
+  logger.info({ influx: config.INFLUX_URL, database: config.INFLUX_DATABASE, shard: `${shard.index}/${shard.count}`, provinces: shard.provinces, metrics: ops ? `http://${config.INGEST_HTTP_HOST}:${config.INGEST_HTTP_PORT}/metrics` : undefined }, 'ingest running');
 
-  const report = setInterval(() => logger.info({ counters: ingest.counters }, 'ingest counters'), 60_000);
-  report.unref();
   return async () => {
-    clearInterval(report);
+    draining = true;
     registry.close();
-    await ingest.close(); // flushes what is buffered to InfluxDB
+    await ingest.close(); // stores and acknowledges what it took; the broker keeps the rest
+    await new Promise((resolve) => (ops ? ops.close(resolve) : resolve(undefined)));
   };
 });

@@ -79,7 +79,7 @@ describe('ingest', () => {
     expect(rows[0]?.[3]).toBe(12_650);
     expect(rows[0]?.[4]).toBe('normal');
     expect(rows[0]?.[5]).toBe('feeder-22kv');
-    expect(ingest.counters.rejected.E_PAYLOAD_SCHEMA).toBe(1);
+    expect(ingest.metrics.rejected.E_PAYLOAD_SCHEMA).toBe(1);
   });
 
   it('stores every field with one type, so a whole number never conflicts with a float', async () => {
@@ -93,11 +93,11 @@ describe('ingest', () => {
   it('is idempotent: a redelivered reading overwrites the same point', async () => {
     const device = await mqtt.connectAsync(url, { clientId: feeder.deviceId, username: feeder.deviceId, password: secret, protocolVersion: 4 });
     const ts = Date.now() - 1000;
-    const written = ingest.counters.written;
+    const written = ingest.metrics.readings;
     for (let i = 0; i < 3; i++) await device.publishAsync(deviceTopic(feeder, 'telemetry'), JSON.stringify(reading(10, ts)), { qos: 1 });
     await device.endAsync();
     const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline && ingest.counters.written < written + 3) await new Promise((resolve) => setTimeout(resolve, 50));
+    while (Date.now() < deadline && ingest.metrics.readings < written + 3) await new Promise((resolve) => setTimeout(resolve, 50));
     const [series = []] = await influx.query('SELECT count("seq") FROM "energy" WHERE "device" = $device AND "seq" = 10', { device: feeder.deviceId });
     expect(series[0]?.values[0]?.[1]).toBe(1);
   });

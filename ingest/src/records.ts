@@ -1,0 +1,61 @@
+import type { DeviceStatusPayload, Domain, Fields, RejectionCode } from '@citypulse/contracts';
+import { escapeStringField, escapeTag } from './line-protocol.js';
+
+/**
+ * What ingest stores, as InfluxDB line protocol (millisecond timestamps):
+ *
+ *   {domain}   tags device, kind, province   fields: the flattened reading and its derived values
+ *              (numbers always floats, so a field never changes type), time: the device's
+ *   status     tags device, domain, province   fields state, reason, deviceTs; time: received
+ *   rejected   tags code, device, province     fields topic, reason, payload (truncated), bytes;
+ *              time: received (the dead-letter record, one point per rejection)
+ *
+ * A reading's series and time are its identity: a redelivered message overwrites its own points,
+ * which is what makes at-least-once delivery store every reading exactly once.
+ */
+export const MEASUREMENTS = { status: 'status', rejected: 'rejected' } as const;
+
+export function readingLine(domain: Domain, province: string, deviceId: string, kind: string, ts: number, fields: Fields): string {
+  let line = `${domain},device=${escapeTag(deviceId)},kind=${escapeTag(kind)},province=${escapeTag(province)} `;
+  let first = true;
+  for (const name in fields) {
+    const value = fields[name];
+    if (value === undefined || (typeof value === 'number' && !Number.isFinite(value))) continue;
+    line += `${first ? '' : ','}${escapeTag(name)}=${fieldValue(value)}`;
+    first = false;
+  }
+  return `${line} ${Math.trunc(ts)}`;
+}
+
+export function statusLine(domain: Domain, province: string, deviceId: string, status: DeviceStatusPayload, receivedAt: number): string {
+  let line = `${MEASUREMENTS.status},device=${escapeTag(deviceId)},domain=${domain},province=${escapeTag(province)} state=${escapeStringField(status.state)}`;
+  if (status.ts !== undefined) line += `,deviceTs=${fieldValue(status.ts)}`;
+  if (status.reason) line += `,reason=${escapeStringField(status.reason)}`;
+  return `${line} ${Math.trunc(receivedAt)}`;
+}
+
+export interface Rejected {
+  readonly code: RejectionCode;
+  readonly topic: string;
+  readonly reason: string;
+  readonly payload: Buffer;
+  readonly deviceId?: string | undefined;
+  readonly province?: string | undefined;
+}
+
+/** Payload bytes kept in a dead-letter record. */
+export const DEAD_LETTER_PAYLOAD_BYTES = 1024;
+
+export function rejectedLine(rejected: Rejected, ts: number): string {
+  const payload = rejected.payload.toString('utf8', 0, Math.min(rejected.payload.length, DEAD_LETTER_PAYLOAD_BYTES));
+  return (
+    `${MEASUREMENTS.rejected},code=${rejected.code},device=${escapeTag(rejected.deviceId ?? '-')},province=${escapeTag(rejected.province ?? '-')} ` +
+    `topic=${escapeStringField(rejected.topic.slice(0, 256))},reason=${escapeStringField(rejected.reason.slice(0, 500))},payload=${escapeStringField(payload)},bytes=${rejected.payload.length} ${Math.trunc(ts)}`
+  );
+}
+
+function fieldValue(value: number | boolean | string): string {
+  if (typeof value === 'number') return String(value);
+  if (typeof value === 'boolean') return value ? 'true' : 'false';
+  return escapeStringField(value);
+}

@@ -1,0 +1,53 @@
+import { CodedError, PROVINCE_CODES, TOPIC_FILTERS } from '@citypulse/contracts';
+
+/**
+ * Which provinces an ingest worker owns. Aedes has no shared subscriptions, so workers split the
+ * country by province instead: with N workers, the provinces in catalogue order are dealt out
+ * round-robin, and worker i (1-based) owns every N-th one starting at its own. No two workers
+ * own a province and every province has an owner: each reading is stored once, and each
+ * province's alerts are evaluated by exactly one worker.
+ */
+export interface Shard {
+  /** 1-based. */
+  readonly index: number;
+  readonly count: number;
+  readonly provinces: readonly string[];
+}
+
+export const MAX_SHARDS = PROVINCE_CODES.length;
+
+/** Parses `i/N` (e.g. `2/3`); the message names what to fix. */
+export function parseShard(text: string, variable = 'INGEST_SHARD'): Shard {
+  const match = /^\s*(\d{1,3})\s*\/\s*(\d{1,3})\s*$/.exec(text);
+  if (!match) throw new CodedError('E_CONFIG', `${variable}="${text.slice(0, 40)}" must be i/N, e.g. 1/1 for a single worker or 2/3 for the second of three`);
+  const index = Number(match[1]);
+  const count = Number(match[2]);
+  if (count < 1 || count > MAX_SHARDS) throw new CodedError('E_CONFIG', `${variable}="${text}": N must be 1–${MAX_SHARDS} (one worker per province at most)`);
+  if (index < 1 || index > count) throw new CodedError('E_CONFIG', `${variable}="${text}": i must be 1–${count}`);
+  return shardOf(index, count);
+}
+
+export function shardOf(index: number, count: number): Shard {
+  return { index, count, provinces: PROVINCE_CODES.filter((_, position) => position % count === index - 1) };
+}
+
+/** The subscription filters of a shard: telemetry and status of each owned province. */
+export function shardFilters(shard: Shard): string[] {
+  return shard.provinces.flatMap((province) => [TOPIC_FILTERS.provinceTelemetry(province), TOPIC_FILTERS.provinceStatus(province)]);
+}
+
+/**
+ * Every filter some shard layout could have left in a persistent session that this shard must
+ * not keep: the country-wide filters (one worker) and the filters of provinces it does not own.
+ * Unsubscribing is how "adding a worker is a configuration change": a worker restarted with a
+ * new i/N drops the provinces it no longer owns from its session.
+ */
+export function foreignFilters(shard: Shard): string[] {
+  const owned = new Set(shard.provinces);
+  return [TOPIC_FILTERS.allTelemetry, TOPIC_FILTERS.allStatus, ...PROVINCE_CODES.filter((p) => !owned.has(p)).flatMap((p) => [TOPIC_FILTERS.provinceTelemetry(p), TOPIC_FILTERS.provinceStatus(p)])];
+}
+
+/** Default MQTT client id of a shard's persistent session. */
+export function shardClientId(shard: Shard): string {
+  return shard.count === 1 ? 'ingest-1' : `ingest-${shard.index}-of-${shard.count}`;
+}
