@@ -10,5 +10,6 @@ export * from './events.js';
 export * from './provinces.js';
 export * from './result.js';
 export * from './schemas.js';
+export * from './summaries.js';
 export * from './topics.js';
 export * from './traffic.js';

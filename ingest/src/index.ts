@@ -5,3 +5,5 @@ export * from './metrics.js';
 export * from './records.js';
 export * from './shards.js';
 export * from './writer.js';
+export * from './storage.js';
+export * from './summaries.js';

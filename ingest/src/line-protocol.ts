@@ -5,45 +5,62 @@ import type { FieldValue } from '@citypulse/contracts';
  *
  *   measurement[,tagKey=tagValue…] fieldKey=fieldValue[,…] timestamp
  *
- * - Tag keys, tag values and field keys: `,`, `=` and space are escaped with a backslash. Any other
- *   backslash is kept as it is, so `a\,b` is written `a\\,b` and reads back exactly.
- * - Measurement: `,` and space are escaped (1.x would keep a `\=` literally).
+ * - Measurement, tag keys and tag values: a separator (`,` and space, for tags also `=`) preceded
+ *   by a backslash is part of the text and is unescaped; any other backslash stays as it is. So
+ *   `a\,b` is written `a\\,b` and reads back exactly.
+ * - Field keys: `,`, `=`, space and `"` are escaped, but the fields are split by a scanner that
+ *   takes every backslash with the character after it, so a key cannot have an odd run of
+ *   backslashes right before a comma, an equals sign or a space.
  * - String field values: inside double quotes, `"` and `\` are escaped; line breaks may stay.
  *
- * Three things cannot be written in a 1.x tag or key at all: an empty value, a line break (it ends
- * the line), and a trailing backslash (the parser takes the separator after it for an escaped
- * character). Tags carry text from the outside (a dead-letter record's device id comes from a
- * malformed topic), and one bad line must not fail a whole batch, so escapeTag never throws: it
- * writes `-` for an empty value, a space for each line break and `＼` (U+FF3C) for a trailing
- * backslash. Those are the only inputs that do not read back exactly. Measurement names are the
- * program's own constants: escapeMeasurement throws on what it cannot write.
+ * Some text cannot be written at all: an empty tag value, a line break in a name, key or tag (it
+ * ends the line), a trailing backslash (it escapes the separator after it), and the field-key case
+ * above. Tags carry text from the outside (a dead-letter record's device id comes from a malformed
+ * topic), and one bad line must not fail a whole batch, so escapeTag and escapeFieldKey never
+ * throw: they write `-` for an empty value, a space for a line break and `\uFF3C` (＼, fullwidth
+ * reverse solidus) for the offending backslash. Those are the only inputs that do not read back
+ * exactly. Measurement names are the program's own constants: escapeMeasurement throws instead.
  */
 
 const TAG_SPECIAL = /[,= \\\n\r]/;
 const TAG_ESCAPE = /[,= ]/g;
+const FIELD_KEY_SPECIAL = /[,= "\\\n\r]/;
+const FIELD_KEY_ESCAPE = /[,= "]/g;
+/** A run of backslashes before a comma, equals sign or space, or at the end. */
+const FIELD_KEY_BACKSLASHES = /\\+(?=[,= ]|$)/g;
 const LINE_BREAKS = /\r\n|[\n\r]/g;
 const MEASUREMENT_SPECIAL = /[, \\\n\r]/;
 const MEASUREMENT_ESCAPE = /[, ]/g;
 const STRING_SPECIAL = /["\\]/;
 const STRING_ESCAPE = /["\\]/g;
+const FULLWIDTH_BACKSLASH = '\uFF3C';
 
 /** Written for an empty tag value, which line protocol cannot carry. */
 export const EMPTY_TAG_VALUE = '-';
 
 /**
- * Escapes a tag key, tag value or field key. Total: see the module comment for the three inputs
- * 1.x cannot carry and what is written instead.
+ * Escapes a tag key or tag value. Total: see the module comment for what 1.x cannot carry and
+ * what is written instead.
  */
 export function escapeTag(value: string): string {
   if (value.length === 0) return EMPTY_TAG_VALUE;
   if (!TAG_SPECIAL.test(value)) return value;
   let text = value.replace(LINE_BREAKS, ' ');
-  if (text.endsWith('\\')) text = `${text.slice(0, -1)}\uFF3C`;
+  if (text.endsWith('\\')) text = `${text.slice(0, -1)}${FULLWIDTH_BACKSLASH}`;
   return text.replace(TAG_ESCAPE, '\\$&');
 }
 
-/** Field keys follow the tag rules. */
-export const escapeFieldKey = escapeTag;
+/** Escapes a field key. Total, like escapeTag (field names from the schemas never need it). */
+export function escapeFieldKey(key: string): string {
+  if (key.length === 0) return EMPTY_TAG_VALUE;
+  if (!FIELD_KEY_SPECIAL.test(key)) return key;
+  const text = key
+    .replace(LINE_BREAKS, ' ')
+    .replace(FIELD_KEY_BACKSLASHES, (run: string, offset: number, whole: string) =>
+      offset + run.length === whole.length || run.length % 2 === 1 ? `${run.slice(0, -1)}${FULLWIDTH_BACKSLASH}` : run,
+    );
+  return text.replace(FIELD_KEY_ESCAPE, '\\$&');
+}
 
 /**
  * A string field value as written, surrounding double quotes included: `say "hi"` → `"say \"hi\""`.

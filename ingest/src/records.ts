@@ -1,5 +1,5 @@
 import type { DeviceStatusPayload, Domain, Fields, RejectionCode } from '@citypulse/contracts';
-import { escapeStringField, escapeTag } from './line-protocol.js';
+import { escapeFieldKey, escapeStringField, escapeTag } from './line-protocol.js';
 
 /**
  * What ingest stores, as InfluxDB line protocol (millisecond timestamps):
@@ -21,7 +21,7 @@ export function readingLine(domain: Domain, province: string, deviceId: string, 
   for (const name in fields) {
     const value = fields[name];
     if (value === undefined || (typeof value === 'number' && !Number.isFinite(value))) continue;
-    line += `${first ? '' : ','}${escapeTag(name)}=${fieldValue(value)}`;
+    line += `${first ? '' : ','}${escapeFieldKey(name)}=${fieldValue(value)}`;
     first = false;
   }
   return `${line} ${Math.trunc(ts)}`;

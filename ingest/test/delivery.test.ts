@@ -149,7 +149,7 @@ describe('ingest delivery', () => {
     await ingest.close();
   });
 
-  it('loses nothing and doubles nothing when ingest is killed with SIGKILL mid-stream', { timeout: 120_000 }, async () => {
+  it('loses nothing and doubles nothing when ingest is killed with SIGKILL mid-stream', { timeout: 240_000 }, async () => {
     const device = devices[1] as Device;
     const env = {
       ...process.env,
@@ -169,14 +169,14 @@ describe('ingest delivery', () => {
       const burst = async (n: number) => {
         for (let i = 0; i < n; i += 20) await Promise.all(Array.from({ length: 20 }, () => publisher.publish(reading(seq++))));
       };
-      await until(async () => (broker.aedes as unknown as { clients: Record<string, unknown> }).clients['ingest-killed'] !== undefined, 'ingest to connect', 30_000);
+      await until(async () => (broker.aedes as unknown as { clients: Record<string, unknown> }).clients['ingest-killed'] !== undefined, 'ingest to connect', 60_000);
       await burst(1000);
       child.kill('SIGKILL'); // mid-stream: some stored, some in its buffer, some in flight
       await burst(1000);
       child = start();
       await burst(1000);
       expect(publisher.acked).toBe(3000);
-      await until(async () => (await countReadings([device.id])) === 3000, '3,000 readings in InfluxDB', 60_000);
+      await until(async () => (await countReadings([device.id])) === 3000, '3,000 readings in InfluxDB', 120_000);
       await sleep(1000);
       expect(await countReadings([device.id])).toBe(3000);
     } finally {
