@@ -177,7 +177,8 @@ describe('hostile input', () => {
       i % 3 === 0 ? raw(connectPacket(`ghost-${i}`, `ghost-${i}`, 'nope')) : raw(connectPacket(`ingest-flood-${i}`, 'ingest', ingestSecret)),
     );
     await until(() => broker.counters.connectionsTotal + broker.counters.authFailures >= answeredBefore + 300, 'every connect to be answered', 20_000);
-    expect(broker.counters.authFailures - failuresBefore).toBe(100);
+    // Every unknown id fails; a valid login that arrives once the address is throttled is refused too.
+    expect(broker.counters.authFailures - failuresBefore).toBeGreaterThanOrEqual(100);
     for (const r of runs) r.socket.destroy();
     await Promise.all(runs.map((r) => r.closed));
     await until(() => broker.aedes.connectedClients === 2, 'the flood to leave');
