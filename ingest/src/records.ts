@@ -1,5 +1,5 @@
 import type { DeviceStatusPayload, Domain, Fields, RejectionCode } from '@citypulse/contracts';
-import { escapeFieldKey, escapeStringField, escapeTag } from './line-protocol.js';
+import { escapeFieldKey, escapeStringField, escapeTag, formatFieldValue } from './line-protocol.js';
 
 /**
  * What ingest stores, as InfluxDB line protocol (millisecond timestamps):
@@ -21,7 +21,7 @@ export function readingLine(domain: Domain, province: string, deviceId: string, 
   for (const name in fields) {
     const value = fields[name];
     if (value === undefined || (typeof value === 'number' && !Number.isFinite(value))) continue;
-    line += `${first ? '' : ','}${escapeFieldKey(name)}=${fieldValue(value)}`;
+    line += `${first ? '' : ','}${escapeFieldKey(name)}=${formatFieldValue(value)}`;
     first = false;
   }
   return `${line} ${Math.trunc(ts)}`;
@@ -29,7 +29,7 @@ export function readingLine(domain: Domain, province: string, deviceId: string, 
 
 export function statusLine(domain: Domain, province: string, deviceId: string, status: DeviceStatusPayload, receivedAt: number): string {
   let line = `${MEASUREMENTS.status},device=${escapeTag(deviceId)},domain=${domain},province=${escapeTag(province)} state=${escapeStringField(status.state)}`;
-  if (status.ts !== undefined) line += `,deviceTs=${fieldValue(status.ts)}`;
+  if (status.ts !== undefined) line += `,deviceTs=${formatFieldValue(status.ts)}`;
   if (status.reason) line += `,reason=${escapeStringField(status.reason)}`;
   return `${line} ${Math.trunc(receivedAt)}`;
 }
@@ -52,10 +52,4 @@ export function rejectedLine(rejected: Rejected, ts: number): string {
     `${MEASUREMENTS.rejected},code=${rejected.code},device=${escapeTag(rejected.deviceId ?? '-')},province=${escapeTag(rejected.province ?? '-')} ` +
     `topic=${escapeStringField(rejected.topic.slice(0, 256))},reason=${escapeStringField(rejected.reason.slice(0, 500))},payload=${escapeStringField(payload)},bytes=${rejected.payload.length} ${Math.trunc(ts)}`
   );
-}
-
-function fieldValue(value: number | boolean | string): string {
-  if (typeof value === 'number') return String(value);
-  if (typeof value === 'boolean') return value ? 'true' : 'false';
-  return escapeStringField(value);
 }

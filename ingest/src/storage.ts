@@ -527,7 +527,8 @@ function sameDuration(row: RetentionPolicyRow, duration: string): boolean {
   return goDurationMs(row.duration) === influxqlDurationMs(duration);
 }
 
-const UNIT_MS: Readonly<Record<string, number>> = { ns: 1e-6, u: 1e-3, µ: 1e-3, µs: 1e-3, us: 1e-3, ms: 1, s: 1000, m: MINUTE, h: HOUR, d: DAY, w: 7 * DAY };
+/** Units of a Go duration. */
+const GO_UNIT_MS: Readonly<Record<string, number>> = { ns: 1e-6, µs: 1e-3, us: 1e-3, ms: 1, s: 1000, m: MINUTE, h: HOUR };
 
 /** InfluxQL literal (30d, INF) to ms; INF is 0, as InfluxDB shows it. */
 function influxqlDurationMs(text: string): number {
@@ -538,7 +539,7 @@ function influxqlDurationMs(text: string): number {
 /** Go duration as SHOW RETENTION POLICIES prints it (2160h0m0s, 1h30m0s, 0s) to ms. */
 function goDurationMs(text: string): number {
   let total = 0;
-  for (const [, amount, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ns|µs|us|ms|s|m|h)/g)) total += Number(amount) * (UNIT_MS[unit ?? ''] ?? Number.NaN);
+  for (const [, amount, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ns|µs|us|ms|s|m|h)/g)) total += Number(amount) * (GO_UNIT_MS[unit ?? ''] ?? Number.NaN);
   return total;
 }
 
