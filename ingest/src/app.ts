@@ -7,16 +7,23 @@ import {
   DEFAULT_DECODE_LIMITS,
   enrichReading,
   flattenReading,
+  opsTopic,
   parseDeviceTopic,
+  type AlertEvent,
   type DecodeLimits,
   type Fields,
+  type SummaryAlertCounts,
 } from '@citypulse/contracts';
 import type { DeviceRegistry } from '@citypulse/broker/registry';
 import type { Influx } from '@citypulse/infra';
+import { AlertEngine, type AlertDevice } from './alerts/engine.js';
+import { readAlertRules, type AlertRules } from './alerts/rules.js';
 import { LateAcks, type AckToken } from './late-acks.js';
 import { IngestMetrics } from './metrics.js';
 import { readingLine, rejectedLine, statusLine, type Rejected } from './records.js';
 import { foreignFilters, shardClientId, shardFilters, shardOf, type Shard } from './shards.js';
+import { alertEventLine, loadAlertEvents } from './storage.js';
+import { ProvinceSummaries } from './summaries.js';
 import { BatchWriter } from './writer.js';
 
 /** Ingest knobs in one place (units in the names); the environment overrides them (config.ts). */
@@ -36,6 +43,12 @@ export const INGEST_DEFAULTS = {
   /** How long close() waits for InfluxDB before leaving the rest to the broker's redelivery. */
   closeTimeoutMs: 10_000,
   influxPingIntervalMs: 2000,
+  /** How often silent devices are checked against the no-data rules. */
+  alertTickMs: 1000,
+  /** Province summaries are published this often (retained, on ops/{province}/summary). */
+  summaryIntervalMs: 5000,
+  /** Alert events read back at start to rebuild the active alerts: as far back as raw data is kept by default. */
+  alertHistoryMs: 30 * 24 * 3600_000,
 } as const;
 
 export interface IngestOptions {
@@ -55,6 +68,11 @@ export interface IngestOptions {
   readonly writeConcurrency?: number;
   readonly maxBufferedLines?: number;
   readonly reconnectPeriodMs?: number;
+  /** The alert rules (INGEST_RULES_FILE); default: the shipped ingest/alert-rules.yaml. */
+  readonly alertRules?: AlertRules;
+  /** How far back stored alert events are read at start (the raw retention). */
+  readonly alertHistoryMs?: number;
+  readonly summaryIntervalMs?: number;
   readonly now?: () => number;
 }
 
@@ -64,6 +82,8 @@ interface Item {
   readonly readings: number;
   /** Device time of its (first) reading; 0 when it has none. */
   readonly deviceTs: number;
+  /** Alert events it raised or cleared: published once stored, so the api never sees one InfluxDB lacks. */
+  readonly events?: readonly AlertEvent[] | undefined;
 }
 
 export interface IngestPipeline {
@@ -71,6 +91,8 @@ export interface IngestPipeline {
   readonly mqtt: MqttClient;
   readonly shard: Shard;
   readonly clientId: string;
+  readonly alerts: AlertEngine;
+  readonly summaries: ProvinceSummaries;
   /** Lines waiting to be stored. */
   readonly bufferedLines: number;
   /** True while ingest has stopped reading because its buffer is full. */
@@ -79,6 +101,10 @@ export interface IngestPipeline {
   handleMessage(topic: string, payload: Buffer, packet?: IPublishPacket): void;
   /** Stores everything received so far. */
   flush(): Promise<void>;
+  /** Builds the province summaries now and publishes them (also done every summaryIntervalMs). */
+  publishSummaries(): number;
+  /** Checks silent devices against the no-data rules now (also done every second). */
+  tickAlerts(): void;
   /** Ready while InfluxDB answers (the last ping, at most a few seconds old). */
   ready(): { ready: boolean; influxdb: boolean; mqtt: boolean; bufferedLines: number };
   renderMetrics(): string;
@@ -101,6 +127,9 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
   const clientId = options.clientId ?? shardClientId(shard);
   const maxBufferedLines = options.maxBufferedLines ?? INGEST_DEFAULTS.maxBufferedLines;
   const metrics = new IngestMetrics();
+  const engine = new AlertEngine(options.alertRules ?? (await readAlertRules()));
+  const summaries = new ProvinceSummaries();
+  for (const province of shard.provinces) summaries.declare(province);
 
   // The client logs failed writes to the console; BatchWriter reports them (onRetry) in the service's log.
   setLogger({
@@ -130,6 +159,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
       metrics.writeSeconds.observe((at - startedAt) / 1000);
       for (const item of items) {
         metrics.readings += item.readings;
+        if (item.events) publishAlerts(item.events);
         if (item.deviceTs > 0) metrics.lagSeconds.observe(Math.max(0, at - item.deviceTs) / 1000);
         if (!item.token) continue;
         if (acks.ack(item.token)) metrics.acked++;
@@ -186,6 +216,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
     if (address.channel === 'status') {
       metrics.received.status++;
       const status = decodeStatus(payload);
+      if (status.ok) summaries.onStatus(address.deviceId, address.province, address.domain, status.value.state, now());
       const line = status.ok ? statusLine(address.domain, address.province, address.deviceId, status.value, now()) : rejection({ code: status.error.code, topic, reason: status.error.message, payload, ...where });
       writer.add([line], { token, readings: 0, deviceTs: 0 });
       return pauseIfFull();
@@ -205,15 +236,93 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
     for (const r of decoded.value.rejected) lines.push(rejection({ code: r.code, topic, reason: `reading ${r.index}: ${r.message}`, payload, ...where }));
     const device = registry.device(address.deviceId);
     const kind = device?.kind ?? 'unknown';
+    const subject: AlertDevice = { deviceId: address.deviceId, province: address.province, domain: address.domain, kind: device?.kind };
+    const receivedAt = now();
+    let events: AlertEvent[] | undefined;
     for (const reading of decoded.value.readings) {
       const derived = enrichReading(address.domain, reading, device?.profile);
       const fields = flattenReading(reading);
       Object.assign(fields, derived as Fields);
       lines.push(readingLine(address.domain, address.province, address.deviceId, kind, reading.ts, fields));
+      summaries.onReading(subject, fields, derived, receivedAt, reading.ts);
+      const raised = engine.onReading(subject, reading.ts, fields, derived, receivedAt);
+      for (const event of raised) {
+        lines.push(alertEventLine(event));
+        (events ??= []).push(event);
+      }
     }
     const first = decoded.value.readings[0];
-    writer.add(lines, { token, readings: decoded.value.readings.length, deviceTs: first ? first.ts : 0 });
+    writer.add(lines, { token, readings: decoded.value.readings.length, deviceTs: first ? first.ts : 0, events });
     pauseIfFull();
+  };
+
+  // ---- Alerts: state rebuilt from the stored events before the first message is read ----
+  const known = new Set<string>();
+  const pendingEvents: AlertEvent[] = [];
+  const restoredFrom = await loadAlertEvents(influx, shard.provinces, Math.max(0, now() - (options.alertHistoryMs ?? INGEST_DEFAULTS.alertHistoryMs)), {
+    onSkip: (reason) => logger.warn({ code: 'E_PAYLOAD_SCHEMA', reason }, 'stored alert event skipped'),
+  });
+  pendingEvents.push(...engine.restore(restoredFrom, now()));
+  /**
+   * Registered devices of this shard are watched by the no-data rules from the moment they are
+   * known (a device that never reports raises too) and counted in the summaries; removed ones are
+   * forgotten, their alerts cleared.
+   */
+  const syncRegistry = (): AlertEvent[] => {
+    const at = now();
+    const out: AlertEvent[] = [];
+    const registered = new Set<string>();
+    for (const device of registry.devices) {
+      if (!device.enabled || !owned.has(device.province)) continue;
+      registered.add(device.id);
+      if (known.has(device.id)) continue;
+      known.add(device.id);
+      out.push(...engine.watch({ deviceId: device.id, province: device.province, domain: device.domain, kind: device.kind }, at));
+      // Presumed online from now: stale if nothing arrives within its interval's allowance.
+      summaries.onStatus(device.id, device.province, device.domain, 'online', at);
+    }
+    for (const id of known) {
+      if (registered.has(id)) continue; // else removed, disabled, or moved to another shard's province
+      known.delete(id);
+      out.push(...engine.forget(id, at));
+      summaries.forget(id);
+    }
+    return out;
+  };
+  pendingEvents.push(...syncRegistry());
+  logger.info({ storedEvents: restoredFrom.length, activeAlerts: engine.active().length }, 'alert state rebuilt from InfluxDB');
+
+  /** Events not tied to a message (no-data, restore, registry changes): stored, then published. */
+  const storeEvents = (events: readonly AlertEvent[]): void => {
+    if (events.length === 0) return;
+    writer.add(
+      events.map((event) => alertEventLine(event)),
+      { token: undefined, readings: 0, deviceTs: 0, events },
+    );
+  };
+  const publishAlerts = (events: readonly AlertEvent[]): void => {
+    for (const event of events) {
+      if (event.state === 'raised') metrics.alertsRaised++;
+      else metrics.alertsCleared++;
+      client.publish(opsTopic(event.province, 'alerts'), JSON.stringify(event), { qos: 1 });
+    }
+  };
+  const alertCounts = (): Record<string, SummaryAlertCounts> => {
+    const counts: Record<string, { info: number; warning: number; critical: number }> = {};
+    for (const event of engine.active()) (counts[event.province] ??= { info: 0, warning: 0, critical: 0 })[event.severity]++;
+    return counts;
+  };
+  const tickAlerts = (): void => {
+    if (!closing) storeEvents(engine.tick(now()));
+  };
+  const publishSummaries = (): number => {
+    // While disconnected (back-pressure, broker away) a summary would only queue up behind newer ones.
+    if (closing || !client.connected) return 0;
+    storeEvents(syncRegistry());
+    const built = summaries.build(now(), alertCounts());
+    for (const summary of built) client.publish(opsTopic(summary.province, 'summary'), JSON.stringify(summary), { qos: 0, retain: true });
+    metrics.summariesPublished += built.length;
+    return built.length;
   };
 
   // ---- MQTT: persistent session, the shard's filters, PUBACK only once stored ----
@@ -227,6 +336,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
     connectTimeout: 10_000,
   });
   const acks = new LateAcks(client);
+  storeEvents(pendingEvents);
   client.on('message', (topic, payload, packet) => handleMessage(topic, payload, packet));
   client.on('error', (err) => logger.warn({ code: 'E_UPSTREAM', err: err.message }, 'MQTT error'));
   client.on('offline', () => logger.warn({ code: 'E_UPSTREAM' }, 'MQTT connection lost; reconnecting (the broker keeps the queue)'));
@@ -283,12 +393,18 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
     });
   }, INGEST_DEFAULTS.influxPingIntervalMs);
   pinger.unref();
+  const alertTimer = setInterval(tickAlerts, INGEST_DEFAULTS.alertTickMs);
+  alertTimer.unref();
+  const summaryTimer = setInterval(publishSummaries, options.summaryIntervalMs ?? INGEST_DEFAULTS.summaryIntervalMs);
+  summaryTimer.unref();
 
   return {
     metrics,
     mqtt: client,
     shard,
     clientId,
+    alerts: engine,
+    summaries,
     get bufferedLines() {
       return writer.bufferedLines;
     },
@@ -297,12 +413,16 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
     },
     handleMessage,
     flush: () => writer.flush(),
+    publishSummaries,
+    tickAlerts,
     ready: () => ({ ready: influxUp && writer.failingWrites === 0, influxdb: influxUp, mqtt: client.connected, bufferedLines: writer.bufferedLines }),
     renderMetrics: () =>
-      metrics.render({ bufferedLines: writer.bufferedLines, maxBufferedLines, connected: client.connected, paused, influxUp, activeAlerts: 0, provinces: shard.provinces.length }),
+      metrics.render({ bufferedLines: writer.bufferedLines, maxBufferedLines, connected: client.connected, paused, influxUp, activeAlerts: engine.active().length, provinces: shard.provinces.length }),
     async close() {
       closing = true;
       clearInterval(pinger);
+      clearInterval(alertTimer);
+      clearInterval(summaryTimer);
       // Stop taking messages, store what was taken, acknowledge it, then leave.
       client.options.reconnectPeriod = 0;
       const unwritten = await writer.close(INGEST_DEFAULTS.closeTimeoutMs);

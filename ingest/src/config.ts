@@ -14,6 +14,10 @@ export const INGEST_CONFIG = {
   INGEST_WRITE_CONCURRENCY: { kind: 'int', default: '2', min: 1, max: 16, description: 'InfluxDB writes in flight at once' },
   INGEST_MAX_BUFFERED_LINES: { kind: 'int', default: '40000', min: 100, max: 60_000, description: 'lines held until stored; at the bound ingest stops reading and the broker keeps the queue (at most 60,000: MQTT message ids)' },
   INGEST_MAX_CLOCK_SKEW_MS: { kind: 'int', default: '300000', min: 0, description: 'readings further ahead of server time are rejected (E_CLOCK_SKEW)' },
+  INGEST_RULES_FILE: { kind: 'path', optional: true, description: 'alert rules (YAML, validated at start) — optional (default: the shipped ingest/alert-rules.yaml)' },
+  INGEST_SUMMARY_INTERVAL_MS: { kind: 'int', default: '5000', min: 1000, max: 600_000, description: 'how often province summaries are published (retained, ops/{province}/summary)' },
+  INFLUX_ROLLUP_1M_RETENTION: { kind: 'string', default: '90d', description: 'how long 1-minute min/mean/max/count roll-ups are kept (InfluxDB 1.x: ingest creates them)' },
+  INFLUX_ROLLUP_1H_RETENTION: { kind: 'string', default: '730d', description: 'how long 1-hour roll-ups are kept (INF: forever)' },
   INGEST_HTTP_HOST: { kind: 'string', default: '127.0.0.1', description: "interface of ingest's /metrics, /healthz and /readyz" },
   INGEST_HTTP_PORT: { kind: 'port', default: '9103', description: "port of ingest's /metrics (Prometheus), /healthz and /readyz (0 turns it off)" },
 } as const satisfies ConfigSpec;

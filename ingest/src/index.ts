@@ -7,3 +7,5 @@ export * from './shards.js';
 export * from './writer.js';
 export * from './storage.js';
 export * from './summaries.js';
+export * from './alerts/engine.js';
+export * from './alerts/rules.js';

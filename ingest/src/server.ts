@@ -2,7 +2,9 @@ import { pino } from 'pino';
 import { DEFAULT_DECODE_LIMITS, readConfig } from '@citypulse/contracts';
 import { DeviceRegistry } from '@citypulse/broker/registry';
 import { durationMs, Influx, influxSettingsFrom, listenOps, runService } from '@citypulse/infra';
+import { readAlertRules } from './alerts/rules.js';
 import { startIngest } from './app.js';
+import { ensureStorage } from './storage.js';
 import { INGEST_CONFIG } from './config.js';
 import { parseShard } from './shards.js';
 
@@ -12,7 +14,16 @@ runService(logger, async () => {
   const config = readConfig(INGEST_CONFIG, process.env);
   const shard = parseShard(config.INGEST_SHARD);
   const influx = new Influx(influxSettingsFrom(config));
-  if (influx.settings.apiVersion === 'v1') await influx.ensureDatabase(config.INFLUX_RAW_RETENTION);
+  // Validated before anything connects: a mistake in the rules stops the start with its line.
+  const alertRules = await readAlertRules(config.INGEST_RULES_FILE ?? undefined);
+  const rawRetentionMs = Math.min(durationMs(config.INFLUX_RAW_RETENTION), Number.MAX_SAFE_INTEGER);
+  if (influx.settings.apiVersion === 'v1') {
+    const layout = await ensureStorage(influx, { rawRetention: config.INFLUX_RAW_RETENTION, rollup1mRetention: config.INFLUX_ROLLUP_1M_RETENTION, rollup1hRetention: config.INFLUX_ROLLUP_1H_RETENTION });
+    const changed = layout.changes.filter((c) => c.action !== 'unchanged');
+    logger.info({ database: layout.database, changes: changed.map((c) => `${c.object} ${c.name} ${c.action}`) }, 'storage layout ready (retention policies, roll-up continuous queries)');
+  } else {
+    logger.info('InfluxDB 2.x/3.x: retention and roll-ups are set up on the bucket side (README, "Roll-ups on InfluxDB 2.x and 3.x")');
+  }
   const registry = await DeviceRegistry.open(config.DATA_DIR, { watch: true });
   const ingest = await startIngest({
     mqttUrl: config.MQTT_URL,
@@ -27,8 +38,11 @@ runService(logger, async () => {
     flushIntervalMs: config.INGEST_FLUSH_INTERVAL_MS,
     writeConcurrency: config.INGEST_WRITE_CONCURRENCY,
     maxBufferedLines: config.INGEST_MAX_BUFFERED_LINES,
+    alertRules,
+    alertHistoryMs: rawRetentionMs,
+    summaryIntervalMs: config.INGEST_SUMMARY_INTERVAL_MS,
     // Backfill is accepted as far back as raw data is kept, and no further (E_TOO_OLD).
-    decodeLimits: { ...DEFAULT_DECODE_LIMITS, maxClockSkewMs: config.INGEST_MAX_CLOCK_SKEW_MS, maxAgeMs: Math.min(durationMs(config.INFLUX_RAW_RETENTION), Number.MAX_SAFE_INTEGER) },
+    decodeLimits: { ...DEFAULT_DECODE_LIMITS, maxClockSkewMs: config.INGEST_MAX_CLOCK_SKEW_MS, maxAgeMs: rawRetentionMs },
   });
   let draining = false;
   const ops =

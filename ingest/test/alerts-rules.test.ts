@@ -188,3 +188,19 @@ describe('alert rule validation messages', () => {
     expect(lines[20]).toBe('alert-rules.yaml: … and 5 more problems');
   });
 });
+
+describe('readAlertRules (INGEST_RULES_FILE)', () => {
+  it('reads the shipped file by default', async () => {
+    const { readAlertRules, DEFAULT_RULES_FILE } = await import('../src/alerts/rules.js');
+    expect(DEFAULT_RULES_FILE.endsWith('alert-rules.yaml')).toBe(true);
+    expect((await readAlertRules()).rules.length).toBeGreaterThan(5);
+  });
+
+  it('names a missing file and how to fix it (E_CONFIG)', async () => {
+    const { readAlertRules } = await import('../src/alerts/rules.js');
+    const error = await readAlertRules('/nonexistent/rules.yaml').catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(CodedError);
+    expect(error).toMatchObject({ code: 'E_CONFIG' });
+    expect((error as Error).message).toMatch(/INGEST_RULES_FILE: cannot read \/nonexistent\/rules\.yaml \(no such file\)/);
+  });
+});

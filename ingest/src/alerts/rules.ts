@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import Type, { type Static, type TSchema } from 'typebox';
 import { Compile, type Validator } from 'typebox/compile';
 import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
@@ -236,6 +238,21 @@ type Path = readonly (string | number)[];
 interface Problem {
   readonly path: Path;
   readonly message: string;
+}
+
+/** The rules shipped with ingest (ingest/alert-rules.yaml): INGEST_RULES_FILE's default. */
+export const DEFAULT_RULES_FILE = fileURLToPath(new URL('../../alert-rules.yaml', import.meta.url));
+
+/** Reads and validates a rules file; CodedError E_CONFIG names the file and what to fix. */
+export async function readAlertRules(file: string = DEFAULT_RULES_FILE): Promise<AlertRules> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
+    throw new CodedError('E_CONFIG', `INGEST_RULES_FILE: cannot read ${file} (${reason}); point it at a rules file, or leave it unset for the shipped ${DEFAULT_RULES_FILE}`);
+  }
+  return parseAlertRules(text, file);
 }
 
 /**

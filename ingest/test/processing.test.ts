@@ -1,0 +1,175 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo, Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import { pino } from 'pino';
+import { Compile } from 'typebox/compile';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AlertEvent, deviceTopic, opsTopic, ProvinceSummary, TOPIC_FILTERS } from '@citypulse/contracts';
+import { buildBroker, DeviceRegistry, listenMqttTcp, type PlatformBroker } from '@citypulse/broker';
+import { Influx, startInfluxd, type RunningInfluxd } from '@citypulse/infra';
+import { ensureStorage, loadAlertEvents, parseAlertRules, startIngest, type IngestPipeline } from '../src/index.js';
+
+/**
+ * Processing inside the pipeline (real broker, real influxd): alert events raised and cleared by
+ * readings and by silence, stored in InfluxDB before they are published on ops/{province}/alerts;
+ * alert state rebuilt from InfluxDB by a restarted ingest; province summaries published retained.
+ */
+const RULES = parseAlertRules(
+  `
+version: 1
+rules:
+  - id: frequency-low
+    kind: threshold
+    domain: energy
+    field: frequency
+    below: 49.8
+    hysteresis: 0.1
+    severity: critical
+  - id: station-silent
+    kind: no-data
+    domain: environment
+    intervals: 2
+    interval: 500ms
+    severity: warning
+`,
+  'test-rules.yaml',
+);
+
+describe('ingest processing: alerts and summaries', () => {
+  let dir: string;
+  let influxd: RunningInfluxd;
+  let influx: Influx;
+  let registry: DeviceRegistry;
+  let broker: PlatformBroker;
+  let server: Server;
+  let url: string;
+  let ingestSecret: string;
+  let feederSecret: string;
+  let ops: MqttClient;
+  let ingest: IngestPipeline | undefined;
+  const alerts: AlertEvent[] = [];
+  const summaries = new Map<string, unknown>();
+  const feeder = { province: '79', domain: 'energy' as const, deviceId: 'hcm-feeder-07' };
+  const isAlert = Compile(AlertEvent);
+  const isSummary = Compile(ProvinceSummary);
+
+  const start = (clientId = 'ingest-processing') =>
+    startIngest({ mqttUrl: url, username: 'ingest', password: ingestSecret, clientId, influx, registry, logger: pino({ level: process.env.TEST_LOG ?? 'silent' }), flushIntervalMs: 50, alertRules: RULES, summaryIntervalMs: 60_000 });
+
+  const waitFor = async <T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 15_000): Promise<T> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const value = await probe();
+      if (value !== undefined) return value;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'citypulse-processing-'));
+    influxd = await startInfluxd({ dataDir: join(dir, 'influxdb') });
+    influx = new Influx({ url: influxd.url, database: 'citypulse', retentionPolicy: 'raw', apiVersion: 'v1' });
+    await ensureStorage(influx, { rawRetention: '30d', rollup1mRetention: '90d', rollup1hRetention: '730d' });
+    registry = await DeviceRegistry.open(dir);
+    [{ secret: feederSecret }] = (await registry.upsertDevices([
+      { id: feeder.deviceId, province: '79', domain: 'energy', location: [106.7, 10.78], kind: 'feeder-22kv', profile: { ratedPowerVA: 10_000_000, nominalPhaseVoltageV: 12_700 } },
+      // Registered, never reports: watched by the no-data rule from ingest's start.
+      { id: 'hn-station-silent', province: '01', domain: 'environment', location: [105.85, 21.03], kind: 'station' },
+    ])) as [{ id: string; secret: string }];
+    ingestSecret = await registry.upsertService('ingest', 'ingest');
+    const toolsSecret = await registry.upsertService('tools', 'tools');
+    broker = await buildBroker({ registry, logger: pino({ level: 'silent' }) });
+    server = await listenMqttTcp(broker, 0, '127.0.0.1');
+    url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    // What the api sees: the ops topics.
+    ops = await mqtt.connectAsync(url, { clientId: 'ops-watcher', username: 'tools', password: toolsSecret, protocolVersion: 4 });
+    ops.on('message', (topic, payload) => {
+      const value: unknown = JSON.parse(payload.toString());
+      if (topic.endsWith('/alerts')) {
+        expect(isAlert.Check(value), `${topic}: ${payload.toString()}`).toBe(true);
+        alerts.push(value as AlertEvent);
+      } else summaries.set(topic, value);
+    });
+    await ops.subscribeAsync([TOPIC_FILTERS.allAlerts, TOPIC_FILTERS.allSummaries], { qos: 1 });
+    ingest = await start();
+  });
+
+  afterAll(async () => {
+    await ingest?.close();
+    await ops?.endAsync();
+    await broker?.close();
+    await new Promise((resolve) => server?.close(resolve));
+    await influxd?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  let seq = 0;
+  const publishFrequency = async (frequency: number, ts: number) => {
+    const device = await mqtt.connectAsync(url, { clientId: feeder.deviceId, username: feeder.deviceId, password: feederSecret, protocolVersion: 4 });
+    const reading = { ts, seq: ++seq, frequency, totalActivePower: 6e6, totalReactivePower: 2e6, powerFactor: 0.95, phaseVoltage: { L1: 12_700, L2: 12_700, L3: 12_700 }, current: { L1: 166, L2: 166, L3: 166 } };
+    await device.publishAsync(deviceTopic(feeder, 'telemetry'), JSON.stringify(reading), { qos: 1 });
+    await device.endAsync();
+  };
+  const eventsOf = (ruleId: string) => alerts.filter((a) => a.ruleId === ruleId);
+
+  it('raises an alert from a reading, stores it, then publishes it on ops/{province}/alerts', async () => {
+    const ts = Date.now() - 5000;
+    await publishFrequency(49.5, ts);
+    const [raised] = await waitFor('the raised event', () => (eventsOf('frequency-low').length > 0 ? eventsOf('frequency-low') : undefined));
+    expect(raised).toMatchObject({ ruleId: 'frequency-low', deviceId: feeder.deviceId, province: '79', domain: 'energy', state: 'raised', severity: 'critical', value: 49.5, ts });
+    // Published only once stored: it is already in InfluxDB.
+    const stored = await loadAlertEvents(influx, ['79'], 0);
+    expect(stored.map((e) => e.id)).toContain(raised?.id);
+    expect(ingest?.alerts.active().map((e) => e.id)).toEqual([raised?.id]);
+    expect(ingest?.renderMetrics()).toMatch(/citypulse_ingest_active_alerts 1\b/);
+  });
+
+  it('a restarted ingest rebuilds the active alert from InfluxDB and clears it (hysteresis) without raising it again', async () => {
+    const raised = eventsOf('frequency-low')[0] as AlertEvent;
+    await ingest?.close();
+    ingest = await start();
+    expect(ingest.alerts.active().map((e) => e.id)).toContain(raised.id);
+
+    await publishFrequency(49.85, raised.ts + 1000); // inside the hysteresis band: still low
+    await publishFrequency(50.0, raised.ts + 2000);
+    const cleared = await waitFor('the cleared event', () => eventsOf('frequency-low').find((e) => e.state === 'cleared'));
+    expect(cleared).toMatchObject({ id: raised.id, state: 'cleared', value: 50, ts: raised.ts + 2000 });
+    expect(eventsOf('frequency-low').filter((e) => e.state === 'raised')).toHaveLength(1);
+    const stored = (await loadAlertEvents(influx, ['79'], 0)).filter((e) => e.id === raised.id);
+    expect(stored.map((e) => e.state)).toEqual(['raised', 'cleared']);
+    expect(ingest.alerts.active().filter((e) => e.province === '79')).toEqual([]);
+  });
+
+  it('raises no-data for a registered device that stays silent', async () => {
+    const raised = await waitFor('the no-data event', () => eventsOf('station-silent')[0]);
+    expect(raised).toMatchObject({ deviceId: 'hn-station-silent', province: '01', kind: 'no-data', state: 'raised', severity: 'warning' });
+    await waitFor('the stored no-data event', async () => ((await loadAlertEvents(influx, ['01'], 0)).some((e) => e.id === raised.id) ? true : undefined));
+  });
+
+  it('publishes a retained summary per province with device counts and active alerts', async () => {
+    const live = ingest as IngestPipeline;
+    // The station's no-data alert is active; the feeder has reported.
+    expect(live.publishSummaries()).toBe(34);
+    const hanoi = await waitFor('the Hà Nội summary', () => summaries.get(opsTopic('01', 'summary')) as ProvinceSummary | undefined);
+    const hcm = await waitFor('the HCM summary', () => summaries.get(opsTopic('79', 'summary')) as ProvinceSummary | undefined);
+    expect(isSummary.Check(hanoi), JSON.stringify(isSummary.Errors(hanoi)[0])).toBe(true);
+    expect(hanoi.devices.total).toBe(1);
+    expect(hanoi.alerts).toEqual({ info: 0, warning: 1, critical: 0 });
+    expect(hcm.devices.total).toBe(1);
+    expect(hcm.energy).toMatchObject({ devices: 1, reporting: 1 });
+    expect(hcm.energy.loadFactorMean).toBeCloseTo(Math.hypot(6e6, 2e6) / 1e7, 4);
+
+    // Retained: a screen that connects later gets every province's latest summary at once.
+    const late = await mqtt.connectAsync(url, { clientId: 'late-screen', username: 'tools2', password: await registry.upsertService('tools2', 'tools'), protocolVersion: 4 });
+    const retained = new Set<string>();
+    late.on('message', (topic, _payload, packet) => {
+      if (packet.retain) retained.add(topic);
+    });
+    await late.subscribeAsync(TOPIC_FILTERS.allSummaries, { qos: 0 });
+    await waitFor('34 retained summaries', () => (retained.size === 34 ? true : undefined));
+    await late.endAsync();
+  });
+});
