@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mqtt, { type MqttClient } from 'mqtt';
 import { io, type Socket } from 'socket.io-client';
-import { deviceTopic, SOCKET_IO_PATH, type ClientToServerEvents, type DeviceAddress, type HistoryResponse, type LiveFrame, type ServerToClientEvents, type SubscribeAck } from '@citypulse/contracts';
+import { deviceTopic, SOCKET_IO_PATH, type ClientToServerEvents, type DeviceAddress, type HistoryResponse, type LiveFrame, type RejectedList, type ServerToClientEvents, type SubscribeAck } from '@citypulse/contracts';
 import { startStack, waitFor, type Stack } from './stack.js';
 
 const run = promisify(execFile);
@@ -140,6 +140,20 @@ describe('pipeline: device → broker → ingest → InfluxDB → api', () => {
     expect((rejected.E_PAYLOAD_SCHEMA ?? 0) - (before.E_PAYLOAD_SCHEMA ?? 0)).toBe(1);
     expect((rejected.E_PAYLOAD_JSON ?? 0) - (before.E_PAYLOAD_JSON ?? 0)).toBe(1);
     expect((rejected.E_CLOCK_SKEW ?? 0) - (before.E_CLOCK_SKEW ?? 0)).toBe(1);
+
+    // Visible per device through the API: the dead-letter records, newest first, counted by code.
+    const res = await fetch(`${stack.apiUrl}/api/v1/devices/${beta.deviceId}/rejected`, { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    const list = (await res.json()) as RejectedList;
+    expect(list.counts).toEqual({ E_PAYLOAD_SCHEMA: 1, E_PAYLOAD_JSON: 1, E_CLOCK_SKEW: 1 });
+    expect(list.total).toBe(3);
+    expect(list.records.map((r) => r.code).sort()).toEqual(['E_CLOCK_SKEW', 'E_PAYLOAD_JSON', 'E_PAYLOAD_SCHEMA']);
+    expect(list.records.every((r, i) => i === 0 || (list.records[i - 1]?.ts ?? 0) >= r.ts)).toBe(true);
+    expect(list.records.find((r) => r.code === 'E_PAYLOAD_JSON')).toMatchObject({ topic: deviceTopic(beta, 'telemetry'), payload: '{not json', bytes: 9 });
+    expect(list.records.find((r) => r.code === 'E_PAYLOAD_SCHEMA')?.reason).toMatch(/ts/);
+    const onlyJson = (await (await fetch(`${stack.apiUrl}/api/v1/devices/${beta.deviceId}/rejected?code=E_PAYLOAD_JSON&limit=1`, { headers: { authorization: `Bearer ${token}` } })).json()) as RejectedList;
+    expect(onlyJson).toMatchObject({ total: 1, counts: { E_PAYLOAD_JSON: 1 } });
+    expect(onlyJson.records).toHaveLength(1);
   });
 
   it('refuses wrong credentials and anonymous clients', async () => {

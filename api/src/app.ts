@@ -20,6 +20,8 @@ import {
   isProvinceCode,
   LoginBody,
   PROVINCE_BOUNDARIES,
+  RejectedList,
+  RejectedQuery,
   SessionInfo,
   SOCKET_IO_PATH,
   TOPIC_FILTERS,
@@ -30,6 +32,7 @@ import {
 } from '@citypulse/contracts';
 import type { DeviceRecord, DeviceRegistry } from '@citypulse/broker/registry';
 import type { Influx } from '@citypulse/infra';
+import { DEAD_LETTER_DEFAULTS, queryDeadLetters } from './dead-letters.js';
 import { parseTime, queryHistory, resolveFields, HISTORY_DEFAULTS } from './history.js';
 import { LiveState } from './live.js';
 import type { OperatorStore } from './operators.js';
@@ -245,6 +248,20 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
     } catch (err) {
       if (err instanceof CodedError) throw err;
       throw new CodedError('E_UPSTREAM', 'InfluxDB did not answer the history query; try again shortly', { cause: err });
+    }
+  });
+
+  // What ingest refused from this device, and why: the dead-letter records, counted by code.
+  app.get(`${API_PREFIX}/devices/:id/rejected`, { schema: { params: deviceParams, querystring: RejectedQuery, response: { 200: RejectedList, ...errors } } }, async (request) => {
+    const device = findDevice(request.params.id);
+    const q = request.query;
+    const toMs = q.to === undefined ? Date.now() : parseTime('to', q.to);
+    const fromMs = q.from === undefined ? toMs - DEAD_LETTER_DEFAULTS.rangeMs : parseTime('from', q.from);
+    try {
+      return await queryDeadLetters(influx, { deviceId: device.id, fromMs, toMs, code: q.code, limit: q.limit ?? DEAD_LETTER_DEFAULTS.limit });
+    } catch (err) {
+      if (err instanceof CodedError) throw err;
+      throw new CodedError('E_UPSTREAM', 'InfluxDB did not answer the dead-letter query; try again shortly', { cause: err });
     }
   });
 

@@ -93,6 +93,13 @@ describe('api routes', () => {
     ['/api/v1/devices/hn-air-01/history?from=0&maxPoints=100000', 400, 'E_BAD_REQUEST'],
     ['/api/v1/devices/hn-air-01/history?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z', 400, 'E_BAD_REQUEST'],
     ['/api/v1/devices/hn-air-01/history?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z', 400, 'E_BAD_REQUEST'],
+    ['/api/v1/devices/hn-air-01/rejected?code=E_NOPE', 400, 'E_BAD_REQUEST'],
+    ['/api/v1/devices/hn-air-01/rejected?code=E_TOPIC%27%20OR%20%271%27%3D%271', 400, 'E_BAD_REQUEST'],
+    ['/api/v1/devices/hn-air-01/rejected?limit=0', 400, 'E_BAD_REQUEST'],
+    ['/api/v1/devices/hn-air-01/rejected?limit=5000', 400, 'E_BAD_REQUEST'],
+    ['/api/v1/devices/hn-air-01/rejected?from=%22%3B%20DROP%20DATABASE%20citypulse', 400, 'E_BAD_REQUEST'],
+    ['/api/v1/devices/hn-air-01/rejected?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z', 400, 'E_BAD_REQUEST'],
+    ['/api/v1/devices/nobody-here/rejected', 404, 'E_NOT_FOUND'],
     ['/api/v1/nothing-here', 404, 'E_NOT_FOUND'],
   ])('GET %s → %i %s', async (url, status, code) => {
     const res = await api.app.inject({ url, headers: auth() });
@@ -106,6 +113,9 @@ describe('api routes', () => {
     const res = await api.app.inject({ url: '/api/v1/devices/hn-air-01/history?from=0&to=3600000', headers: auth() });
     expect(res.statusCode).toBe(503);
     expect(res.json<{ code: string }>().code).toBe('E_UPSTREAM');
+    const rejected = await api.app.inject({ url: '/api/v1/devices/hn-air-01/rejected', headers: auth() });
+    expect(rejected.statusCode).toBe(503);
+    expect(rejected.json<{ code: string }>().code).toBe('E_UPSTREAM');
     const health = await api.app.inject({ url: '/healthz' });
     expect(health.statusCode).toBe(503);
     expect(health.json()).toEqual({ status: 'degraded', mqtt: false, influx: false });

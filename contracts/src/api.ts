@@ -82,6 +82,49 @@ export const HistoryResponse = Type.Object({
 });
 export type HistoryResponse = Static<typeof HistoryResponse>;
 
+/** A device's dead-letter records: what ingest refused from it, and why (GET /devices/:id/rejected). */
+export const RejectedQuery = Type.Object(
+  {
+    from: Type.Optional(Type.String({ description: 'start, ISO 8601 or epoch ms; default 24 hours before "to"' })),
+    to: Type.Optional(Type.String({ description: 'end, ISO 8601 or epoch ms; default now' })),
+    code: Type.Optional(Type.String({ pattern: '^E_[A-Z_]{1,40}$', description: 'only this rejection code, e.g. E_PAYLOAD_SCHEMA' })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'newest records returned (default 100); counts cover the whole range' })),
+  },
+  { additionalProperties: false },
+);
+export type RejectedQuery = Static<typeof RejectedQuery>;
+
+export const RejectedRecord = Type.Object(
+  {
+    /** When ingest received it, epoch ms. */
+    ts: Type.Number(),
+    code: Type.String(),
+    topic: Type.String(),
+    reason: Type.String(),
+    /** The payload's first 1 KiB (DEAD_LETTER_PAYLOAD_BYTES), as text. Device text: escape it before showing it. */
+    payload: Type.String(),
+    /** The payload's full size. */
+    bytes: Type.Number(),
+  },
+  { additionalProperties: false },
+);
+export type RejectedRecord = Static<typeof RejectedRecord>;
+
+export const RejectedList = Type.Object(
+  {
+    deviceId: Type.String(),
+    from: Type.Number(),
+    to: Type.Number(),
+    /** Rejections in the range, by code (all of them, not only those returned). */
+    counts: Type.Record(Type.String(), Type.Integer({ minimum: 0 })),
+    total: Type.Integer({ minimum: 0 }),
+    /** The newest first, at most `limit`. */
+    records: Type.Array(RejectedRecord),
+  },
+  { additionalProperties: false },
+);
+export type RejectedList = Static<typeof RejectedList>;
+
 /** Fields charted by default, per domain. */
 export const DEFAULT_HISTORY_FIELDS = {
   traffic: ['averageVehicleSpeed', 'intensity', 'occupancy'],

@@ -7,6 +7,7 @@ export * from './energy.js';
 export * from './enrich.js';
 export * from './errors.js';
 export * from './events.js';
+export * from './measurements.js';
 export * from './provinces.js';
 export * from './result.js';
 export * from './schemas.js';

@@ -1,20 +1,16 @@
-import type { DeviceStatusPayload, Domain, Fields, RejectionCode } from '@citypulse/contracts';
+import { DEAD_LETTER_PAYLOAD_BYTES, MEASUREMENTS, type DeviceStatusPayload, type Domain, type Fields, type RejectionCode } from '@citypulse/contracts';
 import { escapeFieldKey, escapeStringField, escapeTag, formatFieldValue } from './line-protocol.js';
 
 /**
- * What ingest stores, as InfluxDB line protocol (millisecond timestamps):
+ * What ingest stores, as InfluxDB line protocol (millisecond timestamps); the other measurements
+ * are described with their names in contracts (MEASUREMENTS):
  *
  *   {domain}   tags device, kind, province   fields: the flattened reading and its derived values
  *              (numbers always floats, so a field never changes type), time: the device's
- *   status     tags device, domain, province   fields state, reason, deviceTs; time: received
- *   rejected   tags code, device, province     fields topic, reason, payload (truncated), bytes;
- *              time: received (the dead-letter record, one point per rejection)
  *
  * A reading's series and time are its identity: a redelivered message overwrites its own points,
  * which is what makes at-least-once delivery store every reading exactly once.
  */
-export const MEASUREMENTS = { status: 'status', rejected: 'rejected' } as const;
-
 export function readingLine(domain: Domain, province: string, deviceId: string, kind: string, ts: number, fields: Fields): string {
   let line = `${domain},device=${escapeTag(deviceId)},kind=${escapeTag(kind)},province=${escapeTag(province)} `;
   let first = true;
@@ -42,9 +38,6 @@ export interface Rejected {
   readonly deviceId?: string | undefined;
   readonly province?: string | undefined;
 }
-
-/** Payload bytes kept in a dead-letter record. */
-export const DEAD_LETTER_PAYLOAD_BYTES = 1024;
 
 export function rejectedLine(rejected: Rejected, ts: number): string {
   const payload = rejected.payload.toString('utf8', 0, Math.min(rejected.payload.length, DEAD_LETTER_PAYLOAD_BYTES));

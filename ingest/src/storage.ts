@@ -1,6 +1,6 @@
 import { Compile } from 'typebox/compile';
 import type { Validator } from 'typebox/compile';
-import { AlertEvent, CodedError, DOMAINS, isDeviceId, isProvinceCode, type Domain } from '@citypulse/contracts';
+import { AlertEvent, CodedError, DOMAINS, isDeviceId, isProvinceCode, MEASUREMENTS, type Domain } from '@citypulse/contracts';
 import { checkDuration, durationMs, InfluxQueryError, quoteIdentifier, type Influx, type SeriesResult } from '@citypulse/infra';
 import { formatLine } from './line-protocol.js';
 
@@ -123,7 +123,7 @@ export function rollupField(aggregate: RollupAggregate, field: string): string {
 }
 
 /** Alert events: one point per event in the raw retention policy (see alertEventLine). */
-export const ALERTS_MEASUREMENT = 'alerts';
+export const ALERTS_MEASUREMENT = MEASUREMENTS.alerts;
 
 /** Every continuous query ensureStorage manages starts with this; others on the database are left alone. */
 export const CQ_PREFIX = 'cq_rollup_';
