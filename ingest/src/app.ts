@@ -11,6 +11,7 @@ import {
   parseDeviceTopic,
   type AlertEvent,
   type DecodeLimits,
+  type Domain,
   type Fields,
   type SummaryAlertCounts,
 } from '@citypulse/contracts';
@@ -22,7 +23,7 @@ import { LateAcks, type AckToken } from './late-acks.js';
 import { IngestMetrics } from './metrics.js';
 import { readingLine, rejectedLine, statusLine, type Rejected } from './records.js';
 import { foreignFilters, shardClientId, shardFilters, shardOf, type Shard } from './shards.js';
-import { alertEventLine, loadAlertEvents } from './storage.js';
+import { alertEventLine, backfillRollups, loadAlertEvents, ROLLUPS } from './storage.js';
 import { ProvinceSummaries } from './summaries.js';
 import { BatchWriter } from './writer.js';
 
@@ -73,6 +74,11 @@ export interface IngestOptions {
   /** How far back stored alert events are read at start (the raw retention). */
   readonly alertHistoryMs?: number;
   readonly summaryIntervalMs?: number;
+  /**
+   * The roll-ups are kept by continuous queries (INGEST_ROLLUPS=cq on 1.x): a backlog batch older
+   * than they reach is rolled up by ingest itself (backfillRollups for that device) once stored.
+   */
+  readonly rollupBackfill?: boolean;
   readonly now?: () => number;
 }
 
@@ -84,6 +90,16 @@ interface Item {
   readonly deviceTs: number;
   /** Alert events it raised or cleared: published once stored, so the api never sees one InfluxDB lacks. */
   readonly events?: readonly AlertEvent[] | undefined;
+  /** A backlog older than the CQs reach: its device's roll-ups to recompute once stored. */
+  readonly backfill?: Backfill | undefined;
+}
+
+interface Backfill {
+  readonly device: string;
+  readonly domain: Domain;
+  from: number;
+  to: number;
+  attempts: number;
 }
 
 export interface IngestPipeline {
@@ -160,6 +176,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
       for (const item of items) {
         metrics.readings += item.readings;
         if (item.events) publishAlerts(item.events);
+        if (item.backfill) queueBackfill(item.backfill);
         if (item.deviceTs > 0) metrics.lagSeconds.observe(Math.max(0, at - item.deviceTs) / 1000);
         if (!item.token) continue;
         if (acks.ack(item.token)) metrics.acked++;
@@ -252,7 +269,17 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
       }
     }
     const first = decoded.value.readings[0];
-    writer.add(lines, { token, readings: decoded.value.readings.length, deviceTs: first ? first.ts : 0, events });
+    let backfill: Backfill | undefined;
+    if (options.rollupBackfill && first) {
+      let from = first.ts;
+      let to = first.ts;
+      for (const reading of decoded.value.readings) {
+        if (reading.ts < from) from = reading.ts;
+        if (reading.ts > to) to = reading.ts;
+      }
+      if (from < receivedAt - ROLLUPS['1m'].lateReadingsMs) backfill = { device: address.deviceId, domain: address.domain, from, to: to + 1, attempts: 0 };
+    }
+    writer.add(lines, { token, readings: decoded.value.readings.length, deviceTs: first ? first.ts : 0, events, backfill });
     pauseIfFull();
   };
 
@@ -323,6 +350,37 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
     for (const summary of built) client.publish(opsTopic(summary.province, 'summary'), JSON.stringify(summary), { qos: 0, retain: true });
     metrics.summariesPublished += built.length;
     return built.length;
+  };
+
+  // ---- Roll-ups of late backlogs: one device's series at a time, in the background ----
+  const backfills = new Map<string, Backfill>();
+  let backfilling = false;
+  const queueBackfill = (job: Backfill): void => {
+    const queued = backfills.get(job.device);
+    if (queued) {
+      queued.from = Math.min(queued.from, job.from);
+      queued.to = Math.max(queued.to, job.to);
+    } else backfills.set(job.device, { ...job });
+    void runBackfills();
+  };
+  const runBackfills = async (): Promise<void> => {
+    if (backfilling) return;
+    backfilling = true;
+    try {
+      for (const [device, job] of backfills) {
+        if (closing) break;
+        backfills.delete(device);
+        try {
+          await backfillRollups(influx, job.from, job.to, { device, domains: [job.domain] });
+          metrics.rollupBackfills++;
+        } catch (err) {
+          logger.warn({ code: 'E_UPSTREAM', device, from: new Date(job.from).toISOString(), to: new Date(job.to).toISOString(), attempt: job.attempts + 1, err: (err as Error).message }, 'roll-up backfill of a late backlog failed');
+          if (++job.attempts < 5) setTimeout(() => queueBackfill(job), 10_000 * job.attempts).unref();
+        }
+      }
+    } finally {
+      backfilling = false;
+    }
   };
 
   // ---- MQTT: persistent session, the shard's filters, PUBACK only once stored ----

@@ -32,6 +32,8 @@ export class IngestMetrics {
   alertsRaised = 0;
   alertsCleared = 0;
   summariesPublished = 0;
+  /** Late backlogs rolled up by ingest (backfillRollups for one device). */
+  rollupBackfills = 0;
   readonly batchLines = new Histogram(BATCH_BOUNDS);
   readonly writeSeconds = new Histogram(LATENCY_BOUNDS);
   /** From the reading's device timestamp to its batch being stored (a backlog shows as lag). */
@@ -53,6 +55,7 @@ export class IngestMetrics {
       .family(`${p}backpressure_pauses_total`, 'counter', 'Times ingest stopped reading because its buffer reached its bound.', [['', this.backpressurePauses]])
       .family(`${p}alerts_total`, 'counter', 'Alert events, by state.', [['{state="raised"}', this.alertsRaised], ['{state="cleared"}', this.alertsCleared]])
       .family(`${p}summaries_published_total`, 'counter', 'Province summaries published.', [['', this.summariesPublished]])
+      .family(`${p}rollup_backfills_total`, 'counter', 'Late backlogs whose roll-ups ingest recomputed (one device each).', [['', this.rollupBackfills]])
       .family(`${p}buffered_lines`, 'gauge', 'Lines waiting to be stored.', [['', gauges.bufferedLines]])
       .family(`${p}buffer_fill_ratio`, 'gauge', 'Buffered lines over the bound (INGEST_MAX_BUFFERED_LINES).', [['', gauges.maxBufferedLines > 0 ? gauges.bufferedLines / gauges.maxBufferedLines : 0]])
       .family(`${p}mqtt_connected`, 'gauge', '1 while connected to the broker.', [['', gauges.connected ? 1 : 0]])

@@ -18,7 +18,7 @@ runService(logger, async () => {
   const alertRules = await readAlertRules(config.INGEST_RULES_FILE ?? undefined);
   const rawRetentionMs = Math.min(durationMs(config.INFLUX_RAW_RETENTION), Number.MAX_SAFE_INTEGER);
   if (influx.settings.apiVersion === 'v1') {
-    const layout = await ensureStorage(influx, { rawRetention: config.INFLUX_RAW_RETENTION, rollup1mRetention: config.INFLUX_ROLLUP_1M_RETENTION, rollup1hRetention: config.INFLUX_ROLLUP_1H_RETENTION });
+    const layout = await ensureStorage(influx, { rawRetention: config.INFLUX_RAW_RETENTION, rollup1mRetention: config.INFLUX_ROLLUP_1M_RETENTION, rollup1hRetention: config.INFLUX_ROLLUP_1H_RETENTION, continuousQueries: config.INGEST_ROLLUPS === 'cq' });
     const changed = layout.changes.filter((c) => c.action !== 'unchanged');
     logger.info({ database: layout.database, changes: changed.map((c) => `${c.object} ${c.name} ${c.action}`) }, 'storage layout ready (retention policies, roll-up continuous queries)');
   } else {
@@ -40,6 +40,7 @@ runService(logger, async () => {
     maxBufferedLines: config.INGEST_MAX_BUFFERED_LINES,
     alertRules,
     alertHistoryMs: rawRetentionMs,
+    rollupBackfill: influx.settings.apiVersion === 'v1' && config.INGEST_ROLLUPS === 'cq',
     summaryIntervalMs: config.INGEST_SUMMARY_INTERVAL_MS,
     // Backfill is accepted as far back as raw data is kept, and no further (E_TOO_OLD).
     decodeLimits: { ...DEFAULT_DECODE_LIMITS, maxClockSkewMs: config.INGEST_MAX_CLOCK_SKEW_MS, maxAgeMs: rawRetentionMs },

@@ -56,7 +56,7 @@ describe('ingest processing: alerts and summaries', () => {
   const isSummary = Compile(ProvinceSummary);
 
   const start = (clientId = 'ingest-processing') =>
-    startIngest({ mqttUrl: url, username: 'ingest', password: ingestSecret, clientId, influx, registry, logger: pino({ level: process.env.TEST_LOG ?? 'silent' }), flushIntervalMs: 50, alertRules: RULES, summaryIntervalMs: 60_000 });
+    startIngest({ mqttUrl: url, username: 'ingest', password: ingestSecret, clientId, influx, registry, logger: pino({ level: process.env.TEST_LOG ?? 'silent' }), flushIntervalMs: 50, alertRules: RULES, summaryIntervalMs: 60_000, rollupBackfill: true });
 
   const waitFor = async <T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 15_000): Promise<T> => {
     const deadline = Date.now() + timeoutMs;
@@ -147,6 +147,24 @@ describe('ingest processing: alerts and summaries', () => {
     const raised = await waitFor('the no-data event', () => eventsOf('station-silent')[0]);
     expect(raised).toMatchObject({ deviceId: 'hn-station-silent', province: '01', kind: 'no-data', state: 'raised', severity: 'warning' });
     await waitFor('the stored no-data event', async () => ((await loadAlertEvents(influx, ['01'], 0)).some((e) => e.id === raised.id) ? true : undefined));
+  });
+
+  it('rolls up a backlog older than the continuous queries reach, once it is stored', async () => {
+    const device = await mqtt.connectAsync(url, { clientId: feeder.deviceId, username: feeder.deviceId, password: feederSecret, protocolVersion: 4 });
+    const minute = Math.floor((Date.now() - 3 * 3_600_000) / 60_000) * 60_000;
+    const reading = (i: number, frequency: number) => ({ ts: minute + i * 20_000, seq: 1000 + i, frequency, totalActivePower: 6e6, totalReactivePower: 2e6, powerFactor: 0.95, phaseVoltage: { L1: 12_700, L2: 12_700, L3: 12_700 }, current: { L1: 166, L2: 166, L3: 166 } });
+    await device.publishAsync(deviceTopic(feeder, 'telemetry'), JSON.stringify({ readings: [reading(0, 50), reading(1, 50.1), reading(2, 49.9)] }), { qos: 1 });
+    await device.endAsync();
+    const row = await waitFor('the 1-minute roll-up of the backlog', async () => {
+      const [series = []] = await influx.query('SELECT "count_seq", "mean_frequency", "min_frequency", "max_frequency" FROM "rollup_1m"."energy" WHERE "device" = $device AND time = $t', { device: feeder.deviceId, t: new Date(minute).toISOString() });
+      return series[0]?.values[0];
+    });
+    expect(row[1]).toBe(3);
+    expect(row[2]).toBeCloseTo(50, 6);
+    expect([row[3], row[4]]).toEqual([49.9, 50.1]);
+    const [hour = []] = await influx.query('SELECT "count_seq" FROM "rollup_1h"."energy" WHERE "device" = $device', { device: feeder.deviceId });
+    expect(hour[0]?.values.length).toBeGreaterThan(0);
+    expect(ingest?.metrics.rollupBackfills).toBeGreaterThan(0);
   });
 
   it('publishes a retained summary per province with device counts and active alerts', async () => {

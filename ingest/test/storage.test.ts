@@ -126,6 +126,17 @@ describe('ensureStorage', () => {
     expect([...cqs.keys()].filter((name) => name.startsWith('cq_rollup_')).sort()).toEqual(continuousQueries('citypulse', 'raw').map((cq) => cq.name).sort());
   });
 
+  it('INGEST_ROLLUPS=none drops its own roll-up CQs (and only those), and cq brings them back', async () => {
+    const off = await ensureStorage(influx, { ...OPTIONS, continuousQueries: false });
+    expect(off.continuousQueries).toEqual([]);
+    expect(off.changes.filter((c) => c.action === 'dropped')).toHaveLength(12);
+    const cqs = await showCqs();
+    expect([...cqs.keys()].filter((name) => name.startsWith('cq_rollup_'))).toEqual([]);
+    expect(cqs.has('operators_own')).toBe(true);
+    const on = await ensureStorage(influx, OPTIONS);
+    expect(on.changes.filter((c) => c.action === 'created')).toHaveLength(12);
+  });
+
   it('refuses a retention that is not an InfluxQL duration before touching the server', async () => {
     await expect(ensureStorage(influx, { ...OPTIONS, rollup1mRetention: '90 days; DROP DATABASE citypulse' })).rejects.toThrow(/not an InfluxQL duration/);
   });
