@@ -1,0 +1,243 @@
+/**
+ * Process plumbing of the ingest bench: the broker and ingest as their own Node processes
+ * (`node --import tsx src/server.ts`, so /proc accounting is theirs alone), the forked load
+ * generators over IPC, CPU time from /proc, Prometheus scrapes and point counts in InfluxDB.
+ */
+import { fork, spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import { createConnection } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import type { GeneratorCommand, GeneratorReply } from './protocol.js';
+
+const TSX = import.meta.resolve('tsx');
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** utime + stime of a process (/proc/PID/stat fields 14 and 15), seconds; NaN once it is gone. */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  if (!stat) return Number.NaN;
+  const afterName = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(afterName[11]) + Number(afterName[12])) / CLK_TCK;
+}
+
+/** VmRSS of a process, bytes. */
+export async function residentBytes(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  return Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? Number.NaN) * 1024;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Services (broker, ingest)
+
+export interface Service {
+  readonly name: string;
+  readonly pid: number;
+  readonly child: ChildProcess;
+  /** The last lines it printed (its log level is warn). */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `node --import tsx src/server.ts` in a package folder with `env` added to ours. It runs
+ * supervised (CITYPULSE_SUPERVISED=1, stdin a pipe): if the bench dies, the service sees its stdin
+ * close and stops by itself.
+ */
+export function startService(name: string, cwd: string, env: Readonly<Record<string, string>>): Service {
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env, CITYPULSE_SUPERVISED: '1' };
+  delete childEnv.NODE_OPTIONS;
+  const child = spawn(process.execPath, ['--import', TSX, 'src/server.ts'], { cwd, env: childEnv, stdio: ['pipe', 'pipe', 'pipe'] });
+  let text = '';
+  const keep = (chunk: Buffer) => {
+    text = (text + chunk.toString()).slice(-12_000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  return {
+    name,
+    pid: child.pid as number,
+    child,
+    output: () => text,
+    stop: () => ended(child, () => child.kill('SIGTERM'), 30_000),
+  };
+}
+
+/** Polls until `ready` holds; fails early when the service exits, with its output. */
+export async function waitUntil(service: Service, what: string, ready: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (service.child.exitCode !== null) throw new Error(`${service.name} exited (${service.child.exitCode}) before ${what}:\n${service.output()}`);
+    if (await ready().catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`${service.name}: no ${what} within ${timeoutMs / 1000} s:\n${service.output()}`);
+    await sleep(100);
+  }
+}
+
+export async function listening(port: number): Promise<boolean> {
+  const socket = createConnection({ port, host: '127.0.0.1' });
+  try {
+    await once(socket, 'connect'); // rejects on 'error'
+    return true;
+  } catch {
+    return false;
+  } finally {
+    socket.destroy();
+  }
+}
+
+/** Asks a child process to end (`ask`), kills it after `graceMs`, resolves once it is gone. */
+async function ended(child: ChildProcess, ask: () => void, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = once(child, 'exit');
+  ask();
+  const killer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  try {
+    await gone;
+  } finally {
+    clearTimeout(killer);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prometheus text
+
+/** A scrape: every sample by its name and labels as written (`name{label="x"}`). */
+export type Samples = ReadonlyMap<string, number>;
+
+export async function scrape(url: string, timeoutMs = 10_000): Promise<Samples> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  const samples = new Map<string, number>();
+  for (const line of (await response.text()).split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const space = line.lastIndexOf(' ');
+    samples.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return samples;
+}
+
+/** Sum of every sample of a family (all label sets). */
+export function total(samples: Samples, name: string): number {
+  let sum = 0;
+  for (const [key, value] of samples) if (key === name || key.startsWith(`${name}{`)) sum += value;
+  return sum;
+}
+
+export interface BucketCounts {
+  /** Upper bounds, seconds, ascending; the last is Infinity. */
+  readonly bounds: readonly number[];
+  /** Cumulative counts per bound. */
+  readonly cumulative: readonly number[];
+  readonly count: number;
+}
+
+/** A histogram's cumulative buckets, minus those of an earlier scrape (a window's own observations). */
+export function histogramBetween(before: Samples, after: Samples, name: string): BucketCounts {
+  const rows: [number, number][] = [];
+  for (const [key, value] of after) {
+    const le = key.startsWith(`${name}_bucket{`) ? /le="([^"]+)"/.exec(key)?.[1] : undefined;
+    if (le === undefined) continue;
+    rows.push([le === '+Inf' ? Infinity : Number(le), value - (before.get(key) ?? 0)]);
+  }
+  rows.sort((a, b) => a[0] - b[0]);
+  return { bounds: rows.map((r) => r[0]), cumulative: rows.map((r) => r[1]), count: rows.at(-1)?.[1] ?? 0 };
+}
+
+export interface Quantile {
+  /** Upper bound of the bucket holding the quantile: what the histogram proves (q of them were at most this). */
+  readonly bound: number;
+  /** Linear interpolation inside that bucket, as Prometheus' histogram_quantile does: an estimate. */
+  readonly estimate: number;
+}
+
+export function quantileOf(h: BucketCounts, q: number): Quantile | undefined {
+  if (h.count <= 0) return undefined;
+  const rank = q * h.count;
+  for (let i = 0; i < h.bounds.length; i++) {
+    const cum = h.cumulative[i] as number;
+    if (cum < rank) continue;
+    const upper = h.bounds[i] as number;
+    const lower = i === 0 ? 0 : (h.bounds[i - 1] as number);
+    const below = i === 0 ? 0 : (h.cumulative[i - 1] as number);
+    if (upper === Infinity) return { bound: Infinity, estimate: lower };
+    return { bound: upper, estimate: lower + ((upper - lower) * (rank - below)) / Math.max(1, cum - below) };
+  }
+  return undefined;
+}
+
+/** Share of the observations at most `bound` (which must be one of the histogram's bounds). */
+export function shareAtMost(h: BucketCounts, bound: number): number | undefined {
+  const i = h.bounds.indexOf(bound);
+  return i < 0 || h.count <= 0 ? undefined : (h.cumulative[i] as number) / h.count;
+}
+
+// ---------------------------------------------------------------------------------------------
+// InfluxDB
+
+/** Points of the fleet's three measurements in a database's raw retention policy (counted on `seq`, which every reading has). */
+export async function countReadings(influxUrl: string, database: string, retentionPolicy = 'raw'): Promise<number> {
+  const form = new URLSearchParams({ db: database, q: `SELECT count("seq") FROM "${retentionPolicy}"./^(traffic|environment|energy)$/` });
+  const response = await fetch(`${influxUrl}/query`, { method: 'POST', body: form, signal: AbortSignal.timeout(600_000) });
+  const body = (await response.json()) as { results?: { series?: { values: [unknown, number][] }[]; error?: string }[]; error?: string };
+  const result = body.results?.[0];
+  const error = body.error ?? result?.error;
+  if (!response.ok || error) throw new Error(`count in ${database}: ${error ?? `HTTP ${response.status}`}`);
+  return (result?.series ?? []).reduce((sum, s) => sum + s.values.reduce((a, [, n]) => a + n, 0), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load generators (generator.ts) over IPC
+
+export class Generator {
+  readonly child: ChildProcess;
+  readonly label: string;
+  #replies: GeneratorReply[] = [];
+  #wake: (() => void) | undefined;
+  #dead: Error | undefined;
+
+  constructor(label: string) {
+    this.label = label;
+    this.child = fork(fileURLToPath(new URL('./generator.ts', import.meta.url)), [], { execArgv: ['--import', TSX], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.child.on('message', (message: GeneratorReply) => {
+      if (message.type === 'fatal') this.#dead = new Error(`${label}: ${message.message}`);
+      else this.#replies.push(message);
+      this.#wake?.();
+    });
+    this.child.on('error', () => undefined); // a send after exit; the exit below says what happened
+    this.child.on('exit', (code, signal) => {
+      this.#dead ??= new Error(`${label} exited (${signal ?? code})`);
+      this.#wake?.();
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid as number;
+  }
+
+  send(command: GeneratorCommand): void {
+    if (this.child.connected) this.child.send(command, () => undefined);
+  }
+
+  /** Sends `command` and waits for the first reply of type `type` after it. */
+  async ask<T extends GeneratorReply['type']>(command: GeneratorCommand, type: T, timeoutMs = 120_000): Promise<Extract<GeneratorReply, { type: T }>> {
+    this.#replies = [];
+    this.send(command);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.#replies.find((r) => r.type === type);
+      if (found) return found as Extract<GeneratorReply, { type: T }>;
+      if (this.#dead) throw this.#dead;
+      if (Date.now() > deadline) throw new Error(`${this.label}: no '${type}' within ${timeoutMs / 1000} s`);
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        setTimeout(resolve, 1000).unref();
+      });
+    }
+  }
+
+  close(): Promise<void> {
+    return ended(this.child, () => this.send({ type: 'close' }), 15_000);
+  }
+}
