@@ -427,7 +427,14 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
   };
 
   await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) => {
+    // A refused login will not get better by retrying: stop with the reason. Anything else (the
+    // broker not up yet, busy, a timeout) is retried by the client until it connects.
+    const onError = (err: Error & { code?: number | string }) => {
+      if (err.code !== 4 && err.code !== 5 && err.code !== 134 && err.code !== 135) {
+        logger.warn({ code: 'E_UPSTREAM', err: err.message }, 'cannot reach the broker yet; retrying');
+        client.once('error', onError);
+        return;
+      }
       client.end(true);
       reject(err);
     };

@@ -167,6 +167,24 @@ describe('ingest processing: alerts and summaries', () => {
     expect(ingest?.metrics.rollupBackfills).toBeGreaterThan(0);
   });
 
+  it('stops at start on a refused login, with the reason', async () => {
+    const attempt = startIngest({ mqttUrl: url, username: 'ingest', password: 'not-the-secret', clientId: 'ingest-wrong', influx, registry, logger: pino({ level: 'silent' }), alertRules: RULES });
+    await expect(attempt).rejects.toThrow(/Bad username or password|Not authorized/);
+  });
+
+  it('waits for a broker that is not up yet instead of exiting', async () => {
+    const late = await listenMqttTcp(broker, 0, '127.0.0.1');
+    const port = (late.address() as AddressInfo).port;
+    await new Promise((resolve) => late.close(resolve));
+    const starting = startIngest({ mqttUrl: `mqtt://127.0.0.1:${port}`, username: 'ingest', password: ingestSecret, clientId: 'ingest-early', influx, registry, logger: pino({ level: 'silent' }), alertRules: RULES, reconnectPeriodMs: 100 });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const server2 = await listenMqttTcp(broker, port, '127.0.0.1');
+    const early = await starting;
+    expect(early.mqtt.connected).toBe(true);
+    await early.close();
+    await new Promise((resolve) => server2.close(resolve));
+  });
+
   it('publishes a retained summary per province with device counts and active alerts', async () => {
     const live = ingest as IngestPipeline;
     // The station's no-data alert is active; the feeder has reported.
