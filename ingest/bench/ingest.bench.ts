@@ -512,7 +512,7 @@ async function endToEnd(spec: RunSpec, p: Provisioned, broker: Broker, influx: {
     // Drain: ingest stores whatever it took or the broker still holds for it (a backlog, if the run fell behind).
     const drainStart = performance.now();
     const drainLimitMs = Math.max(300, 2 * spec.seconds) * 1000;
-    let lastStored = -1;
+    let lastProgress = -1;
     let lastChange = drainStart;
     let lastLog = drainStart;
     let drained = false;
@@ -529,8 +529,8 @@ async function endToEnd(spec: RunSpec, p: Provisioned, broker: Broker, influx: {
       const now = performance.now();
       // Progress: the count in InfluxDB, or ingest still writing (a backlog of duplicates moves only its counter).
       const progress = stored + total(end, READINGS);
-      if (progress !== lastStored) {
-        lastStored = progress;
+      if (progress !== lastProgress) {
+        lastProgress = progress;
         lastChange = now;
       }
       if (now - lastChange > 30_000 || now - drainStart > drainLimitMs) {

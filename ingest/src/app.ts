@@ -244,7 +244,8 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
       return;
     }
     metrics.received.telemetry++;
-    const decoded = decodeTelemetry(address.domain, payload, now(), limits);
+    const receivedAt = now();
+    const decoded = decodeTelemetry(address.domain, payload, receivedAt, limits);
     if (!decoded.ok) {
       writer.add([rejection({ code: decoded.error.code, topic, reason: decoded.error.message, payload, ...where })], { token, readings: 0, deviceTs: 0 });
       return pauseIfFull();
@@ -254,7 +255,6 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
     const device = registry.device(address.deviceId);
     const kind = device?.kind ?? 'unknown';
     const subject: AlertDevice = { deviceId: address.deviceId, province: address.province, domain: address.domain, kind: device?.kind };
-    const receivedAt = now();
     let events: AlertEvent[] | undefined;
     for (const reading of decoded.value.readings) {
       const derived = enrichReading(address.domain, reading, device?.profile);

@@ -15,7 +15,7 @@ runService(logger, async () => {
   const shard = parseShard(config.INGEST_SHARD);
   const influx = new Influx(influxSettingsFrom(config));
   // Validated before anything connects: a mistake in the rules stops the start with its line.
-  const alertRules = await readAlertRules(config.INGEST_RULES_FILE ?? undefined);
+  const alertRules = await readAlertRules(config.INGEST_RULES_FILE);
   const rawRetentionMs = Math.min(durationMs(config.INFLUX_RAW_RETENTION), Number.MAX_SAFE_INTEGER);
   if (influx.settings.apiVersion === 'v1') {
     const layout = await ensureStorage(influx, { rawRetention: config.INFLUX_RAW_RETENTION, rollup1mRetention: config.INFLUX_ROLLUP_1M_RETENTION, rollup1hRetention: config.INFLUX_ROLLUP_1H_RETENTION, continuousQueries: config.INGEST_ROLLUPS === 'cq' });
