@@ -14,6 +14,7 @@ import { BROKER_DEFAULTS, type BrokerLimits } from './config.js';
 import { LoginThrottle, RateLimiter, type RateWindow } from './limits.js';
 import { BrokerMetrics, domainOfTopic, type ClientErrorKind, type DomainLabel, type RefusalReason } from './metrics.js';
 import type { DeviceRegistry, Principal } from './registry.js';
+import { createRouter } from './router.js';
 
 export { BROKER_DEFAULTS, type BrokerLimits };
 
@@ -147,6 +148,7 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
   const aedesOptions: AedesOptions = {
     id: options.id ?? `citypulse-${hostname()}-${process.pid}-${Date.now().toString(36)}`,
     concurrency: limits.concurrency,
+    mq: createRouter(limits.concurrency),
     connectTimeout: limits.connectTimeoutMs,
     heartbeatInterval: limits.heartbeatIntervalMs,
     drainTimeout: limits.drainTimeoutMs,

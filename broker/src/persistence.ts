@@ -5,6 +5,7 @@ import type { Level } from 'level';
 import type { Logger } from 'pino';
 import { CodedError } from '@citypulse/contracts';
 import { BROKER_STORES } from './config.js';
+import { withGroupCommittedQueue } from './session-queue.js';
 
 /**
  * Where the broker keeps MQTT sessions: subscriptions of persistent (clean: false) clients, their
@@ -110,7 +111,7 @@ async function openDisk(options: OpenBrokerStoreOptions): Promise<BrokerStore> {
     throw new CodedError('E_INTERNAL', `cannot open MQTT session store ${location} (${(err as Error).message}): if it is damaged, move the folder aside to start with empty sessions`, { cause: err });
   }
   const createLevelPersistence = requireCjs('aedes-persistence-level') as (db: Level<string, Buffer>) => AedesPersistence;
-  const persistence = withUniqueCounters(createLevelPersistence(db));
+  const persistence = withUniqueCounters(withGroupCommittedQueue(createLevelPersistence(db), db, options.logger));
   return {
     kind: 'disk',
     persistence,

@@ -1,19 +1,15 @@
 /**
  * A load generator of the ingest bench (forked by ingest.bench.ts, driven over IPC). It opens the
- * MQTT.js connections it is given (devices logging in as themselves, or gateway accounts), then
+ * MQTT connections it is given (devices logging in as themselves, or gateway accounts; a lean
+ * MQTT 3.1.1 client, raw-link.ts, so the generators take little of the CPU being measured), then
  * publishes valid telemetry at QoS 1 round-robin over its devices: one reading per message or
  * batches (`{"readings":[…]}`), at a fixed offered rate or as fast as ingest stores them. Every
  * reading carries its device time (the send time), which ingest's lag histogram measures from.
  */
-import { connect, type MqttClient } from 'mqtt';
 import { reply } from '../../broker/bench/protocol.js';
 import { fleetDevice, fleetReading, type FleetDevice } from './fleet.js';
 import type { GeneratorCommand, GeneratorConnection, GeneratorCounts, GeneratorReply } from './protocol.js';
-
-interface Link {
-  readonly client: MqttClient;
-  inflight: number;
-}
+import { RawLink as Link } from './raw-link.js';
 
 /** One device this process publishes for, on one of its links. */
 interface Slot {
@@ -44,22 +40,11 @@ let cpuAtStart = process.cpuUsage();
 
 const send = (message: GeneratorReply) => reply(message);
 
-function open(url: string, spec: GeneratorConnection): Promise<Link> {
-  return new Promise((resolve, reject) => {
-    const client = connect(url, { protocolVersion: 4, clientId: spec.clientId, username: spec.username, password: spec.password, clean: true, keepalive: 60, reconnectPeriod: 0, connectTimeout: 60_000 });
-    client.once('error', (err) => {
-      client.end(true);
-      reject(err);
-    });
-    client.once('connect', () => {
-      client.removeAllListeners('error');
-      client.on('error', () => undefined); // a lost connection fails its publishes, counted as errors
-      client.stream.setMaxListeners(0);
-      const link: Link = { client, inflight: 0 };
-      for (const n of spec.devices) slots.push({ link, device: fleetDevice(n), seq: 0, lastTs: 0 });
-      resolve(link);
-    });
-  });
+async function open(url: string, spec: GeneratorConnection): Promise<Link> {
+  const { hostname, port } = new URL(url);
+  const link = await Link.open({ host: hostname, port: Number(port || 1883), clientId: spec.clientId, username: spec.username, password: spec.password, keepaliveS: 60, timeoutMs: 60_000 });
+  for (const n of spec.devices) slots.push({ link, device: fleetDevice(n), seq: 0, lastTs: 0 });
+  return link;
 }
 
 async function connectAll(url: string, specs: readonly GeneratorConnection[], concurrency: number): Promise<void> {
@@ -97,11 +82,9 @@ function payloadOf(slot: Slot): string {
 
 function publish(slot: Slot): void {
   const link = slot.link;
-  link.inflight++;
   counts.messagesSent++;
   counts.readingsSent += perMessage;
-  link.client.publish(slot.device.topic, payloadOf(slot), { qos: 1 }, (err) => {
-    link.inflight--;
+  link.publish(slot.device.topic, payloadOf(slot), (err) => {
     if (err) counts.errors++;
     else {
       counts.messagesAcked++;
@@ -181,7 +164,7 @@ async function stop(): Promise<void> {
 async function close(): Promise<void> {
   running = false;
   clearInterval(ticker);
-  await Promise.all(links.map((l) => l.client.endAsync(true).catch(() => undefined)));
+  for (const link of links) link.end();
   process.exit(0);
 }
 

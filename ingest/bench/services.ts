@@ -7,6 +7,7 @@ import { fork, spawn, execFileSync, type ChildProcess } from 'node:child_process
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { GeneratorCommand, GeneratorReply } from './protocol.js';
@@ -48,7 +49,11 @@ export interface Service {
 export function startService(name: string, cwd: string, env: Readonly<Record<string, string>>): Service {
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env, CITYPULSE_SUPERVISED: '1' };
   delete childEnv.NODE_OPTIONS;
-  const child = spawn(process.execPath, ['--import', TSX, 'src/server.ts'], { cwd, env: childEnv, stdio: ['pipe', 'pipe', 'pipe'] });
+  // BENCH_PROFILE_DIR=/some/dir: each service writes V8 CPU profiles (one per thread: the largest is
+  // the main thread, the other tsx's loader) into <dir>/<name>/ when it stops.
+  const profileDir = process.env.BENCH_PROFILE_DIR;
+  const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${join(profileDir, name)}`] : [];
+  const child = spawn(process.execPath, [...profile, '--import', TSX, 'src/server.ts'], { cwd, env: childEnv, stdio: ['pipe', 'pipe', 'pipe'] });
   let text = '';
   const keep = (chunk: Buffer) => {
     text = (text + chunk.toString()).slice(-12_000);

@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { createRouter, Fifo } from '../src/router.js';
+
+describe('Fifo', () => {
+  it('gives items back in order across its compactions, and undefined when empty', () => {
+    const fifo = new Fifo<number>();
+    expect(fifo.shift()).toBeUndefined();
+    const out: number[] = [];
+    let pushed = 0;
+    // Interleaved: the queue grows to thousands, shrinks past the compaction point, grows again.
+    for (let round = 0; round < 5; round++) {
+      for (let i = 0; i < 10_000; i++) fifo.push(pushed++);
+      for (let i = 0; i < 7_000; i++) out.push(fifo.shift() as number);
+    }
+    expect(fifo.length).toBe(15_000);
+    for (let item = fifo.shift(); item !== undefined; item = fifo.shift()) out.push(item);
+    expect(fifo.length).toBe(0);
+    expect(out).toEqual(Array.from({ length: pushed }, (_, i) => i));
+  });
+});
+
+describe('createRouter', () => {
+  it('routes every message, in order, when more arrive than it handles at once', async () => {
+    const router = createRouter(2) as unknown as {
+      on(topic: string, notify: (message: { topic: string; n: number }, done: () => void) => void, ready: () => void): void;
+      emit(message: { topic: string; n: number }, done: () => void): void;
+      readonly length: number;
+    };
+    const seen: number[] = [];
+    const held: Array<() => void> = [];
+    await new Promise<void>((ready) => router.on('a/#', (message, done) => (seen.push(message.n), held.push(done)), ready));
+    for (let n = 0; n < 1_000; n++) router.emit({ topic: 'a/b', n }, () => undefined);
+    expect(seen).toEqual([0, 1]); // two at once; the rest wait in the queue
+    expect(router.length).toBe(998);
+    while (held.length > 0) held.shift()?.();
+    expect(seen).toEqual(Array.from({ length: 1_000 }, (_, i) => i));
+    expect(router.length).toBe(0);
+  });
+
+  it('matches an empty topic level as Aedes does [MQTT-4.7.1-3]', async () => {
+    const router = createRouter(10) as unknown as {
+      on(topic: string, notify: (message: { topic: string }, done: () => void) => void, ready: () => void): void;
+      emit(message: { topic: string }, done: () => void): void;
+    };
+    const seen: string[] = [];
+    await new Promise<void>((ready) => router.on('a/+/c', (message, done) => (seen.push(message.topic), done()), ready));
+    router.emit({ topic: 'a//c' }, () => undefined);
+    expect(seen).toEqual(['a//c']);
+  });
+});
