@@ -77,17 +77,19 @@ export function enrichReading<D extends Domain>(domain: D, reading: ReadingByDom
  */
 export function flattenReading(reading: object): Fields {
   const fields: Fields = {};
-  const walk = (prefix: string, value: unknown): void => {
-    if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'string') {
-      fields[prefix] = value;
-    } else if (typeof value === 'object' && value !== null) {
-      for (const [key, inner] of Object.entries(value)) walk(prefix === '' ? key : `${prefix}_${key}`, inner);
-    }
-  };
-  for (const [key, value] of Object.entries(reading)) {
-    if (key !== 'ts') walk(key, value);
+  for (const key in reading) {
+    if (key !== 'ts') flattenInto(fields, key, (reading as Record<string, unknown>)[key]);
   }
   return fields;
+}
+
+// A module-level function, not a closure per reading: this runs for every reading ingest stores.
+function flattenInto(fields: Fields, name: string, value: unknown): void {
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'string') {
+    fields[name] = value;
+  } else if (typeof value === 'object' && value !== null) {
+    for (const key in value) flattenInto(fields, `${name}_${key}`, (value as Record<string, unknown>)[key]);
+  }
 }
 
 /** A stored row's field columns: InfluxDB answers null for a field the row does not have. */

@@ -1,7 +1,8 @@
-import { InfluxDB, type WriteApi, type WriteOptions } from '@influxdata/influxdb-client';
+import { InfluxDB } from '@influxdata/influxdb-client';
 
 /**
- * The one way the services talk to InfluxDB. Writes go through the client's WriteApi; reads are
+ * The one way the services talk to InfluxDB. Writes go through the client's transport
+ * (writeLines); reads are
  * InfluxQL over `/query`, which InfluxDB 1.x, 2.x (v1 compatibility with a DBRP mapping) and 3.x
  * all answer, so one query layer serves every server version.
  */
@@ -50,17 +51,25 @@ export class Influx {
   }
 
   /**
-   * A WriteApi with millisecond precision. On 1.x the documented `path` property points it at
-   * the v1 endpoint `/write?db=…&rp=…&precision=ms`, which 1.6 answers (it has no /api/v2/write).
+   * Writes lines of line protocol (millisecond timestamps) in one request, through the client's
+   * transport: its authentication, and its HttpError (statusCode, body) when InfluxDB refuses.
+   * Unlike the WriteApi it keeps no buffer of its own, which measures every line's UTF-8 length
+   * in JavaScript (about 3 µs a line: a seventh of ingest's CPU in the bench). The body is
+   * gzipped from `gzipMinBytes` on, unless InfluxDB is on this machine (loopback), where
+   * compressing costs both processes CPU and saves nothing.
    */
-  writeApi(options: Partial<WriteOptions> = {}): WriteApi {
+  async writeLines(lines: readonly string[], gzipMinBytes = 64 * 1024): Promise<void> {
+    if (lines.length === 0) return;
     const s = this.settings;
-    if (s.apiVersion === 'v2') {
-      return this.client.getWriteApi(s.org ?? '', s.bucket ?? s.database, 'ms', options);
-    }
-    const api = this.client.getWriteApi('', s.database, 'ms', options);
-    api.path = `/write?${new URLSearchParams({ db: s.database, rp: s.retentionPolicy, precision: 'ms' }).toString()}`;
-    return api;
+    const path =
+      s.apiVersion === 'v2'
+        ? `/api/v2/write?${new URLSearchParams({ org: s.org ?? '', bucket: s.bucket ?? s.database, precision: 'ms' }).toString()}`
+        : `/write?${new URLSearchParams({ db: s.database, rp: s.retentionPolicy, precision: 'ms' }).toString()}`;
+    await this.client.transport.request(path, lines.join('\n'), {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain; charset=utf-8' },
+      ...(isLoopback(s.url) ? {} : { gzipThreshold: gzipMinBytes }),
+    });
   }
 
   /**
@@ -158,4 +167,15 @@ export function influxSettingsFrom(config: {
     org: config.INFLUX_ORG,
     bucket: config.INFLUX_BUCKET,
   };
+}
+
+/** True when the URL's host is this machine (localhost, 127.0.0.0/8, ::1). */
+export function isLoopback(url: string): boolean {
+  let host: string;
+  try {
+    host = new URL(url).hostname.replace(/^\[(.*)\]$/, '$1');
+  } catch {
+    return false;
+  }
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }

@@ -1,4 +1,4 @@
-import { setLogger, type WriteApi } from '@influxdata/influxdb-client';
+import { setLogger } from '@influxdata/influxdb-client';
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import {
@@ -152,19 +152,11 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
     error: (message: string, err?: unknown) => logger.debug({ err: err instanceof Error ? err.message : err }, `influxdb-client: ${message}`),
     warn: (message: string, err?: unknown) => logger.debug({ err: err instanceof Error ? err.message : err }, `influxdb-client: ${message}`),
   });
-  // One WriteApi as the transport: no retries, no timer, no buffer of its own (BatchWriter has
-  // them). Its batch size is an array it allocates: a larger write goes in chunks of it, each
-  // flushed explicitly (its own overflow flush would swallow the error).
+  // Writes go straight to the client's transport (Influx.writeLines): no retries, no timer, no
+  // buffer of its own (BatchWriter has them), one request per batch.
   const batchLines = options.batchLines ?? INGEST_DEFAULTS.batchLines;
-  const chunkLines = batchLines * 2;
-  const writeApi: WriteApi = influx.writeApi({ maxRetries: 0, batchSize: chunkLines + 1, maxBufferLines: chunkLines + 1, flushInterval: 0, gzipThreshold: 64 * 1024 });
   const writer = new BatchWriter<Item>({
-    async write(lines) {
-      for (let from = 0; from < lines.length; from += chunkLines) {
-        writeApi.writeRecords(lines.slice(from, from + chunkLines));
-        await writeApi.flush();
-      }
-    },
+    write: (lines) => influx.writeLines(lines),
     batchLines,
     flushIntervalMs: options.flushIntervalMs ?? INGEST_DEFAULTS.flushIntervalMs,
     concurrency: options.writeConcurrency ?? INGEST_DEFAULTS.writeConcurrency,

@@ -99,10 +99,11 @@ async function countReadings(deviceIds: readonly string[]): Promise<number> {
   return Number(series?.[0]?.values[0]?.[1] ?? 0);
 }
 
-async function until(condition: () => Promise<boolean> | boolean, what: string, timeoutMs: number): Promise<void> {
+/** `state` describes what was seen instead, for the failure message (these tests have stalled under load). */
+async function until(condition: () => Promise<boolean> | boolean, what: string, timeoutMs: number, state?: () => Promise<string> | string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${state ? `; ${await state()}` : ''}`);
     await sleep(100);
   }
 }
@@ -138,7 +139,11 @@ describe('ingest delivery', () => {
       await publisher.close();
     }
     expect(publisher.acked).toBe(publisher.sent);
-    await until(async () => (await countReadings([device.id])) === publisher.acked, `${publisher.acked} readings in InfluxDB`, 90_000);
+    await until(async () => (await countReadings([device.id])) === publisher.acked, `${publisher.acked} readings in InfluxDB`, 90_000, async () => {
+      const m = ingest.metrics;
+      const seen = `received ${m.received.telemetry}, stored ${m.readings}, acked ${m.acked}, acks voided ${m.ackVoided}, redelivered ${m.redelivered}, pauses ${m.backpressurePauses}, write failures ${m.writeFailures}`;
+      return `found ${await countReadings([device.id])}; ingest ${JSON.stringify(ingest.ready())}, paused ${ingest.paused}; ${seen}`;
+    });
     // Exactly once: a redelivered reading overwrote its own point, nothing more appeared.
     await sleep(500);
     expect(await countReadings([device.id])).toBe(publisher.acked);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AlertEvent, type FieldValue } from '@citypulse/contracts';
-import { Influx, startInfluxd, type RunningInfluxd, type SeriesResult } from '@citypulse/infra';
+import { Influx, isLoopback, startInfluxd, type RunningInfluxd, type SeriesResult } from '@citypulse/infra';
 import { escapeStringField, escapeTag, formatLine } from '../src/line-protocol.js';
 import { alertEventLine, backfillRollups, continuousQueries, ensureStorage, loadAlertEvents, rollupField, ROLLUPS, type StorageOptions } from '../src/storage.js';
 
@@ -477,5 +477,22 @@ describe('line protocol against InfluxDB 1.6.7', () => {
     await write([`lossy,a=${escapeTag('')},b=${escapeTag('two\nlines')},c=${escapeTag('ends\\')} s=${escapeStringField('ok')} ${T0}`]);
     const [[series] = []] = await influx.query('SELECT * FROM "raw"."lossy" GROUP BY *');
     expect(series?.tags).toEqual({ a: '-', b: 'two lines', c: 'ends\uFF3C' });
+  });
+});
+
+describe('Influx.writeLines', () => {
+  it('writes lines in one request and reports a refused line as the client does (HttpError: statusCode, body)', async () => {
+    await ensureStorage(influx, OPTIONS);
+    const ts = Date.now() - MINUTE;
+    await influx.writeLines([`writelines,device=a value=1 ${ts}`, `writelines,device=b value=2 ${ts}`]);
+    const [[series] = []] = await influx.query('SELECT count("value") FROM "raw"."writelines"');
+    expect(series?.values[0]?.[1]).toBe(2);
+    await expect(influx.writeLines([`writelines,device=a value="text" ${ts + 1}`])).rejects.toMatchObject({ statusCode: 400, body: expect.stringContaining('field type conflict') as unknown });
+    await influx.writeLines([]); // nothing to send: no request
+  });
+
+  it('gzips only when InfluxDB is not on this machine', () => {
+    expect(['http://127.0.0.1:8086', 'http://localhost:8086', 'http://[::1]:8086', 'http://127.3.2.1'].map(isLoopback)).toEqual([true, true, true, true]);
+    expect(['http://10.0.0.5:8086', 'https://influx.example.vn', 'not a url'].map(isLoopback)).toEqual([false, false, false]);
   });
 });
