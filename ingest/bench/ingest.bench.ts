@@ -522,13 +522,17 @@ async function endToEnd(spec: RunSpec, p: Provisioned, broker: Broker, influx: {
       // Counted in InfluxDB, not from ingest's counter: a message delivered twice (a device's
       // QoS 1 resend after a reconnect) is counted twice there but overwrites its own point.
       const stored = await countReadings(influx.url, spec.database);
-      if (stored >= totals.readingsAcked && total(end, 'citypulse_ingest_buffered_lines') === 0) {
+      // And nothing left in the broker's queue for ingest: what is still there (stored, not yet
+      // acknowledged, or resends) would otherwise be delivered to the next run's ingest.
+      const brokerNow = await scrape(broker.metricsUrl).catch(() => new Map<string, number>());
+      const queuedInBroker = brokerNow.has('citypulse_broker_queued_messages') ? total(brokerNow, 'citypulse_broker_queued_messages') : 0;
+      if (stored >= totals.readingsAcked && total(end, 'citypulse_ingest_buffered_lines') === 0 && queuedInBroker === 0) {
         drained = true;
         break;
       }
       const now = performance.now();
       // Progress: the count in InfluxDB, or ingest still writing (a backlog of duplicates moves only its counter).
-      const progress = stored + total(end, READINGS);
+      const progress = stored + total(end, READINGS) - queuedInBroker;
       if (progress !== lastProgress) {
         lastProgress = progress;
         lastChange = now;
