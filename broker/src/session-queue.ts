@@ -21,7 +21,7 @@ import type { Logger } from 'pino';
  *   written goes into the next batch, so there is one batch in flight, sized by the load;
  * - a put is confirmed (and the publisher gets its PUBACK) only once its batch is written; a
  *   delete is not waited for: if it is lost in a crash, the message is delivered again, which the
- *   platform's subscribers treat as the same reading;
+ *   platform's subscribers treat as the same reading.
  * Subscriptions, retained messages, wills and QoS 2 incoming state stay with the plain persistence.
  */
 export interface QueuedPacket {
@@ -108,7 +108,7 @@ class GroupCommit {
 
   /** Everything queued so far is written (or failed). */
   async flush(): Promise<void> {
-    while (this.writing || this.pending.size > 0 || this.scheduled) {
+    while (this.writing || this.pending.size > 0) {
       if (!this.writing) this.write();
       await this.writing;
     }
@@ -123,14 +123,13 @@ class GroupCommit {
 
   private write(): void {
     this.scheduled = false;
-    if (this.writing || (this.pending.size === 0 && this.waiters.length === 0)) return;
+    if (this.writing || this.pending.size === 0) return;
     const batch: Batch = [];
     for (const [key, value] of this.pending) batch.push(value === null ? { type: 'del', key } : { type: 'put', key, value });
     const waiters = this.waiters;
     this.pending = new Map();
     this.waiters = [];
-    const done = batch.length > 0 ? this.db.batch(batch, { valueEncoding: 'buffer' }) : Promise.resolve();
-    this.writing = done.then(
+    this.writing = this.db.batch(batch, { valueEncoding: 'buffer' }).then(
       () => {
         for (const waiter of waiters) waiter.resolve();
       },
@@ -140,7 +139,7 @@ class GroupCommit {
       },
     ).finally(() => {
       this.writing = undefined;
-      if (this.pending.size > 0 || this.waiters.length > 0) this.write();
+      if (this.pending.size > 0) this.write();
     });
   }
 }
@@ -154,11 +153,6 @@ export function withGroupCommittedQueue<P extends object>(persistence: P, db: Le
   const commits = new GroupCommit(db, logger);
   /** Per client id: packet id → the queued message it was last given to. */
   const inFlight = new Map<string, Map<number, InFlight>>();
-  const inFlightOf = (clientId: string): Map<number, InFlight> => {
-    let ids = inFlight.get(clientId);
-    if (!ids) inFlight.set(clientId, (ids = new Map<number, InFlight>()));
-    return ids;
-  };
 
   const queue: OutgoingQueue & { flushQueue(): Promise<void> } = {
     async outgoingEnqueue(sub, packet) {
@@ -171,7 +165,8 @@ export function withGroupCommittedQueue<P extends object>(persistence: P, db: Le
       await Promise.all(subs.map((sub) => commits.put(outgoingKey(sub.clientId, packet), value)));
     },
     async outgoingUpdate(client, packet) {
-      const ids = inFlightOf(client.id);
+      let ids = inFlight.get(client.id);
+      if (!ids) inFlight.set(client.id, (ids = new Map<number, InFlight>()));
       if (packet.brokerId) {
         // A queued publish handed to the client under a (new) packet id.
         ids.set(packet.messageId ?? 0, { key: outgoingKey(client.id, packet), packet });

@@ -2,9 +2,8 @@ import { InfluxDB } from '@influxdata/influxdb-client';
 
 /**
  * The one way the services talk to InfluxDB. Writes go through the client's transport
- * (writeLines); reads are
- * InfluxQL over `/query`, which InfluxDB 1.x, 2.x (v1 compatibility with a DBRP mapping) and 3.x
- * all answer, so one query layer serves every server version.
+ * (writeLines); reads are InfluxQL over `/query`, which InfluxDB 1.x, 2.x (v1 compatibility with
+ * a DBRP mapping) and 3.x all answer, so one query layer serves every server version.
  */
 export interface InfluxSettings {
   readonly url: string;
@@ -43,11 +42,20 @@ export class InfluxQueryError extends Error {
 export class Influx {
   readonly settings: InfluxSettings;
   readonly client: InfluxDB;
+  /** Where writeLines posts: v1 /write?db&rp&precision=ms, v2 /api/v2/write?org&bucket&precision=ms. */
+  readonly #writePath: string;
+  /** Off on loopback (see writeLines). */
+  readonly #gzip: boolean;
 
   constructor(settings: InfluxSettings) {
     this.settings = settings;
     const token = settings.token ?? (settings.username ? `${settings.username}:${settings.password ?? ''}` : undefined);
     this.client = new InfluxDB({ url: settings.url, ...(token ? { token } : {}) });
+    this.#writePath =
+      settings.apiVersion === 'v2'
+        ? `/api/v2/write?${new URLSearchParams({ org: settings.org ?? '', bucket: settings.bucket ?? settings.database, precision: 'ms' }).toString()}`
+        : `/write?${new URLSearchParams({ db: settings.database, rp: settings.retentionPolicy, precision: 'ms' }).toString()}`;
+    this.#gzip = !isLoopback(settings.url);
   }
 
   /**
@@ -60,15 +68,10 @@ export class Influx {
    */
   async writeLines(lines: readonly string[], gzipMinBytes = 64 * 1024): Promise<void> {
     if (lines.length === 0) return;
-    const s = this.settings;
-    const path =
-      s.apiVersion === 'v2'
-        ? `/api/v2/write?${new URLSearchParams({ org: s.org ?? '', bucket: s.bucket ?? s.database, precision: 'ms' }).toString()}`
-        : `/write?${new URLSearchParams({ db: s.database, rp: s.retentionPolicy, precision: 'ms' }).toString()}`;
-    await this.client.transport.request(path, lines.join('\n'), {
+    await this.client.transport.request(this.#writePath, lines.join('\n'), {
       method: 'POST',
       headers: { 'content-type': 'text/plain; charset=utf-8' },
-      ...(isLoopback(s.url) ? {} : { gzipThreshold: gzipMinBytes }),
+      ...(this.#gzip ? { gzipThreshold: gzipMinBytes } : {}),
     });
   }
 
