@@ -295,8 +295,10 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
    * for a lookup that missed a device provisioned a moment ago, before the file watch fired.
    */
   async refreshIfChanged(): Promise<void> {
-    if (this.#reloading) await this.#reloading;
-    else if (await this.#changedOnDisk()) await this.reload();
+    // A reload under way may have read the file just before the write being looked for: wait for
+    // it, then look at the file again.
+    if (this.#reloading) await this.#reloading.catch(() => undefined);
+    if (await this.#changedOnDisk()) await this.reload();
   }
 
   /** True when the file was written since it was last read (one stat, no read). */

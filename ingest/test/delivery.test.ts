@@ -167,6 +167,13 @@ describe('ingest delivery', () => {
       LOG_LEVEL: 'silent',
     };
     const start = (): ChildProcess => spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: INGEST_DIR, env, stdio: 'ignore' });
+    // The session is new: a reading published before ingest's SUBSCRIBE has nobody to be queued
+    // for, so the stream starts once the subscription is in place (not merely the connection).
+    let subscribed = false;
+    const onSubscribe = (_subscriptions: unknown, client: { id: string } | null) => {
+      if (client?.id === 'ingest-killed') subscribed = true;
+    };
+    broker.aedes.on('subscribe', onSubscribe);
     let child = start();
     const publisher = await Publisher.open(device);
     try {
@@ -174,17 +181,21 @@ describe('ingest delivery', () => {
       const burst = async (n: number) => {
         for (let i = 0; i < n; i += 20) await Promise.all(Array.from({ length: 20 }, () => publisher.publish(reading(seq++))));
       };
-      await until(async () => (broker.aedes as unknown as { clients: Record<string, unknown> }).clients['ingest-killed'] !== undefined, 'ingest to connect', 60_000);
+      await until(() => subscribed, 'ingest to subscribe', 60_000);
       await burst(1000);
       child.kill('SIGKILL'); // mid-stream: some stored, some in its buffer, some in flight
       await burst(1000);
       child = start();
       await burst(1000);
       expect(publisher.acked).toBe(3000);
-      await until(async () => (await countReadings([device.id])) === 3000, '3,000 readings in InfluxDB', 120_000);
+      await until(async () => (await countReadings([device.id])) === 3000, '3,000 readings in InfluxDB', 120_000, async () => {
+        const connected = (broker.aedes as unknown as { clients: Record<string, unknown> }).clients['ingest-killed'] !== undefined;
+        return `found ${await countReadings([device.id])}; restarted ingest ${child.exitCode === null ? 'running' : `exited ${child.exitCode}`}, ${connected ? 'connected' : 'not connected'}`;
+      });
       await sleep(1000);
       expect(await countReadings([device.id])).toBe(3000);
     } finally {
+      broker.aedes.off('subscribe', onSubscribe);
       await publisher.close();
       child.kill('SIGTERM');
     }

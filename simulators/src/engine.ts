@@ -632,7 +632,10 @@ export class Engine {
     const delayMs = Math.max(backoffMs, link.holdUntil - this.#wallClock());
     link.reconnectTimer = setTimeout(() => {
       link.reconnectTimer = undefined;
-      if (!this.#stopping) link.client?.reconnect();
+      const client = link.client;
+      // MQTT.js's reconnect() starts with empty stores unless given its own: the QoS 1 messages
+      // still waiting for a PUBACK would be neither resent nor failed, and the window would leak.
+      if (!this.#stopping && client) client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore });
     }, delayMs);
   }
 

@@ -25,11 +25,30 @@ describe('startSimulation against the platform broker', () => {
   let observer: MqttClient;
   const received: { topic: string; payload: string; retain: boolean }[] = [];
   const waiters: (() => void)[] = [];
+  // The last log lines of the broker and the simulations, for a test that times out to say what it saw.
+  const recentLogs: string[] = [];
+  const remember = (who: string, line: string) => {
+    recentLogs.push(`${who}: ${line.trim()}`);
+    if (recentLogs.length > 40) recentLogs.shift();
+  };
+  const simLogger = pino({ level: 'debug' }, { write: (line: string) => remember('simulators', line) });
+  /** `promise`, or an error after `ms` with the simulation's counters and the recent logs. */
+  async function within<T>(promise: Promise<T>, ms: number, what: string, simulation: Simulation): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: not done after ${ms} ms; stats ${JSON.stringify(simulation.stats())}\n${recentLogs.join('\n')}`)), ms);
+    });
+    try {
+      return await Promise.race([promise, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 
   beforeAll(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'citypulse-sim-'));
     registry = await DeviceRegistry.open(dataDir, { watch: true });
-    broker = await buildBroker({ registry, logger: pino({ enabled: false }) });
+    broker = await buildBroker({ registry, logger: pino({ level: 'info' }, { write: (line: string) => remember('broker', line) }) });
     server = await listenMqttTcp(broker, 0, '127.0.0.1');
     mqttUrl = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const secret = await registry.upsertService('sim-test-observer', 'tools');
@@ -264,9 +283,9 @@ describe('startSimulation against the platform broker', () => {
       };
       const path = join(dir, 'upload.ndjson');
       const recorder = await openRecorder({ path });
-      const simulation = await start({ scenario: scenario(file), recorder });
-      await simulation.finished;
-      await simulation.stop();
+      const simulation = await start({ scenario: scenario(file), recorder, logger: simLogger });
+      await within(simulation.finished, 12_000, 'the upload run', simulation);
+      await within(simulation.stop(), 6_000, 'stopping the upload run', simulation);
       await recorder.close();
       const perDevice = new Map<string, number[]>();
       for await (const m of readRecording(path)) {
@@ -282,6 +301,46 @@ describe('startSimulation against the platform broker', () => {
       }
       expect(simulation.stats()).toMatchObject({ readings: 180, buffered: 0, lost: 0 });
     } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('resends what was in flight when the broker drops the connection, so a run still finishes with nothing lost', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'citypulse-drop-'));
+    // The broker closes the gateway's connection on its first upload, with the rest of the run in flight.
+    let drops = 0;
+    const dropOnce = (packet: { topic: string }, client: { id: string; close: () => void } | null) => {
+      if (client?.id === 'sim-gw-001' && packet.topic.endsWith('/telemetry') && drops === 0) {
+        drops++;
+        client.close();
+      }
+    };
+    broker.aedes.on('publish', dropOnce);
+    try {
+      const file: ScenarioFile = {
+        name: 'drop',
+        start: '2026-05-20T12:00',
+        duration: '1m',
+        speed: 'max',
+        timestamps: 'scenario',
+        connection: { mode: 'gateway', gateways: 1, upload: '10s' },
+        provinces: [{ code: '86', devices: { traffic: 0, environment: 0, energy: 3 }, interval: { energy: '1s' } }],
+      };
+      const since = received.length;
+      const simulation = await start({ scenario: scenario(file), logger: simLogger });
+      await within(simulation.finished, 12_000, 'the run with a dropped connection', simulation);
+      await within(simulation.stop(), 6_000, 'stopping the run with a dropped connection', simulation);
+      expect(drops).toBe(1);
+      expect(simulation.stats()).toMatchObject({ readings: 180, buffered: 0, lost: 0 });
+      // Every reading reached the observer, at least once (QoS 1: a resend may repeat one).
+      const seqs = new Set<string>();
+      for (const m of received.slice(since).filter((r) => r.topic.includes('/86/') && r.topic.endsWith('/telemetry'))) {
+        const decoded = decodeTelemetry('energy', m.payload, Date.UTC(2026, 4, 20, 6));
+        if (decoded.ok) for (const r of decoded.value.readings) seqs.add(`${m.topic} ${r.seq}`);
+      }
+      expect(seqs.size).toBe(180);
+    } finally {
+      broker.aedes.off('publish', dropOnce);
       await rm(dir, { recursive: true, force: true });
     }
   });
