@@ -39,6 +39,13 @@ export class InfluxQueryError extends Error {
   }
 }
 
+export interface WriteOptions {
+  /** 1.x only: into this retention policy instead of the raw one (the roll-ups). */
+  readonly retentionPolicy?: string;
+  /** Bodies from this size on are gzipped (unless InfluxDB is on loopback); default 64 KiB. */
+  readonly gzipMinBytes?: number;
+}
+
 export class Influx {
   readonly settings: InfluxSettings;
   readonly client: InfluxDB;
@@ -46,6 +53,7 @@ export class Influx {
   readonly #writePath: string;
   /** Off on loopback (see writeLines). */
   readonly #gzip: boolean;
+  readonly #rpPaths = new Map<string, string>();
 
   constructor(settings: InfluxSettings) {
     this.settings = settings;
@@ -66,13 +74,25 @@ export class Influx {
    * gzipped from `gzipMinBytes` on, unless InfluxDB is on this machine (loopback), where
    * compressing costs both processes CPU and saves nothing.
    */
-  async writeLines(lines: readonly string[], gzipMinBytes = 64 * 1024): Promise<void> {
+  async writeLines(lines: readonly string[], options: WriteOptions = {}): Promise<void> {
     if (lines.length === 0) return;
-    await this.client.transport.request(this.#writePath, lines.join('\n'), {
+    const gzipMinBytes = options.gzipMinBytes ?? 64 * 1024;
+    await this.client.transport.request(options.retentionPolicy === undefined ? this.#writePath : this.#rpWritePath(options.retentionPolicy), lines.join('\n'), {
       method: 'POST',
       headers: { 'content-type': 'text/plain; charset=utf-8' },
       ...(this.#gzip ? { gzipThreshold: gzipMinBytes } : {}),
     });
+  }
+
+  /** The 1.x write path into another retention policy of the database (roll-ups). */
+  #rpWritePath(retentionPolicy: string): string {
+    if (this.settings.apiVersion !== 'v1') throw new Error(`writing to retention policy "${retentionPolicy}" needs the 1.x write API (INFLUX_API=v1)`);
+    let path = this.#rpPaths.get(retentionPolicy);
+    if (path === undefined) {
+      path = `/write?${new URLSearchParams({ db: this.settings.database, rp: retentionPolicy, precision: 'ms' }).toString()}`;
+      this.#rpPaths.set(retentionPolicy, path);
+    }
+    return path;
   }
 
   /**

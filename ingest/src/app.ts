@@ -21,9 +21,10 @@ import { AlertEngine, type AlertDevice } from './alerts/engine.js';
 import { readAlertRules, type AlertRules } from './alerts/rules.js';
 import { LateAcks, type AckToken } from './late-acks.js';
 import { IngestMetrics } from './metrics.js';
-import { readingLine, rejectedLine, statusLine, type Rejected } from './records.js';
+import { rejectedLine, seriesPrefix, seriesReadingLine, statusLine, type Rejected } from './records.js';
+import { StreamRollups } from './rollups.js';
 import { foreignFilters, shardClientId, shardFilters, shardOf, type Shard } from './shards.js';
-import { alertEventLine, backfillRollups, loadAlertEvents, ROLLUPS } from './storage.js';
+import { alertEventLine, backfillRollups, loadAlertEvents, newestRollup, ROLLUP_RESOLUTIONS, ROLLUPS, type RollupResolution } from './storage.js';
 import { ProvinceSummaries } from './summaries.js';
 import { BatchWriter } from './writer.js';
 
@@ -46,6 +47,12 @@ export const INGEST_DEFAULTS = {
   influxPingIntervalMs: 2000,
   /** How often silent devices are checked against the no-data rules. */
   alertTickMs: 1000,
+  /** Stream roll-ups: a window is written this long after its end (later readings are recomputed from raw). */
+  rollupGraceMs: 15_000,
+  /** Stream roll-ups: how often windows are checked for being due. */
+  rollupTickMs: 1000,
+  /** Stream roll-ups: a start recovers at most this far back (older gaps: backfillRollups by hand). */
+  rollupRecoveryMs: 6 * 3600_000,
   /** Province summaries are published this often (retained, on ops/{province}/summary). */
   summaryIntervalMs: 5000,
   /** Alert events read back at start to rebuild the active alerts: as far back as raw data is kept by default. */
@@ -75,10 +82,14 @@ export interface IngestOptions {
   readonly alertHistoryMs?: number;
   readonly summaryIntervalMs?: number;
   /**
-   * The roll-ups are kept by continuous queries (INGEST_ROLLUPS=cq on 1.x): a backlog batch older
-   * than they reach is rolled up by ingest itself (backfillRollups for that device) once stored.
+   * Who keeps the 1 m and 1 h roll-ups (INGEST_ROLLUPS, InfluxDB 1.x): 'stream', ingest as it
+   * stores (rollups.ts; late readings and restarts recomputed from raw); 'cq', the continuous
+   * queries, a backlog batch older than they reach rolled up by ingest (backfillRollups for that
+   * device) once stored; 'none' (default here), nobody.
    */
-  readonly rollupBackfill?: boolean;
+  readonly rollups?: 'stream' | 'cq' | 'none';
+  /** Stream roll-ups: how long after its end a window waits for readings still on their way. */
+  readonly rollupGraceMs?: number;
   readonly now?: () => number;
 }
 
@@ -95,10 +106,13 @@ interface Item {
 }
 
 interface Backfill {
-  readonly device: string;
+  /** One device's series, or (undefined) every series of `provinces`. */
+  readonly device?: string | undefined;
+  readonly provinces?: readonly string[] | undefined;
   readonly domain: Domain;
   from: number;
   to: number;
+  resolutions: RollupResolution[];
   attempts: number;
 }
 
@@ -189,6 +203,48 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
     },
   });
 
+  // ---- Stream roll-ups (INGEST_ROLLUPS=stream): windows in memory, written to the roll-up retention policies ----
+  let streamRollups: StreamRollups | undefined;
+  const rollupWriters = new Map<RollupResolution, BatchWriter<undefined>>();
+  if (options.rollups === 'stream') {
+    const startedAt = now();
+    const newest = await newestRollup(influx, shard.provinces);
+    const floor = startedAt - INGEST_DEFAULTS.rollupRecoveryMs;
+    const recoverFrom = Math.max(floor, newest === undefined ? floor : newest + ROLLUPS['1m'].intervalMs);
+    streamRollups = new StreamRollups({ startedAt, recoverFrom, provinces: shard.provinces, graceMs: options.rollupGraceMs ?? INGEST_DEFAULTS.rollupGraceMs });
+    for (const resolution of ROLLUP_RESOLUTIONS) {
+      const retentionPolicy = ROLLUPS[resolution].retentionPolicy;
+      rollupWriters.set(
+        resolution,
+        new BatchWriter<undefined>({
+          write: (lines) => influx.writeLines(lines, { retentionPolicy }),
+          batchLines,
+          flushIntervalMs: 1000,
+          concurrency: 1,
+          onWritten(_items, lines) {
+            metrics.rollupPoints[resolution] += lines;
+          },
+          onRefused(line, reason) {
+            metrics.refusedLines++;
+            logger.warn({ code: 'E_STORE_REFUSED', reason, line: line.slice(0, 300) }, `InfluxDB refused a ${resolution} roll-up point`);
+          },
+          onRetry(failure, attempt, lines, delayMs) {
+            metrics.writeFailures++;
+            logger.warn({ code: 'E_UPSTREAM', status: failure.status, err: failure.message, attempt, lines, retryInMs: delayMs }, 'InfluxDB roll-up write failed; retrying');
+          },
+        }),
+      );
+    }
+    logger.info({ recoverFrom: new Date(recoverFrom).toISOString(), graceMs: options.rollupGraceMs ?? INGEST_DEFAULTS.rollupGraceMs }, 'roll-ups computed in the stream');
+  }
+  const writeDueRollups = (): void => {
+    if (!streamRollups || closing) return;
+    const due = streamRollups.due(now());
+    if (due.minute.length > 0) rollupWriters.get('1m')?.add(due.minute, undefined);
+    if (due.hour.length > 0) rollupWriters.get('1h')?.add(due.hour, undefined);
+    for (const job of due.jobs) queueBackfill({ ...job, resolutions: [...job.resolutions], attempts: 0 });
+  };
+
   // Dead-letter records share a series per (code, device): a millisecond each keeps two apart.
   const lastRejectedTs = new Map<string, number>();
   const uniqueTs = (code: string, deviceId: string): number => {
@@ -248,11 +304,17 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
     const kind = device?.kind ?? 'unknown';
     const subject: AlertDevice = { deviceId: address.deviceId, province: address.province, domain: address.domain, kind: device?.kind };
     let events: AlertEvent[] | undefined;
+    const prefix = seriesPrefix(address.domain, address.province, address.deviceId, kind);
+    let late: Backfill | undefined;
     for (const reading of decoded.value.readings) {
       const derived = enrichReading(address.domain, reading, device?.profile);
       const fields = flattenReading(reading);
       Object.assign(fields, derived as Fields);
-      lines.push(readingLine(address.domain, address.province, address.deviceId, kind, reading.ts, fields));
+      lines.push(seriesReadingLine(prefix, reading.ts, fields));
+      if (streamRollups) {
+        const lateFor = streamRollups.add(prefix, address.deviceId, address.domain, reading.ts, fields);
+        if (lateFor.length > 0) late = widen(late ?? { device: address.deviceId, domain: address.domain, from: reading.ts, to: reading.ts + 1, resolutions: [], attempts: 0 }, reading.ts, reading.ts + 1, lateFor);
+      }
       summaries.onReading(subject, fields, derived, receivedAt, reading.ts);
       const raised = engine.onReading(subject, reading.ts, fields, derived, receivedAt);
       for (const event of raised) {
@@ -261,15 +323,15 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
       }
     }
     const first = decoded.value.readings[0];
-    let backfill: Backfill | undefined;
-    if (options.rollupBackfill && first) {
+    let backfill = late;
+    if (options.rollups === 'cq' && first) {
       let from = first.ts;
       let to = first.ts;
       for (const reading of decoded.value.readings) {
         if (reading.ts < from) from = reading.ts;
         if (reading.ts > to) to = reading.ts;
       }
-      if (from < receivedAt - ROLLUPS['1m'].lateReadingsMs) backfill = { device: address.deviceId, domain: address.domain, from, to: to + 1, attempts: 0 };
+      if (from < receivedAt - ROLLUPS['1m'].lateReadingsMs) backfill = { device: address.deviceId, domain: address.domain, from, to: to + 1, resolutions: [...ROLLUP_RESOLUTIONS], attempts: 0 };
     }
     writer.add(lines, { token, readings: decoded.value.readings.length, deviceTs: first ? first.ts : 0, events, backfill });
     pauseIfFull();
@@ -344,29 +406,30 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
     return built.length;
   };
 
-  // ---- Roll-ups of late backlogs: one device's series at a time, in the background ----
+  // ---- Roll-ups recomputed from raw (late readings, restarts): one job at a time, in the background ----
   const backfills = new Map<string, Backfill>();
   let backfilling = false;
   const queueBackfill = (job: Backfill): void => {
-    const queued = backfills.get(job.device);
-    if (queued) {
-      queued.from = Math.min(queued.from, job.from);
-      queued.to = Math.max(queued.to, job.to);
-    } else backfills.set(job.device, { ...job });
+    const key = job.device ?? `${job.domain}|${job.provinces?.join(',') ?? '*'}`;
+    const queued = backfills.get(key);
+    if (queued) widen(queued, job.from, job.to, job.resolutions);
+    else backfills.set(key, { ...job, resolutions: [...job.resolutions] });
     void runBackfills();
   };
   const runBackfills = async (): Promise<void> => {
     if (backfilling) return;
     backfilling = true;
     try {
-      for (const [device, job] of backfills) {
+      for (const [key, job] of backfills) {
         if (closing) break;
-        backfills.delete(device);
+        // Every raw point of the range must be in: wait for what was added before (batches are written concurrently).
+        await writer.whenStored();
+        backfills.delete(key);
         try {
-          await backfillRollups(influx, job.from, job.to, { device, domains: [job.domain] });
+          await backfillRollups(influx, job.from, job.to, { device: job.device, provinces: job.provinces, domains: [job.domain], resolutions: job.resolutions });
           metrics.rollupBackfills++;
         } catch (err) {
-          logger.warn({ code: 'E_UPSTREAM', device, from: new Date(job.from).toISOString(), to: new Date(job.to).toISOString(), attempt: job.attempts + 1, err: (err as Error).message }, 'roll-up backfill of a late backlog failed');
+          logger.warn({ code: 'E_UPSTREAM', device: job.device, provinces: job.provinces?.length, domain: job.domain, from: new Date(job.from).toISOString(), to: new Date(job.to).toISOString(), attempt: job.attempts + 1, err: (err as Error).message }, 'roll-up recompute from raw failed');
           if (++job.attempts < 5) setTimeout(() => queueBackfill(job), 10_000 * job.attempts).unref();
         }
       }
@@ -452,6 +515,8 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
   pinger.unref();
   const alertTimer = setInterval(tickAlerts, INGEST_DEFAULTS.alertTickMs);
   alertTimer.unref();
+  const rollupTimer = setInterval(writeDueRollups, INGEST_DEFAULTS.rollupTickMs);
+  rollupTimer.unref();
   const summaryTimer = setInterval(publishSummaries, options.summaryIntervalMs ?? INGEST_DEFAULTS.summaryIntervalMs);
   summaryTimer.unref();
 
@@ -479,12 +544,23 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
       closing = true;
       clearInterval(pinger);
       clearInterval(alertTimer);
+      clearInterval(rollupTimer);
       clearInterval(summaryTimer);
       // Stop taking messages, store what was taken, acknowledge it, then leave.
       client.options.reconnectPeriod = 0;
       const unwritten = await writer.close(INGEST_DEFAULTS.closeTimeoutMs);
+      // Windows still open are left to the next start, which recomputes them from raw.
+      for (const rollupWriter of rollupWriters.values()) await rollupWriter.close(INGEST_DEFAULTS.closeTimeoutMs);
       if (unwritten > 0) logger.warn({ code: 'E_UPSTREAM', unwritten }, 'InfluxDB did not take everything before shutdown: the broker redelivers those messages at the next start');
       await client.endAsync();
     },
   };
+}
+
+/** Widens a recompute job to cover [from, to) and these roll-ups too. */
+function widen(job: Backfill, from: number, to: number, resolutions: readonly RollupResolution[]): Backfill {
+  job.from = Math.min(job.from, from);
+  job.to = Math.max(job.to, to);
+  for (const resolution of resolutions) if (!job.resolutions.includes(resolution)) job.resolutions.push(resolution);
+  return job;
 }

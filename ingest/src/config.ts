@@ -16,7 +16,7 @@ export const INGEST_CONFIG = {
   INGEST_MAX_CLOCK_SKEW_MS: { kind: 'int', default: '300000', min: 0, description: 'readings further ahead of server time are rejected (E_CLOCK_SKEW)' },
   INGEST_RULES_FILE: { kind: 'path', optional: true, description: 'alert rules (YAML, validated at start) — optional (default: the shipped ingest/alert-rules.yaml)' },
   INGEST_SUMMARY_INTERVAL_MS: { kind: 'int', default: '5000', min: 1000, max: 600_000, description: 'how often province summaries are published (retained, ops/{province}/summary)' },
-  INGEST_ROLLUPS: { kind: 'enum', default: 'cq', values: ['cq', 'none'], description: 'cq: InfluxDB 1.x continuous queries keep the 1 m and 1 h roll-ups (about 1,000 readings/s per 2-core InfluxDB, BENCHMARKS.md); none: drop them (roll-ups made elsewhere)' },
+  INGEST_ROLLUPS: { kind: 'enum', default: 'stream', values: ['stream', 'cq', 'none'], description: 'who keeps the 1 m and 1 h roll-ups on InfluxDB 1.x — stream: ingest, from the readings it stores (late ones and restarts recomputed from raw); cq: continuous queries (about 1,000 readings/s per 2-core InfluxDB); none: nobody (made elsewhere)' },
   INFLUX_ROLLUP_1M_RETENTION: { kind: 'string', default: '90d', description: 'how long 1-minute min/mean/max/count roll-ups are kept (InfluxDB 1.x: ingest creates them)' },
   INFLUX_ROLLUP_1H_RETENTION: { kind: 'string', default: '730d', description: 'how long 1-hour roll-ups are kept (INF: forever)' },
   INGEST_HTTP_HOST: { kind: 'string', default: '127.0.0.1', description: "interface of ingest's /metrics, /healthz and /readyz" },

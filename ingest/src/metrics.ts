@@ -32,8 +32,10 @@ export class IngestMetrics {
   alertsRaised = 0;
   alertsCleared = 0;
   summariesPublished = 0;
-  /** Late backlogs rolled up by ingest (backfillRollups for one device). */
+  /** Roll-ups ingest recomputed from raw points (a late reading's device, a restart's first minutes and hour). */
   rollupBackfills = 0;
+  /** Stream roll-up points stored (INGEST_ROLLUPS=stream), by resolution. */
+  readonly rollupPoints = { '1m': 0, '1h': 0 };
   readonly batchLines = new Histogram(BATCH_BOUNDS);
   readonly writeSeconds = new Histogram(LATENCY_BOUNDS);
   /** From the reading's device timestamp to its batch being stored (a backlog shows as lag). */
@@ -55,7 +57,8 @@ export class IngestMetrics {
       .family(`${p}backpressure_pauses_total`, 'counter', 'Times ingest stopped reading because its buffer reached its bound.', [['', this.backpressurePauses]])
       .family(`${p}alerts_total`, 'counter', 'Alert events, by state.', [['{state="raised"}', this.alertsRaised], ['{state="cleared"}', this.alertsCleared]])
       .family(`${p}summaries_published_total`, 'counter', 'Province summaries published.', [['', this.summariesPublished]])
-      .family(`${p}rollup_backfills_total`, 'counter', 'Late backlogs whose roll-ups ingest recomputed (one device each).', [['', this.rollupBackfills]])
+      .family(`${p}rollup_backfills_total`, 'counter', 'Roll-ups recomputed from raw points: a late reading\'s device, or a restart\'s first minutes and hour.', [['', this.rollupBackfills]])
+      .family(`${p}rollup_points_written_total`, 'counter', 'Roll-up points ingest computed from the stream and stored (INGEST_ROLLUPS=stream), by resolution.', Object.entries(this.rollupPoints).map(([r, v]) => [`{resolution="${r}"}`, v] as const))
       .family(`${p}buffered_lines`, 'gauge', 'Lines waiting to be stored.', [['', gauges.bufferedLines]])
       .family(`${p}buffer_fill_ratio`, 'gauge', 'Buffered lines over the bound (INGEST_MAX_BUFFERED_LINES).', [['', gauges.maxBufferedLines > 0 ? gauges.bufferedLines / gauges.maxBufferedLines : 0]])
       .family(`${p}mqtt_connected`, 'gauge', '1 while connected to the broker.', [['', gauges.connected ? 1 : 0]])

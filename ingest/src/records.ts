@@ -12,7 +12,17 @@ import { escapeFieldKey, escapeStringField, escapeTag, formatFieldValue } from '
  * which is what makes at-least-once delivery store every reading exactly once.
  */
 export function readingLine(domain: Domain, province: string, deviceId: string, kind: string, ts: number, fields: Fields): string {
-  let line = `${domain},device=${escapeTag(deviceId)},kind=${escapeTag(kind)},province=${escapeTag(province)} `;
+  return seriesReadingLine(seriesPrefix(domain, province, deviceId, kind), ts, fields);
+}
+
+/** A reading's series as line protocol: measurement and tags (the roll-ups keep the same). */
+export function seriesPrefix(domain: Domain, province: string, deviceId: string, kind: string): string {
+  return `${domain},device=${escapeTag(deviceId)},kind=${escapeTag(kind)},province=${escapeTag(province)}`;
+}
+
+/** readingLine for a series already written as seriesPrefix. */
+export function seriesReadingLine(prefix: string, ts: number, fields: Fields): string {
+  let line = `${prefix} `;
   let first = true;
   for (const name in fields) {
     const value = fields[name];

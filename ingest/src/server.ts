@@ -40,7 +40,8 @@ runService(logger, async () => {
     maxBufferedLines: config.INGEST_MAX_BUFFERED_LINES,
     alertRules,
     alertHistoryMs: rawRetentionMs,
-    rollupBackfill: influx.settings.apiVersion === 'v1' && config.INGEST_ROLLUPS === 'cq',
+    // Roll-ups are ingest's business on 1.x only (2.x/3.x: on the bucket side, see the README).
+    rollups: influx.settings.apiVersion === 'v1' ? (config.INGEST_ROLLUPS as 'stream' | 'cq' | 'none') : 'none',
     summaryIntervalMs: config.INGEST_SUMMARY_INTERVAL_MS,
     // Backfill is accepted as far back as raw data is kept, and no further (E_TOO_OLD).
     decodeLimits: { ...DEFAULT_DECODE_LIMITS, maxClockSkewMs: config.INGEST_MAX_CLOCK_SKEW_MS, maxAgeMs: rawRetentionMs },

@@ -269,6 +269,8 @@ function rollupSelect(database: string, rawRetentionPolicy: string, spec: Rollup
 export interface BackfillOptions {
   /** Only this device's series (cheap: for one device's late backlog). */
   readonly device?: string;
+  /** Only the series of these provinces (an ingest shard's). */
+  readonly provinces?: readonly string[];
   /** Only these roll-ups; default both. */
   readonly resolutions?: readonly RollupResolution[];
   /** Only these measurements; default every domain. */
@@ -296,7 +298,8 @@ export async function backfillRollups(influx: Influx, from: number, to: number, 
   if (options.device !== undefined && !isDeviceId(options.device)) throw new CodedError('E_BAD_REQUEST', 'backfill device is not a device id');
   const database = influx.settings.database;
   const rawRp = influx.settings.retentionPolicy;
-  const where = options.device === undefined ? '' : ' AND "device" = $device';
+  let where = options.device === undefined ? '' : ' AND "device" = $device';
+  if (options.provinces !== undefined) where += ` AND "province" =~ ${provincesRegex(options.provinces)}`;
   const written = { '1m': 0, '1h': 0 };
   const ranges = { '1m': { from, to }, '1h': { from, to } };
   for (const resolution of options.resolutions ?? ROLLUP_RESOLUTIONS) {
@@ -319,6 +322,28 @@ export async function backfillRollups(influx: Influx, from: number, to: number, 
     }
   }
   return { written, ranges };
+}
+
+/** A regex literal matching exactly these province codes (checked: two digits each). */
+function provincesRegex(provinces: readonly string[]): string {
+  for (const code of provinces) if (!/^\d{2}$/.test(code)) throw new CodedError('E_BAD_REQUEST', `province code "${code.slice(0, 20)}" is not two digits`);
+  return `/^(${provinces.join('|')})$/`;
+}
+
+/**
+ * Time of the newest 1-minute roll-up point of these provinces (any domain), or undefined when
+ * there is none: where a starting ingest takes over the roll-ups (see rollups.ts).
+ */
+export async function newestRollup(influx: Influx, provinces: readonly string[]): Promise<number | undefined> {
+  const db = quoteIdentifier(influx.settings.database);
+  const rp = quoteIdentifier(ROLLUPS['1m'].retentionPolicy);
+  let newest: number | undefined;
+  for (const domain of DOMAINS) {
+    const [series = []] = await influx.query(`SELECT * FROM ${db}.${rp}.${quoteIdentifier(domain)} WHERE "province" =~ ${provincesRegex(provinces)} ORDER BY time DESC LIMIT 1`);
+    const ts = series[0]?.values[0]?.[0];
+    if (typeof ts === 'number' && (newest === undefined || ts > newest)) newest = ts;
+  }
+  return newest;
 }
 
 /* ---- Alert events ---- */

@@ -36,6 +36,7 @@ export interface BatchWriterOptions<T> {
 }
 
 interface Batch<T> {
+  readonly id: number;
   lines: string[];
   items: T[];
   /** Parts not yet stored; the items are released when it reaches 0. */
@@ -59,6 +60,11 @@ export class BatchWriter<T> {
   #buffered = 0;
   #closed = false;
   #idle: (() => void)[] = [];
+  #nextBatchId = 0;
+  /** Batches created and not yet stored (open, queued, in flight), by id. */
+  readonly #unstored = new Set<number>();
+  /** whenStored() waiters: resolved once no batch up to `upTo` is unstored. */
+  #storedWaiters: { upTo: number; resolve: () => void }[] = [];
   readonly #retryTimers = new Set<NodeJS.Timeout>();
   /** Consecutive failed writes (0 while InfluxDB answers). */
   #failing = 0;
@@ -74,7 +80,8 @@ export class BatchWriter<T> {
     if (this.#closed) throw new Error('writer closed');
     let batch = this.#open;
     if (!batch) {
-      batch = { lines: [], items: [], pending: 1, createdAt: this.#now() };
+      batch = { id: this.#nextBatchId++, lines: [], items: [], pending: 1, createdAt: this.#now() };
+      this.#unstored.add(batch.id);
       this.#open = batch;
       this.#timer = setTimeout(() => this.#seal(), this.#options.flushIntervalMs);
     }
@@ -96,6 +103,22 @@ export class BatchWriter<T> {
 
   get lastFailure(): WriteFailure | undefined {
     return this.#lastFailure;
+  }
+
+  /**
+   * Resolves once every line added before this call is stored (or refused), whatever comes after:
+   * for work that reads back what was written (roll-ups recomputed from raw points). Batches are
+   * written concurrently, so the batch holding the last line added is not enough to wait for.
+   */
+  whenStored(): Promise<void> {
+    const upTo = this.#nextBatchId - 1;
+    if (!this.#pendingUpTo(upTo)) return Promise.resolve();
+    return new Promise((resolve) => this.#storedWaiters.push({ upTo, resolve }));
+  }
+
+  #pendingUpTo(upTo: number): boolean {
+    for (const id of this.#unstored) if (id <= upTo) return true;
+    return false;
   }
 
   /** Seals the open batch and resolves once everything added so far is stored. */
@@ -188,7 +211,18 @@ export class BatchWriter<T> {
   #stored(batch: Batch<T>, lines: number, startedAt: number): void {
     this.#buffered -= lines;
     batch.pending--;
-    if (batch.pending === 0) this.#options.onWritten(batch.items, batch.lines.length, startedAt);
+    if (batch.pending === 0) {
+      this.#unstored.delete(batch.id);
+      this.#options.onWritten(batch.items, batch.lines.length, startedAt);
+      if (this.#storedWaiters.length > 0) {
+        const waiting = this.#storedWaiters;
+        this.#storedWaiters = [];
+        for (const waiter of waiting) {
+          if (this.#pendingUpTo(waiter.upTo)) this.#storedWaiters.push(waiter);
+          else waiter.resolve();
+        }
+      }
+    }
     if (this.#buffered === 0 && !this.#open) for (const resolve of this.#idle.splice(0)) resolve();
   }
 }

@@ -56,7 +56,7 @@ describe('ingest processing: alerts and summaries', () => {
   const isSummary = Compile(ProvinceSummary);
 
   const start = (clientId = 'ingest-processing') =>
-    startIngest({ mqttUrl: url, username: 'ingest', password: ingestSecret, clientId, influx, registry, logger: pino({ level: process.env.TEST_LOG ?? 'silent' }), flushIntervalMs: 50, alertRules: RULES, summaryIntervalMs: 60_000, rollupBackfill: true });
+    startIngest({ mqttUrl: url, username: 'ingest', password: ingestSecret, clientId, influx, registry, logger: pino({ level: process.env.TEST_LOG ?? 'silent' }), flushIntervalMs: 50, alertRules: RULES, summaryIntervalMs: 60_000, rollups: 'cq' });
 
   const waitFor = async <T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 15_000): Promise<T> => {
     const deadline = Date.now() + timeoutMs;
@@ -166,6 +166,44 @@ describe('ingest processing: alerts and summaries', () => {
     await waitFor('the backfill to finish', () => ((ingest?.metrics.rollupBackfills ?? 0) > 0 ? true : undefined));
     const [hour = []] = await influx.query('SELECT "count_seq" FROM "rollup_1h"."energy" WHERE "device" = $device', { device: feeder.deviceId });
     expect(hour[0]?.values.length).toBeGreaterThan(0);
+  });
+
+  it('keeps the roll-ups in the stream: a minute written once over, the minutes before the start and a late reading recomputed from raw', async () => {
+    await ingest?.close(); // this test's ingest alone stores the shard
+    let shift = 0;
+    const t0 = Date.now();
+    const streaming = await startIngest({ mqttUrl: url, username: 'ingest', password: ingestSecret, clientId: 'ingest-stream', influx, registry, logger: pino({ level: process.env.TEST_LOG ?? 'silent' }), flushIntervalMs: 50, alertRules: RULES, summaryIntervalMs: 60_000, rollups: 'stream', rollupGraceMs: 1000, now: () => Date.now() + shift });
+    try {
+      const startMinute = Math.floor(t0 / 60_000) * 60_000;
+      const firstOwn = startMinute + 60_000;
+      const minuteRow = async (t: number) => {
+        const [series = []] = await influx.query('SELECT "count_seq", "min_frequency", "max_frequency" FROM "rollup_1m"."energy" WHERE "device" = $device AND time = $t', { device: feeder.deviceId, t: new Date(t).toISOString() });
+        return series[0]?.values[0];
+      };
+      // The minute ingest started in: not its own (a previous process may have stored some of it).
+      await publishFrequency(50.05, t0 - 1);
+      // Its first own minute, counted in memory: written once the minute and the grace are over.
+      shift = firstOwn + 5000 - Date.now();
+      for (const [i, f] of [49.95, 50.0, 50.1].entries()) await publishFrequency(f, firstOwn + 1000 * (i + 1));
+      await streaming.flush();
+      expect(await minuteRow(firstOwn)).toBeUndefined();
+      shift = firstOwn + 62_000 - Date.now();
+      const own = await waitFor('the stream roll-up of the first own minute', () => minuteRow(firstOwn));
+      expect(own.slice(1)).toEqual([3, 49.95, 50.1]);
+      // The start minute (earlier tests stored readings in it too): from raw, by the start-up recovery (one job per domain).
+      await waitFor('the start-up recovery', () => (streaming.metrics.rollupBackfills >= 3 ? true : undefined));
+      const [rawMinute = []] = await influx.query('SELECT count("seq"), min("frequency"), max("frequency") FROM "raw"."energy" WHERE "device" = $device AND time >= $from AND time < $to', { device: feeder.deviceId, from: new Date(startMinute).toISOString(), to: new Date(firstOwn).toISOString() });
+      expect((await minuteRow(startMinute))?.slice(1)).toEqual(rawMinute[0]?.values[0]?.slice(1));
+      expect(streaming.metrics.rollupPoints['1m']).toBeGreaterThanOrEqual(1);
+      // A reading for that minute now is late: once stored, the minute is recomputed from raw.
+      await publishFrequency(49.7, firstOwn + 4000);
+      const late = await waitFor('the late reading in the roll-up', async () => ((await minuteRow(firstOwn))?.[1] === 4 ? minuteRow(firstOwn) : undefined));
+      expect(late.slice(1)).toEqual([4, 49.7, 50.1]);
+      expect(streaming.renderMetrics()).toMatch(/citypulse_ingest_rollup_points_written_total\{resolution="1m"\} [1-9]/);
+    } finally {
+      await streaming.close();
+      ingest = await start();
+    }
   });
 
   it('stops at start on a refused login, with the reason', async () => {

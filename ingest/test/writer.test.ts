@@ -26,6 +26,31 @@ class HttpLikeError extends Error {
 }
 
 describe('BatchWriter', () => {
+  it('whenStored waits for every batch added before it, also when a later one is written first', async () => {
+    const pending: { lines: readonly string[]; done: () => void }[] = [];
+    const { writer } = writerWith((lines) => new Promise<void>((resolve) => pending.push({ lines, done: resolve })));
+    writer.add(['a', 'b', 'c', 'd'], 1); // full: written at once
+    writer.add(['e', 'f', 'g', 'h'], 2); // second write in flight
+    let stored = false;
+    const waiting = writer.whenStored().then(() => (stored = true));
+    writer.add(['i'], 3); // after the call: not waited for
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(pending.map((p) => p.lines[0])).toEqual(['a', 'e']);
+    pending[1]?.done(); // the later batch first
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(stored).toBe(false);
+    pending[0]?.done();
+    await waiting;
+    expect(stored).toBe(true);
+    expect(writer.bufferedLines).toBe(1); // 'i' is still open or in flight
+    await expect(new BatchWriter<number>({ write: async () => undefined, batchLines: 1, flushIntervalMs: 10, concurrency: 1, onWritten: () => undefined, onRefused: () => undefined }).whenStored()).resolves.toBeUndefined();
+    for (const p of pending.slice(2)) p.done();
+    const rest = writer.flush();
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    for (const p of pending.slice(2)) p.done();
+    await rest;
+  });
+
   it('writes a batch when it is full or after the flush interval, and releases its items once stored', async () => {
     const batches: string[][] = [];
     const { writer, written } = writerWith(async (lines) => {
