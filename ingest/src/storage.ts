@@ -62,9 +62,10 @@ import { formatLine } from './line-protocol.js';
  * same as it writes them. With every raw point aggregated 7 times per roll-up (14 in all), CQ
  * roll-ups keep up with about 1,400 readings/s if InfluxDB gives them a whole core, call it
  * 1,000 readings/s: a province's fleet (thousands of devices at 20–60 s), not the 10,000+
- * readings/s of a national deployment, where the roll-ups belong in the stream. INGEST_ROLLUPS=none
- * (continuousQueries: false) turns them off for such a deployment or when roll-ups are made
- * elsewhere (InfluxDB 2.x tasks, 3.x's Downsampler).
+ * readings/s of a national deployment, where the roll-ups belong in the stream: INGEST_ROLLUPS=stream
+ * (the default; rollups.ts) computes the same points in ingest and uses backfillRollups only for
+ * late readings and restarts. INGEST_ROLLUPS=none (continuousQueries: false, as for stream)
+ * leaves no CQ behind.
  */
 
 export const ROLLUP_AGGREGATES = ['min', 'mean', 'max', 'count'] as const;
@@ -148,7 +149,7 @@ export interface StorageOptions {
   /** 1-hour roll-ups, e.g. 730d or INF. */
   readonly rollup1hRetention: string;
   /**
-   * Keep the roll-up continuous queries (default true). False (INGEST_ROLLUPS=none) drops the
+   * Keep the roll-up continuous queries (default true). False (INGEST_ROLLUPS=stream or none) drops the
    * `cq_rollup_…` ones: roll-ups are made elsewhere, or not at all. See "Capacity" above.
    */
   readonly continuousQueries?: boolean;
