@@ -199,6 +199,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
     onRetry(failure, attempt, lines, delayMs) {
       metrics.writeFailures++;
       influxUp = false;
+      disconnectWhileFailing();
       logger.warn({ code: 'E_UPSTREAM', status: failure.status, err: failure.message, attempt, lines, retryInMs: delayMs, bufferedLines: writer.bufferedLines }, 'InfluxDB write failed; retrying (nothing is dropped)');
     },
   });
@@ -454,21 +455,39 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
   client.on('error', (err) => logger.warn({ code: 'E_UPSTREAM', err: err.message }, 'MQTT error'));
   client.on('offline', () => logger.warn({ code: 'E_UPSTREAM' }, 'MQTT connection lost; reconnecting (the broker keeps the queue)'));
 
-  // Back-pressure: at the bound, disconnect (the broker holds the queue); reconnect at half.
+  // Back-pressure. At the bound ingest stops reading its socket: the broker holds the queue, and
+  // the PUBACKs of what is being stored still go out on the same connection. Disconnecting there
+  // instead would void those PUBACKs: after an outage the broker resent its whole queue on every
+  // reconnect, ingest filled up again before any acknowledgement got through, and nothing moved.
+  // Only while InfluxDB is failing (no acknowledgement can come) does ingest disconnect, so the
+  // broker keeps the backlog in its store rather than in a socket buffer. Both end at half.
   let paused = false;
+  let disconnected = false;
   let closing = false;
+  const disconnectWhileFailing = (): void => {
+    if (!paused || disconnected || closing || writer.failingWrites === 0) return;
+    disconnected = true;
+    logger.warn({ code: 'E_UPSTREAM', bufferedLines: writer.bufferedLines, maxBufferedLines }, 'InfluxDB is failing with the buffer full: disconnecting from the broker until it catches up (the broker keeps the queue)');
+    client.end(false);
+  };
   const pauseIfFull = (): void => {
-    if (paused || closing || writer.bufferedLines < maxBufferedLines) return;
+    if (closing || writer.bufferedLines < maxBufferedLines) return;
+    // The socket may have been resumed by MQTT.js's pipe since: pause it again.
+    if (!disconnected) client.stream.pause();
+    if (paused) return;
     paused = true;
     metrics.backpressurePauses++;
-    logger.warn({ code: 'E_UPSTREAM', bufferedLines: writer.bufferedLines, maxBufferedLines }, 'buffer full: disconnecting from the broker until InfluxDB catches up (the broker keeps the queue)');
-    client.end(false);
+    logger.warn({ code: 'E_UPSTREAM', bufferedLines: writer.bufferedLines, maxBufferedLines }, 'buffer full: not reading from the broker until InfluxDB catches up (the broker keeps the queue)');
+    disconnectWhileFailing();
   };
   const resumeIfDrained = (): void => {
     if (!paused || closing || writer.bufferedLines > maxBufferedLines / 2) return;
     paused = false;
-    logger.info({ bufferedLines: writer.bufferedLines }, 'buffer drained: reconnecting to the broker');
-    client.reconnect();
+    logger.info({ bufferedLines: writer.bufferedLines }, 'buffer drained: reading from the broker again');
+    if (disconnected) {
+      disconnected = false;
+      client.reconnect();
+    } else client.stream.resume();
   };
 
   const subscribe = async (sessionPresent: boolean): Promise<void> => {
