@@ -95,8 +95,6 @@ export class StreamRollups {
   /** Hours from here on are whole in memory; the one before (if this is not an hour boundary) is recomputed from raw. */
   readonly #firstOwnHour: number;
   #recovered = false;
-  /** Windows written, for /metrics. */
-  pointsOut = 0;
 
   constructor(options: StreamRollupsOptions) {
     this.#options = options;
@@ -104,14 +102,6 @@ export class StreamRollups {
     this.#firstOwnHour = Math.ceil(this.#firstOwnMinute / HOUR) * HOUR;
     this.#minuteDone = Math.min(Math.floor(options.recoverFrom / MINUTE) * MINUTE, this.#firstOwnMinute - MINUTE);
     this.#hourDone = Math.floor(this.#minuteDone / HOUR) * HOUR;
-  }
-
-  /** Windows open in memory (minutes and hours), for /metrics. */
-  get openWindows(): number {
-    let n = 0;
-    for (const windows of this.#minutes.values()) n += windows.size;
-    for (const windows of this.#hours.values()) n += windows.size;
-    return n;
   }
 
   /**
@@ -189,7 +179,6 @@ export class StreamRollups {
       out.jobs.push(...this.#shardJobs(partialHour, this.#firstOwnHour, ['1h']));
     }
     if (hourBound > this.#hourDone) this.#hourDone = hourBound;
-    this.pointsOut += out.minute.length + out.hour.length;
     return out;
   }
 
