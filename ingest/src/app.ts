@@ -114,6 +114,8 @@ interface Backfill {
   to: number;
   resolutions: RollupResolution[];
   attempts: number;
+  /** writer.addedMark when queued (the latest, once merged): the raw points to wait for. */
+  after?: number;
 }
 
 export interface IngestPipeline {
@@ -413,8 +415,11 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
   const queueBackfill = (job: Backfill): void => {
     const key = job.device ?? `${job.domain}|${job.provinces?.join(',') ?? '*'}`;
     const queued = backfills.get(key);
-    if (queued) widen(queued, job.from, job.to, job.resolutions);
-    else backfills.set(key, { ...job, resolutions: [...job.resolutions] });
+    const after = writer.addedMark;
+    if (queued) {
+      widen(queued, job.from, job.to, job.resolutions);
+      queued.after = after;
+    } else backfills.set(key, { ...job, resolutions: [...job.resolutions], after });
     void runBackfills();
   };
   const runBackfills = async (): Promise<void> => {
@@ -423,8 +428,9 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
     try {
       for (const [key, job] of backfills) {
         if (closing) break;
-        // Every raw point of the range must be in: wait for what was added before (batches are written concurrently).
-        await writer.whenStored();
+        // Every raw point of the range must be in: wait for what was added before the job was
+        // queued (batches are written concurrently); usually long stored, so no wait.
+        await writer.whenStored(job.after);
         backfills.delete(key);
         try {
           await backfillRollups(influx, job.from, job.to, { device: job.device, provinces: job.provinces, domains: [job.domain], resolutions: job.resolutions });

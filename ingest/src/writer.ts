@@ -105,13 +105,17 @@ export class BatchWriter<T> {
     return this.#lastFailure;
   }
 
+  /** Marks what has been added so far: whenStored(mark) later waits for exactly that much. */
+  get addedMark(): number {
+    return this.#nextBatchId - 1;
+  }
+
   /**
-   * Resolves once every line added before this call is stored (or refused), whatever comes after:
+   * Resolves once every line added before this call (or before `upTo` = addedMark was read) is stored (or refused), whatever comes after:
    * for work that reads back what was written (roll-ups recomputed from raw points). Batches are
    * written concurrently, so the batch holding the last line added is not enough to wait for.
    */
-  whenStored(): Promise<void> {
-    const upTo = this.#nextBatchId - 1;
+  whenStored(upTo = this.addedMark): Promise<void> {
     if (!this.#pendingUpTo(upTo)) return Promise.resolve();
     return new Promise((resolve) => this.#storedWaiters.push({ upTo, resolve }));
   }
