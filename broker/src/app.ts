@@ -14,6 +14,7 @@ import { BROKER_DEFAULTS, type BrokerLimits } from './config.js';
 import { LoginThrottle, RateLimiter, type RateWindow } from './limits.js';
 import { BrokerMetrics, domainOfTopic, type ClientErrorKind, type DomainLabel, type RefusalReason } from './metrics.js';
 import type { DeviceRegistry, Principal } from './registry.js';
+import { memoryPersistence } from './persistence.js';
 import { createRouter } from './router.js';
 
 export { BROKER_DEFAULTS, type BrokerLimits };
@@ -36,7 +37,7 @@ export interface BuildBrokerOptions {
   readonly registry: DeviceRegistry;
   readonly logger: Logger;
   readonly limits?: Partial<BrokerLimits>;
-  /** An Aedes persistence (sessions, subscriptions, queued QoS 1/2 messages, retained); in memory without. */
+  /** An Aedes persistence (sessions, subscriptions, queued QoS 1/2 messages, retained); in memory without (persistence.ts). */
   readonly persistence?: unknown;
   /** Queued messages for offline sessions, for /metrics (when the store can count them cheaply). */
   readonly queuedMessages?: () => Promise<number>;
@@ -161,7 +162,7 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
       done(null, true);
     },
     maxInflightInbound: limits.maxInflightInbound,
-    ...(options.persistence ? { persistence: options.persistence } : {}),
+    persistence: options.persistence ?? memoryPersistence(),
 
     authenticate(client, username, password, done) {
       const address = addressOf(client);

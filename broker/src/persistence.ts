@@ -5,7 +5,7 @@ import type { Level } from 'level';
 import type { Logger } from 'pino';
 import { CodedError } from '@citypulse/contracts';
 import { BROKER_STORES } from './config.js';
-import { withGroupCommittedQueue } from './session-queue.js';
+import { withGroupCommittedQueue, withMemoryQueue, type FastQueue } from './session-queue.js';
 
 /**
  * Where the broker keeps MQTT sessions: subscriptions of persistent (clean: false) clients, their
@@ -24,14 +24,13 @@ export const BROKER_STORE_DEFAULTS = {
 
 export interface BrokerStore {
   readonly kind: BrokerStoreKind;
-  /** Pass to buildBroker({ persistence }); undefined means Aedes' in-memory default. */
+  /** Pass to buildBroker({ persistence }). */
   readonly persistence: unknown;
   /** For logs, e.g. "disk (/var/lib/citypulse/mqtt-sessions)". */
   readonly description: string;
   /**
    * QoS 1/2 messages stored for persistent sessions and not yet acknowledged (queued while the
-   * client is away, or in flight). Reads the store: call it from a metrics scrape, not per message.
-   * Absent for 'memory'.
+   * client is away, or in flight). May read the store: call it from a metrics scrape, not per message.
    */
   queuedMessages?(): Promise<number>;
   /** Releases the LevelDB lock / Redis connection. Close the broker first; safe to call twice. */
@@ -84,8 +83,16 @@ const requireCjs = createRequire(import.meta.url);
 export async function openBrokerStore(options: OpenBrokerStoreOptions): Promise<BrokerStore> {
   const { kind } = options;
   switch (kind) {
-    case 'memory':
-      return { kind, persistence: undefined, description: 'memory (sessions and queued messages are lost on restart)', close: async () => undefined };
+    case 'memory': {
+      const persistence = memoryPersistence();
+      return {
+        kind,
+        persistence,
+        description: 'memory (sessions and queued messages are lost on restart)',
+        queuedMessages: () => persistence.queuedMessages(),
+        close: once(() => bounded(persistence.destroy(), options.logger, 'memory session store')),
+      };
+    }
     case 'disk':
       return openDisk(options);
     case 'redis':
@@ -93,6 +100,12 @@ export async function openBrokerStore(options: OpenBrokerStoreOptions): Promise<
     default:
       throw new CodedError('E_CONFIG', `BROKER_STORE "${String(kind)}" must be one of ${BROKER_STORES.join(', ')}`);
   }
+}
+
+/** Aedes' own memory persistence, its queue swapped for one that stays O(1) per message (session-queue.ts). */
+export function memoryPersistence(): FastQueue<AedesPersistence> {
+  const createMemoryPersistence = requireCjs('aedes-persistence') as () => AedesPersistence;
+  return withMemoryQueue(createMemoryPersistence());
 }
 
 async function openDisk(options: OpenBrokerStoreOptions): Promise<BrokerStore> {
@@ -116,12 +129,7 @@ async function openDisk(options: OpenBrokerStoreOptions): Promise<BrokerStore> {
     kind: 'disk',
     persistence,
     description: `disk (${location})`,
-    async queuedMessages() {
-      // Keys "outgoing:<client>:<broker>:<counter>", one per unacknowledged message (aedes-persistence-level 9).
-      let count = 0;
-      for await (const _key of db.keys({ gte: 'outgoing:', lt: 'outgoing;' })) count++;
-      return count;
-    },
+    queuedMessages: () => persistence.queuedMessages(),
     close: once(async () => {
       await bounded(persistence.destroy(), options.logger, 'disk session store');
       if (db.status !== 'closed') await db.close();
@@ -216,7 +224,7 @@ export function parseRedisUrl(url: string | undefined): RedisConnectionOptions {
  * counter at the clock in microseconds keeps keys unique across restarts (and LevelDB's queue in
  * publish order), as long as the broker handles fewer than a million messages a second.
  */
-function withUniqueCounters(persistence: AedesPersistence): AedesPersistence {
+function withUniqueCounters<P extends AedesPersistence>(persistence: P): P {
   const setup = persistence.setup.bind(persistence);
   // Must stay an `async function`: aedes checks setup.constructor.name === 'AsyncFunction'.
   persistence.setup = async (broker: BrokerCounter) => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { withGroupCommittedQueue, type QueuedPacket } from '../src/session-queue.js';
+import { withGroupCommittedQueue, withMemoryQueue, type QueuedPacket } from '../src/session-queue.js';
 
 /** The group-committed queue on a real LevelDB, beside the plain aedes-persistence-level it replaces. */
 const logger = pino({ level: 'silent' });
@@ -94,5 +94,55 @@ describe('withGroupCommittedQueue', () => {
     for (const p of stored) await queue.outgoingClearMessageId({ id: 'ingest-1' }, p);
     await queue.flushQueue();
     expect(await keys(db)).toEqual([]);
+  });
+});
+
+describe('withMemoryQueue', () => {
+  type Memory = Plain & { destroy(): Promise<void> };
+  const createMemoryPersistence = createRequire(import.meta.url)('aedes-persistence') as () => Memory;
+  const memory = () => withMemoryQueue(createMemoryPersistence());
+
+  it('queues per client in order, hands out packet ids, clears on acknowledgement and counts what is left', async () => {
+    const queue = memory();
+    await queue.setup(broker);
+    for (let i = 1; i <= 5; i++) await queue.outgoingEnqueueCombi([{ clientId: 'ingest-1' }, { clientId: 'ingest-2' }], packet(i));
+    expect(await queue.queuedMessages()).toBe(10);
+    const stored = await drain(queue.outgoingStream({ id: 'ingest-1' }));
+    expect(stored.map((p) => p.brokerCounter)).toEqual([1, 2, 3, 4, 5]);
+    // Delivered under packet ids 101…105, acknowledged out of order.
+    for (const p of stored) await queue.outgoingUpdate({ id: 'ingest-1' }, { ...p, messageId: 100 + (p.brokerCounter ?? 0) });
+    expect((await queue.outgoingClearMessageId({ id: 'ingest-1' }, { cmd: 'puback', messageId: 104 }))?.brokerCounter).toBe(4);
+    expect((await queue.outgoingClearMessageId({ id: 'ingest-1' }, { cmd: 'puback', messageId: 101 }))?.brokerCounter).toBe(1);
+    expect(await queue.outgoingClearMessageId({ id: 'ingest-1' }, { cmd: 'puback', messageId: 101 })).toBeUndefined();
+    expect((await drain(queue.outgoingStream({ id: 'ingest-1' }))).map((p) => p.brokerCounter)).toEqual([2, 3, 5]);
+    expect((await drain(queue.outgoingStream({ id: 'ingest-2' }))).map((p) => p.brokerCounter)).toEqual([1, 2, 3, 4, 5]);
+    expect(await queue.queuedMessages()).toBe(8);
+    // A message dropped without a delivery (a clean session's reconnect) is cleared by its key.
+    await queue.outgoingClearMessageId({ id: 'ingest-2' }, packet(3));
+    expect((await drain(queue.outgoingStream({ id: 'ingest-2' }))).map((p) => p.brokerCounter)).toEqual([1, 2, 4, 5]);
+  });
+
+  it('stores a PUBREL in place of its message, keeping its place in the queue', async () => {
+    const queue = memory();
+    await queue.setup(broker);
+    await queue.outgoingEnqueue({ clientId: 'ingest-1' }, packet(1, { qos: 2 }));
+    await queue.outgoingEnqueue({ clientId: 'ingest-1' }, packet(2, { qos: 2 }));
+    await queue.outgoingUpdate({ id: 'ingest-1' }, { ...packet(1, { qos: 2 }), messageId: 5 });
+    await queue.outgoingUpdate({ id: 'ingest-1' }, { cmd: 'pubrel', messageId: 5 });
+    expect((await drain(queue.outgoingStream({ id: 'ingest-1' }))).map((p) => [p.cmd, p.brokerCounter])).toEqual([['pubrel', 1], ['publish', 2]]);
+    await expect(queue.outgoingUpdate({ id: 'ingest-1' }, { cmd: 'pubrel', messageId: 6 })).rejects.toThrow('no such packet');
+  });
+
+  it('takes a backlog of 100,000 messages in flight, acknowledged in order', async () => {
+    const queue = memory();
+    await queue.setup(broker);
+    const n = 100_000;
+    for (let i = 1; i <= n; i++) {
+      await queue.outgoingEnqueue({ clientId: 'ingest-1' }, packet(i));
+      await queue.outgoingUpdate({ id: 'ingest-1' }, { ...packet(i), messageId: (i % 65_535) + 1 });
+      // Acknowledged 50,000 behind: Aedes' own memory queue searches an array for each of these.
+      if (i > 50_000) await queue.outgoingClearMessageId({ id: 'ingest-1' }, { cmd: 'puback', messageId: ((i - 50_000) % 65_535) + 1 });
+    }
+    expect(await queue.queuedMessages()).toBe(50_000);
   });
 });

@@ -72,6 +72,8 @@ const JSON_FILE = jsonAt >= 0 ? args[jsonAt + 1] : undefined;
 const onlyAt = args.indexOf('--only');
 /** `--only ceiling|single|batch`: the raw ceiling always runs (the ratios need it), then only that MQTT run. */
 const ONLY = onlyAt >= 0 ? args[onlyAt + 1] : undefined;
+/** `--timeline`: one line a second during each MQTT run (stored/s, lag, buffer, CPU per process), to see where a tail comes from. */
+const TIMELINE = args.includes('--timeline');
 if (ONLY !== undefined && !['ceiling', 'single', 'batch'].includes(ONLY)) throw new Error(`--only ${ONLY}: use ceiling, single or batch`);
 
 const envInt = (name: string, fallback: number): number => {
@@ -473,12 +475,28 @@ async function endToEnd(spec: RunSpec, p: Provisioned, broker: Broker, influx: {
         g.ask({ type: 'start', messagesPerS: spec.messagesPerS / generators.length, readingsPerMessage: spec.readingsPerMessage, inflight: INFLIGHT, readingsWindow: spec.readingsWindow / generators.length }, 'started'),
       ),
     );
+    const startAt = performance.now();
     // Feed the generators what ingest stored (as fast as stored), and say how it goes.
     const progressEveryMs = QUICK ? 5000 : 15_000;
     feeder = (async () => {
       let last = { t: performance.now(), stored: 0 };
+      let tick: { t: number; samples: Samples; cpu: Map<string, number> } | undefined;
       while (feeding) {
         const samples = await scrape(metricsUrl).catch(() => undefined);
+        if (samples && TIMELINE && (tick === undefined || performance.now() - tick.t >= 1000)) {
+          const cpu = new Map(await Promise.all(pids().map(async ([name, pid]): Promise<[string, number]> => [name, await cpuSeconds(pid).catch(() => 0)])));
+          const now = performance.now();
+          if (tick) {
+            const s = (now - tick.t) / 1000;
+            const lag = histogramBetween(tick.samples, samples, LAG);
+            const over2 = lag.count - (lag.cumulative[lag.bounds.indexOf(2)] ?? lag.count);
+            const busy = [...cpu].map(([name, c]) => `${name.replace('generator ', 'g')} ${fmt((100 * (c - (tick?.cpu.get(name) ?? c))) / s)}%`).join(' ');
+            log(
+              `timeline ${((now - startAt) / 1000).toFixed(1)} s: stored ${fmt((total(samples, READINGS) - total(tick.samples, READINGS)) / s)}/s, lag p50 ${quantileOf(lag, 0.5)?.estimate.toFixed(2) ?? '-'} s, > 2 s ${fmt(over2)}, buffered ${fmt(total(samples, 'citypulse_ingest_buffered_lines'))}; CPU ${busy}`,
+            );
+          }
+          tick = { t: now, samples, cpu };
+        }
         if (samples) {
           const stored = total(samples, READINGS);
           if (closedLoop) for (const g of generators) g.send({ type: 'stored', readings: stored / generators.length });

@@ -24,7 +24,7 @@ import { IngestMetrics } from './metrics.js';
 import { rejectedLine, seriesPrefix, seriesReadingLine, statusLine, type Rejected } from './records.js';
 import { StreamRollups } from './rollups.js';
 import { foreignFilters, shardClientId, shardFilters, shardOf, type Shard } from './shards.js';
-import { alertEventLine, backfillRollups, loadAlertEvents, newestRollup, ROLLUP_RESOLUTIONS, ROLLUPS, type RollupResolution } from './storage.js';
+import { alertEventLine, backfillRollups, loadAlertEvents, newestRaw, newestRollup, ROLLUP_RESOLUTIONS, ROLLUPS, type RollupResolution } from './storage.js';
 import { ProvinceSummaries } from './summaries.js';
 import { BatchWriter } from './writer.js';
 
@@ -213,7 +213,9 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
     const startedAt = now();
     const newest = await newestRollup(influx, shard.provinces);
     const floor = startedAt - INGEST_DEFAULTS.rollupRecoveryMs;
-    const recoverFrom = Math.max(floor, newest === undefined ? floor : newest + ROLLUPS['1m'].intervalMs);
+    const from = Math.max(floor, newest === undefined ? floor : newest + ROLLUPS['1m'].intervalMs);
+    // Nothing stored since (a first start): nothing to recompute, the stream sees it all.
+    const recoverFrom = from < startedAt && (await newestRaw(influx, shard.provinces, from, startedAt)) !== undefined ? from : undefined;
     streamRollups = new StreamRollups({ startedAt, recoverFrom, provinces: shard.provinces, graceMs: options.rollupGraceMs ?? INGEST_DEFAULTS.rollupGraceMs });
     for (const resolution of ROLLUP_RESOLUTIONS) {
       const retentionPolicy = ROLLUPS[resolution].retentionPolicy;
@@ -238,7 +240,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
         }),
       );
     }
-    logger.info({ recoverFrom: new Date(recoverFrom).toISOString(), graceMs: options.rollupGraceMs ?? INGEST_DEFAULTS.rollupGraceMs }, 'roll-ups computed in the stream');
+    logger.info({ recoverFrom: recoverFrom === undefined ? 'nothing stored before this start' : new Date(recoverFrom).toISOString(), graceMs: options.rollupGraceMs ?? INGEST_DEFAULTS.rollupGraceMs }, 'roll-ups computed in the stream');
   }
   const writeDueRollups = (): void => {
     if (!streamRollups || closing) return;

@@ -335,12 +335,26 @@ function provincesRegex(provinces: readonly string[]): string {
  * Time of the newest 1-minute roll-up point of these provinces (any domain), or undefined when
  * there is none: where a starting ingest takes over the roll-ups (see rollups.ts).
  */
-export async function newestRollup(influx: Influx, provinces: readonly string[]): Promise<number | undefined> {
+export function newestRollup(influx: Influx, provinces: readonly string[]): Promise<number | undefined> {
+  return newestPoint(influx, ROLLUPS['1m'].retentionPolicy, provinces);
+}
+
+/**
+ * Time of the newest raw reading of these provinces (any domain) in [from, to), or undefined when
+ * there is none: a starting ingest with nothing stored before it has nothing to recompute.
+ */
+export function newestRaw(influx: Influx, provinces: readonly string[], from: number, to: number): Promise<number | undefined> {
+  return newestPoint(influx, influx.settings.retentionPolicy, provinces, { from, to });
+}
+
+async function newestPoint(influx: Influx, retentionPolicy: string, provinces: readonly string[], range?: { from: number; to: number }): Promise<number | undefined> {
   const db = quoteIdentifier(influx.settings.database);
-  const rp = quoteIdentifier(ROLLUPS['1m'].retentionPolicy);
+  const rp = quoteIdentifier(retentionPolicy);
+  const params: Record<string, string> = range ? { from: new Date(range.from).toISOString(), to: new Date(range.to).toISOString() } : {};
+  const when = range ? ' AND time >= $from AND time < $to' : '';
   let newest: number | undefined;
   for (const domain of DOMAINS) {
-    const [series = []] = await influx.query(`SELECT * FROM ${db}.${rp}.${quoteIdentifier(domain)} WHERE "province" =~ ${provincesRegex(provinces)} ORDER BY time DESC LIMIT 1`);
+    const [series = []] = await influx.query(`SELECT * FROM ${db}.${rp}.${quoteIdentifier(domain)} WHERE "province" =~ ${provincesRegex(provinces)}${when} ORDER BY time DESC LIMIT 1`, params);
     const ts = series[0]?.values[0]?.[0];
     if (typeof ts === 'number' && (newest === undefined || ts > newest)) newest = ts;
   }

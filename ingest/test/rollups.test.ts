@@ -6,7 +6,7 @@ import type { Fields } from '@citypulse/contracts';
 import { Influx, startInfluxd, type RunningInfluxd, type SeriesResult } from '@citypulse/infra';
 import { seriesPrefix, seriesReadingLine } from '../src/records.js';
 import { StreamRollups } from '../src/rollups.js';
-import { backfillRollups, ensureStorage, newestRollup } from '../src/storage.js';
+import { backfillRollups, ensureStorage, newestRaw, newestRollup } from '../src/storage.js';
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -81,6 +81,24 @@ describe('StreamRollups', () => {
     r.add(prefix('a'), 'a', 'environment', T + HOUR + 1, { pm25: 7 });
     expect(r.due(T + 2 * HOUR + GRACE).hour).toEqual([`${prefix('a')} min_pm25=7,mean_pm25=7,max_pm25=7,count_pm25=1i ${T + HOUR}`]);
   });
+
+  it('after a start with nothing stored before it: the minute and hour it starts in are its own, nothing is recomputed', () => {
+    const startedAt = T + 20 * MINUTE + 30_000;
+    const r = new StreamRollups({ startedAt, recoverFrom: undefined, provinces: PROVINCES, graceMs: GRACE });
+    // Readings of the start minute, sent before and after the start, are counted in memory.
+    expect(r.add(prefix('a'), 'a', 'environment', T + 20 * MINUTE + 10_000, { pm25: 2 })).toEqual([]);
+    expect(r.add(prefix('a'), 'a', 'environment', T + 20 * MINUTE + 40_000, { pm25: 4 })).toEqual([]);
+    // One of an earlier minute (a device's backlog) is late from the start: its device is recomputed once it is stored.
+    expect(r.add(prefix('b'), 'b', 'environment', T + 5 * MINUTE, { pm25: 1 })).toEqual(['1m']);
+    expect(r.add(prefix('b'), 'b', 'environment', T - MINUTE, { pm25: 1 })).toEqual(['1m', '1h']);
+    const first = r.due(T + 21 * MINUTE + GRACE);
+    expect(first.minute).toEqual([`${prefix('a')} min_pm25=2,mean_pm25=3,max_pm25=4,count_pm25=2i ${T + 20 * MINUTE}`]);
+    expect(first.jobs).toEqual([]);
+    // The hour it started in is written from memory, except the device with a late reading in it.
+    const hour = r.due(T + HOUR + GRACE);
+    expect(hour.hour).toEqual([`${prefix('a')} min_pm25=2,mean_pm25=3,max_pm25=4,count_pm25=2i ${T}`]);
+    expect(hour.jobs).toEqual([{ device: 'b', domain: 'environment', from: T, to: T + HOUR, resolutions: ['1h'] }]);
+  });
 });
 
 /** Against Debian's influxd: what the stream writes is what the continuous query's statement writes. */
@@ -132,6 +150,10 @@ describe('stream roll-ups in InfluxDB', () => {
     expect(stream['1h']).toHaveLength(2 * 2);
     expect(await newestRollup(influx, PROVINCES)).toBe(T + 2 * HOUR - MINUTE);
     expect(await newestRollup(influx, ['48'])).toBeUndefined();
+    // What a starting ingest checks: any raw reading of its provinces in a range?
+    expect(await newestRaw(influx, PROVINCES, T, T + 2 * HOUR)).toBeGreaterThan(T + 2 * HOUR - MINUTE);
+    expect(await newestRaw(influx, PROVINCES, T, T + 3000)).toBeUndefined();
+    expect(await newestRaw(influx, ['48'], T, T + 2 * HOUR)).toBeUndefined();
 
     // The CQ statement over the same raw points writes the same series and times: it overwrites them.
     await backfillRollups(influx, T, T + 2 * HOUR, { provinces: PROVINCES });
