@@ -60,12 +60,20 @@ export function startService(name: string, cwd: string, env: Readonly<Record<str
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
+  let stopping = false;
+  // A service that dies mid-run says so at once, with what it printed last (a run would otherwise just stall).
+  child.once('exit', (code, signal) => {
+    if (!stopping) console.error(`[bench] ${name} (pid ${child.pid}) exited unexpectedly (code ${code}, signal ${signal}); its last output:\n${text.slice(-4000)}`);
+  });
   return {
     name,
     pid: child.pid as number,
     child,
     output: () => text,
-    stop: () => ended(child, () => child.kill('SIGTERM'), 30_000),
+    stop: () => {
+      stopping = true;
+      return ended(child, () => child.kill('SIGTERM'), 30_000);
+    },
   };
 }
 
