@@ -242,7 +242,7 @@ function withQueue<P extends object>(persistence: P, backend: QueueBackend, befo
     },
     async outgoingEnqueueCombi(subs, packet) {
       if (!subs || subs.length === 0) return;
-      await backend.put(subs.length === 1 ? [subs[0]!.clientId] : subs.map((sub) => sub.clientId), packet);
+      await backend.put(subs.map((sub) => sub.clientId), packet);
     },
     async outgoingUpdate(client, packet) {
       let ids = inFlight.get(client.id);
