@@ -16,7 +16,7 @@ import { deviceTopic, readConfig, type DeviceAddress } from '@citypulse/contract
 import { START_CONFIG } from './start-config.js';
 import { DeviceRegistry, generateSecret } from '@citypulse/broker';
 import { OperatorStore } from '@citypulse/api';
-import { Influx, isPortFree, freePort, startInfluxd, startRedis, type RunningInfluxd, type RunningRedis } from '@citypulse/infra';
+import { Influx, isPortFree, freePort, startInfluxd, startRedis, SERVICE_NODE_FLAGS, type RunningInfluxd, type RunningRedis } from '@citypulse/infra';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -100,7 +100,7 @@ async function main(): Promise<void> {
   };
   const launch = (name: string, script: string, args: string[] = []) => {
     // stdin stays open: a supervised child stops by itself when this process dies (see onShutdown).
-    const child = spawn(join(ROOT, 'node_modules', '.bin', 'tsx'), [join(ROOT, script), ...args], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(join(ROOT, 'node_modules', '.bin', 'tsx'), [...SERVICE_NODE_FLAGS, join(ROOT, script), ...args], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
     const log = createWriteStream(join(dataDir, 'logs', `${name}.log`), { flags: 'a' });
     for (const stream of [child.stdout, child.stderr]) {
       createInterface({ input: stream }).on('line', (line) => {

@@ -36,7 +36,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { connectAsync } from 'mqtt';
 import { deviceTopic } from '@citypulse/contracts';
-import { findExecutable, freePort, startMosquitto, type RunningMosquitto } from '@citypulse/infra';
+import { findExecutable, freePort, SERVICE_NODE_FLAGS, startMosquitto, type RunningMosquitto } from '@citypulse/infra';
 import { BROKER_DEFAULTS } from '../src/config.js';
 import { DeviceRegistry } from '../src/registry.js';
 import { deviceIdOf, type BenchDevice, type GeneratorCommand, type GeneratorReply, type SubscriberCommand, type SubscriberReply } from './protocol.js';
@@ -210,7 +210,7 @@ async function startOurs(cache: Provisioned, cpuProfDir?: string): Promise<Broke
   };
   delete env.CITYPULSE_SUPERVISED;
   delete env.NODE_OPTIONS;
-  const nodeArgs = [...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []), '--import', TSX, 'src/server.ts'];
+  const nodeArgs = [...SERVICE_NODE_FLAGS, ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []), '--import', TSX, 'src/server.ts'];
   // One process, no tsx wrapper: its /proc accounting is the broker's own.
   const child = spawn(process.execPath, nodeArgs, { cwd: BROKER_DIR, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';

@@ -62,7 +62,7 @@ export const BROKER_CONFIG = {
   BROKER_HTTP_HOST: { kind: 'string', default: '127.0.0.1', description: 'interface of the broker\'s /metrics and /healthz' },
   BROKER_HTTP_PORT: { kind: 'port', default: '9102', description: 'port of the broker\'s /metrics (Prometheus) and /healthz (0 turns it off)' },
   BROKER_AUTH: { kind: 'bool', default: 'true', description: 'device logins and the ACL; false only for MQTT conformance tools on a closed network' },
-  BROKER_STORE: { kind: 'enum', default: 'disk', values: BROKER_STORES, description: 'where sessions and queued QoS 1/2 messages live: disk (DATA_DIR/mqtt-sessions), redis, or memory (lost on restart)' },
+  BROKER_STORE: { kind: 'enum', default: 'disk', values: BROKER_STORES, description: 'where sessions and queued QoS 1/2 messages live: disk (DATA_DIR/mqtt-sessions and DATA_DIR/mqtt-queue), redis, or memory (lost on restart)' },
   REDIS_URL: { kind: 'url', default: 'redis://127.0.0.1:6379/0', values: ['redis', 'rediss'], description: 'Redis for BROKER_STORE=redis (npm start runs a private one when nothing answers on a loopback address)' },
   ...limitVars,
 } as const satisfies ConfigSpec;

@@ -5,7 +5,8 @@ import type { Level } from 'level';
 import type { Logger } from 'pino';
 import { CodedError } from '@citypulse/contracts';
 import { BROKER_STORES } from './config.js';
-import { withGroupCommittedQueue, withMemoryQueue, type FastQueue } from './session-queue.js';
+import { Journal } from './journal.js';
+import { withJournalQueue, withMemoryQueue, type FastQueue } from './session-queue.js';
 
 /**
  * Where the broker keeps MQTT sessions: subscriptions of persistent (clean: false) clients, their
@@ -15,8 +16,10 @@ import { withGroupCommittedQueue, withMemoryQueue, type FastQueue } from './sess
 export type BrokerStoreKind = (typeof BROKER_STORES)[number];
 
 export const BROKER_STORE_DEFAULTS = {
-  /** LevelDB folder inside DATA_DIR. */
+  /** LevelDB folder inside DATA_DIR (subscriptions, retained messages, wills). */
   diskFolder: 'mqtt-sessions',
+  /** Folder of the queued-message journal inside DATA_DIR (beside LevelDB's: it would take the segment files for its own logs). */
+  queueFolder: 'mqtt-queue',
   redisConnectTimeoutMs: 5_000,
   /** Longest close() waits for the persistence to let go before dropping the connection. */
   closeTimeoutMs: 5_000,
@@ -26,7 +29,7 @@ export interface BrokerStore {
   readonly kind: BrokerStoreKind;
   /** Pass to buildBroker({ persistence }). */
   readonly persistence: unknown;
-  /** For logs, e.g. "disk (/var/lib/citypulse/mqtt-sessions)". */
+  /** For logs, e.g. "disk (/var/lib/citypulse/mqtt-sessions, queue /var/lib/citypulse/mqtt-queue)". */
   readonly description: string;
   /**
    * QoS 1/2 messages stored for persistent sessions and not yet acknowledged (queued while the
@@ -39,7 +42,7 @@ export interface BrokerStore {
 
 export interface OpenBrokerStoreOptions {
   readonly kind: BrokerStoreKind;
-  /** The service's DATA_DIR; 'disk' uses `${dataDir}/mqtt-sessions`. */
+  /** The service's DATA_DIR; 'disk' uses `${dataDir}/mqtt-sessions` and `${dataDir}/mqtt-queue`. */
   readonly dataDir: string;
   /** redis://[user:password@]host[:port][/db] — required for 'redis'. */
   readonly redisUrl?: string;
@@ -123,15 +126,25 @@ async function openDisk(options: OpenBrokerStoreOptions): Promise<BrokerStore> {
     }
     throw new CodedError('E_INTERNAL', `cannot open MQTT session store ${location} (${(err as Error).message}): if it is damaged, move the folder aside to start with empty sessions`, { cause: err });
   }
+  // LevelDB's lock (held from here on) keeps a second broker off the journal too.
+  const queueLocation = resolve(options.dataDir, BROKER_STORE_DEFAULTS.queueFolder);
+  let journal: Journal;
+  try {
+    journal = await Journal.open(queueLocation, options.logger);
+  } catch (err) {
+    await db.close();
+    throw new CodedError('E_INTERNAL', `cannot read the MQTT message queue ${queueLocation} (${(err as Error).message}): if it is damaged, move the folder aside to start with an empty queue`, { cause: err });
+  }
   const createLevelPersistence = requireCjs('aedes-persistence-level') as (db: Level<string, Buffer>) => AedesPersistence;
-  const persistence = withUniqueCounters(withGroupCommittedQueue(createLevelPersistence(db), db, options.logger));
+  const persistence = withUniqueCounters(withJournalQueue(createLevelPersistence(db), journal, db, options.logger));
   return {
     kind: 'disk',
     persistence,
-    description: `disk (${location})`,
+    description: `disk (${location}, queue ${queueLocation})`,
     queuedMessages: () => persistence.queuedMessages(),
     close: once(async () => {
       await bounded(persistence.destroy(), options.logger, 'disk session store');
+      await journal.close();
       if (db.status !== 'closed') await db.close();
     }),
   };

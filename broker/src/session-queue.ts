@@ -2,30 +2,25 @@ import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import type { Level } from 'level';
 import type { Logger } from 'pino';
+import type { Journal, JournalPacket } from './journal.js';
 
 /**
- * The queue of QoS 1/2 messages for persistent sessions on the disk store, made cheap.
+ * The queue of QoS 1/2 messages for persistent sessions (ingest's, above all), made cheap.
  *
- * aedes-persistence-level keeps every queued message under "outgoing:<client>:<broker>:<counter>"
- * and, per message delivered, also a copy under "outgoing-id:<client>:<messageId>": six LevelDB
- * calls (put; get, put, put; get, del+del) and five msgpack passes per message per subscriber,
- * each awaited on its own. At a few thousand messages a second that is the broker's whole CPU,
- * and Aedes' router (mqemitter) backs up behind it.
- *
- * This replaces the outgoing-queue methods of that persistence, on the same database and the same
- * keys (a store written by the plain persistence is read as before):
- * - a message is written once (put at enqueue) and deleted once (on PUBACK/PUBCOMP); which message
- *   a packet id stands for is kept in memory (`inFlight`), as Aedes gives queued messages new
- *   packet ids on every reconnect anyway;
- * - writes are group-committed: every put and delete that arrives while a LevelDB batch is being
- *   written goes into the next batch, so there is one batch in flight, sized by the load;
- * - a put is confirmed (and the publisher gets its PUBACK) only once its batch is written; a
- *   delete is not waited for: if it is lost in a crash, the message is delivered again, which the
- *   platform's subscribers treat as the same reading.
+ * aedes-persistence-level keeps every queued message in LevelDB under
+ * "outgoing:<client>:<broker>:<counter>" and, per message delivered, also a copy under
+ * "outgoing-id:<client>:<messageId>": six LevelDB calls and five msgpack passes per message per
+ * subscriber, each awaited on its own, then LevelDB's compactions of all of it. Aedes' memory
+ * persistence searches an array per delivery and per acknowledgement, which a backlog turns
+ * quadratic. This replaces the outgoing-queue methods of either:
+ * - disk (withJournalQueue): a message is appended once to an append-only log and counted out on
+ *   its acknowledgement (journal.ts); a store the LevelDB queue wrote is moved into the log at start;
+ * - memory (withMemoryQueue): a map per client, in queue order.
+ * Which message a packet id stands for is kept in memory (`inFlight`), as Aedes gives queued
+ * messages new packet ids on every reconnect anyway. A put resolves (and the publisher gets its
+ * PUBACK) once the message is kept; a delete is not waited for: if it is lost in a crash, the
+ * message is delivered again, which the platform's subscribers treat as the same reading.
  * Subscriptions, retained messages, wills and QoS 2 incoming state stay with the plain persistence.
- *
- * The memory store gets the same queue over a map (withMemoryQueue): Aedes' memory persistence
- * searches an array per delivery and per acknowledgement, which a backlog turns quadratic.
  */
 export interface QueuedPacket {
   cmd?: string;
@@ -53,8 +48,6 @@ export interface OutgoingQueue {
   outgoingStream(client: Client): Readable;
 }
 
-type Batch = Array<{ type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string }>;
-
 interface Codec {
   encode(value: unknown): Buffer;
   decode(blob: Buffer): QueuedPacket;
@@ -81,72 +74,6 @@ interface InFlight {
   packet: QueuedPacket;
 }
 
-/** Puts and deletes grouped into one LevelDB batch at a time. */
-class GroupCommit {
-  /** Key → value to put, or null to delete; insertion order is write order within a batch. */
-  private pending = new Map<string, Buffer | null>();
-  private waiters: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
-  private writing: Promise<void> | undefined;
-  private scheduled = false;
-
-  constructor(
-    private readonly db: Level<string, Buffer>,
-    private readonly logger: Logger,
-  ) {}
-
-  /** Resolves once the value is in LevelDB (its write-ahead log, written by the OS). */
-  put(key: string, value: Buffer): Promise<void> {
-    this.pending.set(key, value);
-    return new Promise((resolve, reject) => {
-      this.waiters.push({ resolve, reject });
-      this.schedule();
-    });
-  }
-
-  /** Not waited for: a delete lost in a crash means one more delivery, never a lost message. */
-  del(key: string): void {
-    this.pending.set(key, null);
-    this.schedule();
-  }
-
-  /** Everything queued so far is written (or failed). */
-  async flush(): Promise<void> {
-    while (this.writing || this.pending.size > 0) {
-      if (!this.writing) this.write();
-      await this.writing;
-    }
-  }
-
-  private schedule(): void {
-    if (this.scheduled || this.writing) return;
-    this.scheduled = true;
-    // setImmediate: the puts and deletes of this turn of the event loop share the first batch.
-    setImmediate(() => this.write());
-  }
-
-  private write(): void {
-    this.scheduled = false;
-    if (this.writing || this.pending.size === 0) return;
-    const batch: Batch = [];
-    for (const [key, value] of this.pending) batch.push(value === null ? { type: 'del', key } : { type: 'put', key, value });
-    const waiters = this.waiters;
-    this.pending = new Map();
-    this.waiters = [];
-    this.writing = this.db.batch(batch, { valueEncoding: 'buffer' }).then(
-      () => {
-        for (const waiter of waiters) waiter.resolve();
-      },
-      (err: Error) => {
-        this.logger.error({ err, code: 'E_INTERNAL', operations: batch.length }, 'MQTT session store write failed; publishers get no PUBACK and will resend');
-        for (const waiter of waiters) waiter.reject(err);
-      },
-    ).finally(() => {
-      this.writing = undefined;
-      if (this.pending.size > 0) this.write();
-    });
-  }
-}
-
 /** Where a queue keeps its messages: LevelDB (disk) or a map (memory). */
 interface QueueBackend {
   /** Stores the message for these clients under its key (or replaces it); resolves once it is kept. */
@@ -158,40 +85,47 @@ interface QueueBackend {
   read(clientId: string): AsyncIterable<QueuedPacket>;
   flush(): Promise<void>;
   count(): number | Promise<number>;
+  close?(): Promise<void>;
 }
 
 export type FastQueue<P> = P & OutgoingQueue & { flushQueue(): Promise<void>; queuedMessages(): Promise<number> };
 
 /**
- * Swaps the outgoing-queue methods of an aedes-persistence-level instance (see above) for the
- * group-committed ones. Call before the broker's setup; `setup` also drops the "outgoing-id:"
- * copies a store written by the plain persistence may hold (the ids they map are not reused).
+ * Swaps the outgoing-queue methods of an aedes-persistence-level instance for the journal's. Call
+ * before the broker's setup; `setup` moves what the LevelDB queue holds (a store written before
+ * the journal, by this broker or the plain persistence) into the journal, drops the
+ * "outgoing-id:" copies, and numbers new messages above the journal's.
  */
-export function withGroupCommittedQueue<P extends object>(persistence: P, db: Level<string, Buffer>, logger: Logger): FastQueue<P> {
-  const commits = new GroupCommit(db, logger);
+export function withJournalQueue<P extends object>(persistence: P, journal: Journal, db: Level<string, Buffer>, logger: Logger): FastQueue<P> {
   const backend: QueueBackend = {
     put(clientIds, packet) {
-      const value = msgpack.encode(new Packet(packet));
-      if (clientIds.length === 1) return commits.put(outgoingKey(clientIds[0] as string, packet), value);
-      return Promise.all(clientIds.map((id) => commits.put(outgoingKey(id, packet), value))).then(() => undefined);
+      const copy = new Packet(packet) as JournalPacket;
+      if (clientIds.length === 1) return journal.enqueue(outgoingKey(clientIds[0] as string, packet), copy);
+      return Promise.all(clientIds.map((id) => journal.enqueue(outgoingKey(id, packet), copy))).then(() => undefined);
     },
-    replace: (_clientId, key, packet) => commits.put(key, msgpack.encode(packet)),
-    del: (_clientId, key) => commits.del(key),
-    async *read(clientId) {
-      // What waits for a batch must be on disk before the read.
-      await commits.flush();
-      for await (const blob of db.values({ ...prefixRange(clientPrefix(clientId)), valueEncoding: 'buffer' })) yield msgpack.decode(blob);
-    },
-    flush: () => commits.flush(),
-    async count() {
-      // Keys "outgoing:<client>:<broker>:<counter>", one per unacknowledged message (aedes-persistence-level 9).
-      let count = 0;
-      for await (const _key of db.keys(prefixRange(OUTGOING))) count++;
-      return count;
-    },
+    replace: (_clientId, key, packet) => journal.replace(key, packet),
+    del: (_clientId, key) => journal.delete(key),
+    read: (clientId) => journal.read(clientPrefix(clientId)) as AsyncIterable<QueuedPacket>,
+    flush: () => journal.flush(),
+    count: () => journal.size,
+    close: () => journal.close(),
   };
-  return withQueue(persistence, backend, async () => {
+  return withQueue(persistence, backend, async (broker) => {
+    let moved = 0;
+    const writes: Promise<void>[] = [];
+    for await (const [key, blob] of db.iterator({ ...prefixRange(OUTGOING), valueEncoding: 'buffer' })) {
+      writes.push(journal.enqueue(key, msgpack.decode(blob)));
+      moved++;
+    }
+    await Promise.all(writes);
+    await journal.flush();
+    if (moved > 0) {
+      await db.clear(prefixRange(OUTGOING));
+      logger.info({ moved }, 'MQTT message queue moved from LevelDB to the journal');
+    }
     await db.clear(prefixRange(OUTGOING_ID));
+    const max = broker?.id === undefined ? undefined : journal.maxCounter(broker.id);
+    if (broker && max !== undefined && broker.counter <= max) broker.counter = max + 1;
   });
 }
 
@@ -232,7 +166,12 @@ export function withMemoryQueue<P extends object>(persistence: P): FastQueue<P> 
   return withQueue(persistence, backend);
 }
 
-function withQueue<P extends object>(persistence: P, backend: QueueBackend, beforeSetup?: () => Promise<void>): FastQueue<P> {
+interface BrokerIdentity {
+  readonly id?: string;
+  counter: number;
+}
+
+function withQueue<P extends object>(persistence: P, backend: QueueBackend, beforeSetup?: (broker: BrokerIdentity | undefined) => Promise<void>): FastQueue<P> {
   /** Per client id: packet id → the queued message it was last given to. */
   const inFlight = new Map<string, Map<number, InFlight>>();
 
@@ -290,12 +229,13 @@ function withQueue<P extends object>(persistence: P, backend: QueueBackend, befo
   const destroy = target.destroy?.bind(persistence);
   // Must stay `async function`s: Aedes checks setup.constructor.name === 'AsyncFunction'.
   Object.assign(persistence, queue, {
-    setup: async function setupQueue(broker: unknown) {
-      await beforeSetup?.();
+    setup: async function setupQueue(broker: BrokerIdentity | undefined) {
+      await beforeSetup?.(broker);
       await setup?.(broker);
     },
     destroy: async function destroyQueue() {
       await backend.flush().catch(() => undefined);
+      await backend.close?.();
       await destroy?.();
     },
   });

@@ -1,13 +1,14 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { withGroupCommittedQueue, withMemoryQueue, type QueuedPacket } from '../src/session-queue.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Journal } from '../src/journal.js';
+import { withJournalQueue, withMemoryQueue, type QueuedPacket } from '../src/session-queue.js';
 
-/** The group-committed queue on a real LevelDB, beside the plain aedes-persistence-level it replaces. */
+/** The queues that replace those of aedes-persistence-level (disk: the journal, beside a real LevelDB) and of Aedes' memory persistence. */
 const logger = pino({ level: 'silent' });
 type Plain = {
   setup(broker: { id: string; counter: number }): Promise<void>;
@@ -32,44 +33,57 @@ const drain = async (stream: NodeJS.ReadableStream): Promise<QueuedPacket[]> => 
 
 let dir: string;
 let db: Level<string, Buffer>;
+const journals: Journal[] = [];
+const openJournal = async (segmentBytes?: number) => {
+  const journal = await Journal.open(join(dir, 'queue'), logger, segmentBytes);
+  journals.push(journal);
+  return journal;
+};
+const segments = async () => (await readdir(join(dir, 'queue'))).filter((f) => f.endsWith('.seg')).sort();
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'citypulse-session-queue-'));
-  db = new Level<string, Buffer>(dir);
+  db = new Level<string, Buffer>(join(dir, 'level'));
   await db.open();
 });
 afterEach(async () => {
+  for (const journal of journals.splice(0)) await journal.close();
   await db.close();
   await rm(dir, { recursive: true, force: true });
 });
 
-describe('withGroupCommittedQueue', () => {
-  it('writes the messages queued in one turn in one batch, and each put resolves once written', async () => {
-    const queue = withGroupCommittedQueue(createLevelPersistence(db), db, logger);
+describe('withJournalQueue (the disk store)', () => {
+  const queueOn = async (journal?: Journal) => {
+    const queue = withJournalQueue(createLevelPersistence(db), journal ?? (await openJournal()), db, logger);
     await queue.setup(broker);
-    const batch = vi.spyOn(db, 'batch');
+    return queue;
+  };
+
+  it('writes the messages queued in one turn in one write, and each put resolves once written', async () => {
+    const journal = await openJournal();
+    const queue = await queueOn(journal);
     const writes = Array.from({ length: 500 }, (_, i) => queue.outgoingEnqueue({ clientId: 'ingest-1' }, packet(i + 1)));
     await Promise.all(writes);
-    expect(batch).toHaveBeenCalledTimes(1);
-    expect((await keys(db)).filter((k) => k.startsWith('outgoing:'))).toHaveLength(500);
+    expect(journal.writes).toBe(1);
+    expect(await queue.queuedMessages()).toBe(500);
+    expect((await drain(queue.outgoingStream({ id: 'ingest-1' }))).map((p) => p.brokerCounter)).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
   });
 
-  it('keeps one key per message: delivered under a packet id, acknowledged, gone', async () => {
-    const queue = withGroupCommittedQueue(createLevelPersistence(db), db, logger);
-    await queue.setup(broker);
+  it('delivers under a packet id, clears on acknowledgement, per client', async () => {
+    const queue = await queueOn();
     await queue.outgoingEnqueueCombi([{ clientId: 'ingest-1' }, { clientId: 'ingest-2' }], packet(7));
     await queue.outgoingUpdate({ id: 'ingest-1' }, { ...packet(7), messageId: 42 });
-    expect(await keys(db)).toEqual([`outgoing:ingest-1:broker-a:${'7'.padStart(16, '0')}`, `outgoing:ingest-2:broker-a:${'7'.padStart(16, '0')}`]);
     const acked = await queue.outgoingClearMessageId({ id: 'ingest-1' }, { cmd: 'puback', messageId: 42 });
     expect(acked?.brokerCounter).toBe(7);
     expect(await queue.outgoingClearMessageId({ id: 'ingest-1' }, { cmd: 'puback', messageId: 42 })).toBeUndefined(); // twice: nothing
     await queue.flushQueue();
-    expect(await keys(db)).toEqual([`outgoing:ingest-2:broker-a:${'7'.padStart(16, '0')}`]);
-    expect((await drain(queue.outgoingStream({ id: 'ingest-2' }))).map((p) => p.brokerCounter)).toEqual([7]);
+    expect(await queue.queuedMessages()).toBe(1);
+    expect(await drain(queue.outgoingStream({ id: 'ingest-1' }))).toEqual([]);
+    const left = await drain(queue.outgoingStream({ id: 'ingest-2' }));
+    expect(left.map((p) => [p.brokerCounter, p.topic, p.payload?.toString(), p.qos])).toEqual([[7, packet(7).topic, '{"seq":7}', 1]]);
   });
 
   it('stores a PUBREL in place of its message and refuses one for an unknown packet id', async () => {
-    const queue = withGroupCommittedQueue(createLevelPersistence(db), db, logger);
-    await queue.setup(broker);
+    const queue = await queueOn();
     await queue.outgoingEnqueue({ clientId: 'ingest-1' }, packet(9, { qos: 2 }));
     await queue.outgoingUpdate({ id: 'ingest-1' }, { ...packet(9, { qos: 2 }), messageId: 5 });
     await queue.outgoingUpdate({ id: 'ingest-1' }, { cmd: 'pubrel', messageId: 5 });
@@ -77,7 +91,7 @@ describe('withGroupCommittedQueue', () => {
     await expect(queue.outgoingUpdate({ id: 'ingest-1' }, { cmd: 'pubrel', messageId: 6 })).rejects.toThrow('no such packet');
   });
 
-  it('reads a store the plain persistence wrote, dropping its packet-id copies, and clears a message dropped without delivery', async () => {
+  it('moves a queue the LevelDB store holds into the journal, dropping its packet-id copies, and numbers on above it', async () => {
     const plain = createLevelPersistence(db);
     await plain.setup(broker);
     await plain.outgoingEnqueue({ clientId: 'ingest-1' }, packet(1));
@@ -85,15 +99,105 @@ describe('withGroupCommittedQueue', () => {
     await plain.outgoingUpdate({ id: 'ingest-1' }, { ...packet(1), messageId: 1 });
     expect((await keys(db)).some((k) => k.startsWith('outgoing-id:'))).toBe(true);
 
-    const queue = withGroupCommittedQueue(createLevelPersistence(db), db, logger);
-    await queue.setup(broker);
-    expect((await keys(db)).some((k) => k.startsWith('outgoing-id:'))).toBe(false);
+    const starting = { id: broker.id, counter: 0 };
+    const queue = withJournalQueue(createLevelPersistence(db), await openJournal(), db, logger);
+    await queue.setup(starting);
+    expect((await keys(db)).filter((k) => k.startsWith('outgoing'))).toEqual([]);
+    expect(starting.counter).toBe(3);
     const stored = await drain(queue.outgoingStream({ id: 'ingest-1' }));
     expect(stored.map((p) => [p.brokerCounter, p.payload?.toString()])).toEqual([[1, '{"seq":1}'], [2, '{"seq":2}']]);
     // A clean session's reconnect clears the stored messages it will not receive.
     for (const p of stored) await queue.outgoingClearMessageId({ id: 'ingest-1' }, p);
-    await queue.flushQueue();
-    expect(await keys(db)).toEqual([]);
+    expect(await queue.queuedMessages()).toBe(0);
+  });
+});
+
+describe('Journal', () => {
+  const key = (client: string, counter: number) => `outgoing:${client}:${broker.id}:${String(counter).padStart(16, '0')}`;
+
+  it('reads back after a restart what was queued and not acknowledged, replacements included', async () => {
+    const journal = await openJournal(4096);
+    for (let i = 1; i <= 100; i++) await journal.enqueue(key('ingest-1', i), packet(i));
+    for (let i = 1; i <= 100; i++) if (i % 10 !== 0) journal.delete(key('ingest-1', i));
+    await journal.replace(key('ingest-1', 50), { cmd: 'pubrel', brokerId: broker.id, brokerCounter: 50, messageId: 3 });
+    await journal.flush();
+    await journal.close();
+
+    const again = await openJournal(4096);
+    expect(again.size).toBe(10);
+    expect(again.maxCounter(broker.id)).toBe(100);
+    const back = [];
+    for await (const p of again.read('outgoing:ingest-1:')) back.push(p);
+    expect(back.map((p) => [p.brokerCounter, p.cmd])).toEqual([10, 20, 30, 40, 50, 60, 70, 80, 90, 100].map((n) => [n, n === 50 ? 'pubrel' : 'publish']));
+    expect(back[0]?.payload?.toString()).toBe('{"seq":10}');
+  });
+
+  it('deletes a segment once everything in it is acknowledged, and keeps one with a message still queued', async () => {
+    const journal = await openJournal(2048); // about 10 messages a segment
+    for (let i = 1; i <= 60; i++) await journal.enqueue(key('ingest-1', i), packet(i));
+    await journal.enqueue(key('ingest-1', 61), packet(61)); // starts one more segment after the full ones
+    const before = await segments();
+    expect(before.length).toBeGreaterThan(4);
+    for (let i = 1; i <= 61; i++) if (i !== 5) journal.delete(key('ingest-1', i));
+    await journal.flush();
+    await new Promise((resolve) => setTimeout(resolve, 50)); // deletes of files are not waited for
+    const after = await segments();
+    expect(after).toContain(before[0]); // message 5 is in the first
+    expect(after.length).toBeLessThanOrEqual(2); // that one and the one being written
+    expect(journal.size).toBe(1);
+  });
+
+  it('finds a message stored after one numbered above it (a slow retained store), also after a restart', async () => {
+    const journal = await openJournal(2048);
+    for (let i = 2; i <= 30; i++) await journal.enqueue(key('ingest-1', i), packet(i));
+    await journal.enqueue(key('ingest-1', 1), packet(1)); // numbered first, stored last
+    await journal.enqueue(key('ingest-2', 30), packet(30)); // the same message for a second client
+    journal.delete(key('ingest-1', 1));
+    expect(journal.size).toBe(30);
+    await journal.close();
+    const again = await openJournal(2048);
+    expect(again.size).toBe(30);
+    for (let i = 2; i <= 30; i++) again.delete(key('ingest-1', i));
+    again.delete(key('ingest-2', 30));
+    expect(again.size).toBe(0);
+    await again.flush();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect((await segments()).length).toBeLessThanOrEqual(1);
+  });
+
+  it('counts a message acknowledged before it was written once, and writes nothing for it', async () => {
+    const journal = await openJournal();
+    const put = journal.enqueue(key('ingest-1', 1), packet(1));
+    journal.delete(key('ingest-1', 1));
+    await put;
+    expect(journal.size).toBe(0);
+    await journal.close();
+    expect((await openJournal()).size).toBe(0);
+  });
+
+  it('reads up to a record cut short by a crash and goes on from there', async () => {
+    const journal = await openJournal();
+    for (let i = 1; i <= 3; i++) await journal.enqueue(key('ingest-1', i), packet(i));
+    await journal.close();
+    const [first] = await segments();
+    await appendFile(join(dir, 'queue', first as string), Buffer.from([200, 0, 0, 0, 1, 5])); // a record's first bytes
+    const again = await openJournal();
+    expect(again.size).toBe(3);
+    await again.enqueue(key('ingest-1', 4), packet(4));
+    const back = [];
+    for await (const p of again.read('outgoing:ingest-1:')) back.push(p.brokerCounter);
+    expect(back).toEqual([1, 2, 3, 4]);
+  });
+  it('refuses the messages it cannot store (no segment can be opened) without stopping, and stores again once it can', async () => {
+    const journal = await openJournal(100); // a segment per message
+    await journal.enqueue(key('ingest-1', 1), packet(1));
+    await journal.enqueue(key('ingest-1', 2), packet(2));
+    await rm(join(dir, 'queue'), { recursive: true, force: true }); // the folder is gone: the next segment cannot be opened
+    await expect(journal.enqueue(key('ingest-1', 3), packet(3))).rejects.toThrow(/ENOENT/);
+    expect(journal.size).toBe(2); // the refused message is not counted: its publisher gets no PUBACK and resends
+    await mkdir(join(dir, 'queue'));
+    await journal.enqueue(key('ingest-1', 4), packet(4));
+    expect(journal.size).toBe(3);
   });
 });
 

@@ -10,6 +10,7 @@ import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { SERVICE_NODE_FLAGS } from '@citypulse/infra';
 import type { GeneratorCommand, GeneratorReply } from './protocol.js';
 
 const TSX = import.meta.resolve('tsx');
@@ -42,7 +43,7 @@ export interface Service {
 }
 
 /**
- * Starts `node --import tsx src/server.ts` in a package folder with `env` added to ours. It runs
+ * Starts `node <SERVICE_NODE_FLAGS> --import tsx src/server.ts` in a package folder with `env` added to ours. It runs
  * supervised (CITYPULSE_SUPERVISED=1, stdin a pipe): if the bench dies, the service sees its stdin
  * close and stops by itself.
  */
@@ -53,7 +54,7 @@ export function startService(name: string, cwd: string, env: Readonly<Record<str
   // the main thread, the other tsx's loader) into <dir>/<name>/ when it stops.
   const profileDir = process.env.BENCH_PROFILE_DIR;
   const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${join(profileDir, name)}`] : [];
-  const child = spawn(process.execPath, [...profile, '--import', TSX, 'src/server.ts'], { cwd, env: childEnv, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, ...profile, '--import', TSX, 'src/server.ts'], { cwd, env: childEnv, stdio: ['pipe', 'pipe', 'pipe'] });
   let text = '';
   const keep = (chunk: Buffer) => {
     text = (text + chunk.toString()).slice(-12_000);

@@ -171,8 +171,11 @@ describe('ingest processing: alerts and summaries', () => {
 
   it('keeps the roll-ups in the stream: a minute written once over, the minutes before the start and a late reading recomputed from raw', async () => {
     await ingest?.close(); // this test's ingest alone stores the shard
-    let shift = 0;
-    const t0 = Date.now();
+    // Ingest's start minute is the minute of its clock at start: keep that at least 25 s from the
+    // next minute (a busy machine can take seconds to start it), moving the clock on if needed.
+    const real = Date.now();
+    let shift = real % 60_000 > 30_000 ? 65_000 - (real % 60_000) : 0;
+    const t0 = Date.now() + shift;
     const streaming = await startIngest({ mqttUrl: url, username: 'ingest', password: ingestSecret, clientId: 'ingest-stream', influx, registry, logger: pino({ level: process.env.TEST_LOG ?? 'silent' }), flushIntervalMs: 50, alertRules: RULES, summaryIntervalMs: 60_000, rollups: 'stream', rollupGraceMs: 1000, now: () => Date.now() + shift });
     try {
       const startMinute = Math.floor(t0 / 60_000) * 60_000;
