@@ -81,6 +81,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       logger: logger.child({ name: 'api' }),
       mqtt: { url: mqttUrl, username: 'api', password: apiSecret },
       dashboardDir: DASHBOARD_DIST,
+      dataDir,
       frameIntervalMs: 200,
     });
     cleanups.push(() => api.close());

@@ -1,7 +1,12 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import Fastify, { type FastifyError } from 'fastify';
+import Fastify, { type FastifyError, type FastifyRequest } from 'fastify';
+import fastifyCors from '@fastify/cors';
+import fastifyHelmet from '@fastify/helmet';
+import fastifyRateLimit from '@fastify/rate-limit';
 import fastifyStatic from '@fastify/static';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -10,19 +15,7 @@ import type { Logger } from 'pino';
 import {
   API_PREFIX,
   CodedError,
-  DeviceId,
-  DeviceList,
-  DevicesQuery,
-  DeviceView,
-  ErrorBody,
-  HistoryQuery,
-  HistoryResponse,
   isProvinceCode,
-  LoginBody,
-  PROVINCE_BOUNDARIES,
-  RejectedList,
-  RejectedQuery,
-  SessionInfo,
   SOCKET_IO_PATH,
   TOPIC_FILTERS,
   type ClientToServerEvents,
@@ -30,13 +23,17 @@ import {
   type ServerToClientEvents,
   type SubscribeAck,
 } from '@citypulse/contracts';
-import type { DeviceRecord, DeviceRegistry } from '@citypulse/broker/registry';
+import type { DeviceRegistry } from '@citypulse/broker/registry';
 import type { Influx } from '@citypulse/infra';
-import { DEAD_LETTER_DEFAULTS, queryDeadLetters } from './dead-letters.js';
-import { parseTime, queryHistory, resolveFields, HISTORY_DEFAULTS } from './history.js';
+import { AuditLog } from './audit.js';
 import { LiveState } from './live.js';
 import type { OperatorStore } from './operators.js';
-import { readCookie, SESSION_COOKIE, type Session, type SessionSigner } from './sessions.js';
+import { canSeeProvince } from './rights.js';
+import { adminRoutes } from './routes/admin.js';
+import { authRoutes } from './routes/auth.js';
+import type { AuthPrincipal, RouteContext } from './routes/context.js';
+import { deviceRoutes } from './routes/devices.js';
+import { readCookie, SESSION_COOKIE, type SessionSigner } from './sessions.js';
 
 /** api knobs in one place (units in the names). */
 export const API_DEFAULTS = {
@@ -45,6 +42,8 @@ export const API_DEFAULTS = {
   /** A socket with more packets than this waiting to be written skips frames until it drains, then gets a snapshot. */
   maxSocketBacklog: 64,
   bodyLimitBytes: 64 * 1024,
+  /** History, dead-letter and export queries per operator and minute. */
+  expensiveQueriesPerMinute: 120,
 } as const;
 
 export interface ApiOptions {
@@ -58,6 +57,11 @@ export interface ApiOptions {
   readonly frameIntervalMs?: number;
   readonly cookieSecure?: boolean;
   readonly mapboxAccessToken?: string | undefined;
+  /** Origins allowed to call the api from a browser (CORS); none by default. */
+  readonly corsOrigins?: readonly string[];
+  /** Where the audit log lives (DATA_DIR); a temp folder in tests. */
+  readonly dataDir: string;
+  readonly expensiveQueriesPerMinute?: number;
 }
 
 function createFastify(logger: Logger) {
@@ -74,15 +78,9 @@ export interface ApiApp {
 }
 
 interface SocketData {
-  session: Session;
+  principal: AuthPrincipal;
   /** Provinces whose frames were skipped while the socket lagged: they get a snapshot when it drains. */
   resync: Set<string>;
-}
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    session: Session | null;
-  }
 }
 
 const STATUS_BY_CODE: Partial<Record<RejectionCode, number>> = {
@@ -92,6 +90,7 @@ const STATUS_BY_CODE: Partial<Record<RejectionCode, number>> = {
   E_AUTH: 401,
   E_FORBIDDEN: 403,
   E_NOT_FOUND: 404,
+  E_CONFLICT: 409,
   E_TOO_LARGE: 413,
   E_RATE_LIMITED: 429,
   E_UPSTREAM: 503,
@@ -109,8 +108,19 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   const app = createFastify(logger);
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   const live = new LiveState(registry, logger);
+  const audit = await AuditLog.open(options.dataDir, logger);
 
-  app.decorateRequest('session', null);
+  /** The operator a token stands for, with their rights as of now; undefined for a bad, expired, revoked or outdated token. */
+  const authenticate = (token: string | undefined): AuthPrincipal | undefined => {
+    const session = sessions.verify(token);
+    if (!session || operators.isRevoked(session.sid)) return undefined;
+    const principal = operators.principal(session.username);
+    if (!principal || principal.tokenVersion !== session.version) return undefined;
+    return { username: principal.username, role: principal.role, provinces: principal.provinces, sid: session.sid, version: session.version, expiresAt: session.exp };
+  };
+  const tokenOf = (request: FastifyRequest) => request.headers.authorization?.match(/^Bearer (.+)$/)?.[1] ?? readCookie(request.headers.cookie, SESSION_COOKIE);
+
+  app.decorateRequest('principal', null);
 
   app.setErrorHandler((error: FastifyError | CodedError, request, reply) => {
     if (error instanceof CodedError) {
@@ -121,26 +131,62 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
     }
     const status = error.statusCode ?? 500;
     if (status === 413) return reply.status(413).send({ code: 'E_TOO_LARGE', message: 'request body is too large' });
+    if (status === 429) return reply.status(429).send({ code: 'E_RATE_LIMITED', message: error.message });
     if (status >= 400 && status < 500) return reply.status(status).send({ code: 'E_BAD_REQUEST', message: error.message });
     request.log.error({ err: error }, 'request failed');
     return reply.status(500).send({ code: 'E_INTERNAL', message: 'internal error; see the api log' });
   });
   app.setNotFoundHandler((request, reply) => reply.status(404).send({ code: 'E_NOT_FOUND', message: `no route ${request.method} ${request.url.slice(0, 200)}` }));
 
-  app.addHook('onSend', async (_request, reply) => {
-    reply.header('x-content-type-options', 'nosniff');
-    reply.header('x-frame-options', 'DENY');
-    reply.header('referrer-policy', 'no-referrer');
+  // Security headers. The dashboard's map draws in a blob: worker; a Mapbox token also lets it reach Mapbox.
+  const mapbox = options.mapboxAccessToken ? ['https://*.mapbox.com'] : [];
+  await app.register(fastifyHelmet, {
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'", "'unsafe-inline'"],
+        imgSrc: ["'self'", 'data:', 'blob:', ...mapbox],
+        fontSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'", ...mapbox],
+        workerSrc: ["'self'", 'blob:'],
+        childSrc: ["'self'", 'blob:'],
+        objectSrc: ["'none'"],
+        frameAncestors: ["'none'"],
+        baseUri: ["'self'"],
+        formAction: ["'self'"],
+      },
+    },
+    hsts: options.cookieSecure ? { maxAge: 15_552_000 } : false,
+    referrerPolicy: { policy: 'no-referrer' },
   });
+  // CORS stays closed (no Access-Control-* headers) unless origins are configured.
+  if (options.corsOrigins && options.corsOrigins.length > 0) {
+    await app.register(fastifyCors, { origin: [...options.corsOrigins], credentials: true, methods: ['GET', 'POST', 'PATCH', 'DELETE'] });
+  }
+  await app.register(fastifyRateLimit, {
+    global: false,
+    keyGenerator: (request) => request.principal?.username ?? request.ip,
+    errorResponseBuilder: (_request, context) => ({ statusCode: 429, code: 'E_RATE_LIMITED', message: `too many requests: at most ${context.max} per ${context.after === '1 minute' ? 'minute' : context.after}; try again shortly` }),
+  });
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'CityPulse operations API', version: '1', description: 'REST of the CityPulse operations centre. Every error is `{ code, message }` with a stable code. Log in with POST /api/v1/auth/login, then send the cookie or `Authorization: Bearer <token>`.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' }, cookie: { type: 'apiKey', in: 'cookie', name: SESSION_COOKIE } } },
+      security: [{ bearer: [] }, { cookie: [] }],
+    },
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: false });
 
-  // Every /api route except login needs a session (cookie, or a Bearer token for scripts).
-  const PUBLIC = new Set([`${API_PREFIX}/auth/login`]);
+  // Every /api route except login and logout needs a session (cookie, or a Bearer token for scripts).
+  const PUBLIC = new Set([`${API_PREFIX}/auth/login`, `${API_PREFIX}/auth/logout`]);
   app.addHook('onRequest', async (request) => {
     const path = request.url.split('?')[0] ?? '';
-    if (!path.startsWith(`${API_PREFIX}/`) || PUBLIC.has(path)) return;
-    const bearer = request.headers.authorization?.match(/^Bearer (.+)$/)?.[1];
-    request.session = sessions.verify(bearer ?? readCookie(request.headers.cookie, SESSION_COOKIE)) ?? null;
-    if (!request.session) throw new CodedError('E_UNAUTHORIZED', 'login required: POST /api/v1/auth/login');
+    if (!path.startsWith(`${API_PREFIX}/`)) return;
+    request.principal = authenticate(tokenOf(request)) ?? null;
+    if (!request.principal && !PUBLIC.has(path)) throw new CodedError('E_UNAUTHORIZED', 'login required: POST /api/v1/auth/login');
   });
 
   const mqttClient = mqtt.connect(options.mqtt.url, {
@@ -159,111 +205,29 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   mqttClient.on('error', (err) => logger.warn({ err }, 'api: MQTT error'));
 
   // ---- REST ----
-  const errors = { 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 503: ErrorBody };
-
   const Health = Type.Object({ status: Type.String(), mqtt: Type.Boolean(), influx: Type.Boolean() });
-  app.get('/healthz', { schema: { response: { 200: Health, 503: Health } } }, async (_request, reply) => {
+  app.get('/healthz', { schema: { tags: ['operations'], summary: 'Liveness and backing services', security: [], response: { 200: Health, 503: Health } } }, async (_request, reply) => {
     const influxUp = await influx.ping();
     const body = { status: influxUp && mqttClient.connected ? 'ok' : 'degraded', mqtt: mqttClient.connected, influx: influxUp };
     return reply.status(body.status === 'ok' ? 200 : 503).send(body);
   });
 
-  app.post(`${API_PREFIX}/auth/login`, { schema: { body: LoginBody, response: { 200: Type.Object({ username: Type.String(), role: Type.String(), token: Type.String() }), ...errors } } }, async (request, reply) => {
-    const operator = await operators.verify(request.body.username, request.body.password);
-    if (!operator) throw new CodedError('E_UNAUTHORIZED', 'wrong username or password');
-    const { token } = sessions.issue(operator.username, operator.role);
-    const secure = options.cookieSecure ? '; Secure' : '';
-    reply.header('set-cookie', `${SESSION_COOKIE}=${token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${Math.floor(sessions.ttlMs / 1000)}${secure}`);
-    request.log.info({ operator: operator.username }, 'operator logged in');
-    return { username: operator.username, role: operator.role, token };
-  });
+  app.get(`${API_PREFIX}/ui-config`, { schema: { tags: ['map'], summary: 'What the dashboard needs to draw the map' } }, async () => ({ mapboxAccessToken: options.mapboxAccessToken ?? null }));
 
-  app.post(`${API_PREFIX}/auth/logout`, async (_request, reply) => {
-    reply.header('set-cookie', `${SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0`);
-    return reply.status(204).send();
-  });
-
-  app.get(`${API_PREFIX}/auth/me`, { schema: { response: { 200: SessionInfo, ...errors } } }, async (request) => {
-    const session = request.session as Session;
-    return { username: session.username, role: session.role };
-  });
-
-  app.get(`${API_PREFIX}/ui-config`, async () => ({ mapboxAccessToken: options.mapboxAccessToken ?? null }));
-
-  app.get(`${API_PREFIX}/provinces`, async (_request, reply) => {
-    const counts = new Map<string, number>();
-    for (const d of registry.devices) counts.set(d.province, (counts.get(d.province) ?? 0) + 1);
-    reply.type('application/geo+json');
-    return {
-      type: 'FeatureCollection',
-      features: PROVINCE_BOUNDARIES.features.map((f) => ({ ...f, properties: { ...f.properties, devices: counts.get(f.properties.code) ?? 0 } })),
-    };
-  });
-
-  const view = (device: DeviceRecord): DeviceView => {
-    const latest = live.latest(device.id);
-    return {
-      id: device.id,
-      name: device.name,
-      province: device.province,
-      domain: device.domain,
-      kind: device.kind,
-      location: [device.location[0], device.location[1]],
-      status: live.status(device.id)?.state ?? 'unknown',
-      latest: latest ? { ts: latest.ts, seq: latest.seq, values: latest.values, derived: latest.derived as Record<string, number | boolean | string>, state: latest.state } : null,
-    };
+  const context: RouteContext = {
+    app,
+    registry,
+    operators,
+    sessions,
+    live,
+    influx,
+    audit,
+    expensive: { max: options.expensiveQueriesPerMinute ?? API_DEFAULTS.expensiveQueriesPerMinute, timeWindow: 60_000 },
+    cookieSecure: options.cookieSecure ?? false,
   };
-
-  app.get(`${API_PREFIX}/devices`, { schema: { querystring: DevicesQuery, response: { 200: DeviceList, ...errors } } }, async (request) => {
-    const { province, domain } = request.query;
-    if (province !== undefined && !isProvinceCode(province)) throw new CodedError('E_PROVINCE', `province "${province}" is not one of the 34 codes`);
-    const devices = registry.devices.filter((d) => d.enabled && (province === undefined || d.province === province) && (domain === undefined || d.domain === domain));
-    return { devices: devices.map(view) };
-  });
-
-  const deviceParams = Type.Object({ id: DeviceId }, { additionalProperties: false });
-  const findDevice = (id: string): DeviceRecord => {
-    const device = registry.device(id);
-    if (!device) throw new CodedError('E_NOT_FOUND', `no device "${id}"`);
-    return device;
-  };
-
-  app.get(`${API_PREFIX}/devices/:id`, { schema: { params: deviceParams, response: { 200: DeviceView, ...errors } } }, async (request) => view(findDevice(request.params.id)));
-
-  app.get(`${API_PREFIX}/devices/:id/history`, { schema: { params: deviceParams, querystring: HistoryQuery, response: { 200: HistoryResponse, ...errors } } }, async (request) => {
-    const device = findDevice(request.params.id);
-    const q = request.query;
-    const toMs = q.to === undefined ? Date.now() : parseTime('to', q.to);
-    const fromMs = parseTime('from', q.from);
-    try {
-      return await queryHistory(influx, {
-        deviceId: device.id,
-        domain: device.domain,
-        fromMs,
-        toMs,
-        fields: resolveFields(device.domain, q.fields),
-        aggregate: q.aggregate ?? 'mean',
-        maxPoints: q.maxPoints ?? HISTORY_DEFAULTS.maxPoints,
-      });
-    } catch (err) {
-      if (err instanceof CodedError) throw err;
-      throw new CodedError('E_UPSTREAM', 'InfluxDB did not answer the history query; try again shortly', { cause: err });
-    }
-  });
-
-  // What ingest refused from this device, and why: the dead-letter records, counted by code.
-  app.get(`${API_PREFIX}/devices/:id/rejected`, { schema: { params: deviceParams, querystring: RejectedQuery, response: { 200: RejectedList, ...errors } } }, async (request) => {
-    const device = findDevice(request.params.id);
-    const q = request.query;
-    const toMs = q.to === undefined ? Date.now() : parseTime('to', q.to);
-    const fromMs = q.from === undefined ? toMs - DEAD_LETTER_DEFAULTS.rangeMs : parseTime('from', q.from);
-    try {
-      return await queryDeadLetters(influx, { deviceId: device.id, fromMs, toMs, code: q.code, limit: q.limit ?? DEAD_LETTER_DEFAULTS.limit });
-    } catch (err) {
-      if (err instanceof CodedError) throw err;
-      throw new CodedError('E_UPSTREAM', 'InfluxDB did not answer the dead-letter query; try again shortly', { cause: err });
-    }
-  });
+  authRoutes(context);
+  deviceRoutes(context);
+  adminRoutes(context);
 
   // ---- dashboard ----
   const dashboardDir = options.dashboardDir;
@@ -284,20 +248,25 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   io.use((socket, next) => {
     const authToken = (socket.handshake.auth as { token?: unknown }).token;
     const token = readCookie(socket.request.headers.cookie, SESSION_COOKIE) ?? (typeof authToken === 'string' ? authToken : undefined);
-    const session = sessions.verify(token);
-    if (!session) {
+    const principal = authenticate(token);
+    if (!principal) {
       next(Object.assign(new Error('E_UNAUTHORIZED'), { data: { code: 'E_UNAUTHORIZED', message: 'login required' } }));
       return;
     }
-    socket.data.session = session;
+    socket.data.principal = principal;
     socket.data.resync = new Set();
     next();
   });
 
-  const checkProvinces = (request: unknown): string[] | SubscribeAck => {
+  const checkProvinces = (socket: Socket, request: unknown): string[] | SubscribeAck => {
     const provinces = (request as { provinces?: unknown } | null)?.provinces;
     if (!Array.isArray(provinces) || provinces.length === 0 || provinces.length > 34 || !provinces.every((p): p is string => typeof p === 'string' && isProvinceCode(p))) {
       return { ok: false, error: { code: 'E_BAD_REQUEST', message: 'provinces must be a list of 1–34 province codes, e.g. ["01","79"]' } };
+    }
+    const principal = (socket.data as SocketData).principal;
+    const outside = provinces.filter((p) => !canSeeProvince(principal, p));
+    if (outside.length > 0) {
+      return { ok: false, error: { code: 'E_FORBIDDEN', message: `provinces ${outside.join(', ')} are outside the provinces "${principal.username}" may see` } };
     }
     return [...new Set(provinces)];
   };
@@ -305,7 +274,7 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   io.on('connection', (socket) => {
     socket.on('subscribe', (request, ack) => {
       const reply = typeof ack === 'function' ? ack : () => undefined;
-      const provinces = checkProvinces(request);
+      const provinces = checkProvinces(socket, request);
       if (!Array.isArray(provinces)) return reply(provinces);
       void socket.join(provinces.map(provinceRoom));
       reply({ ok: true, provinces });
@@ -313,7 +282,7 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
     });
     socket.on('unsubscribe', (request, ack) => {
       const reply = typeof ack === 'function' ? ack : () => undefined;
-      const provinces = checkProvinces(request);
+      const provinces = checkProvinces(socket, request);
       if (!Array.isArray(provinces)) return reply(provinces);
       for (const code of provinces) void socket.leave(provinceRoom(code));
       reply({ ok: true, provinces });
@@ -338,7 +307,22 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
       }
     }
   }, options.frameIntervalMs ?? API_DEFAULTS.frameIntervalMs);
-  const heartbeatTimer = setInterval(() => io.emit('heartbeat', { serverTime: Date.now() }), API_DEFAULTS.heartbeatIntervalMs);
+  const heartbeatTimer = setInterval(() => {
+    // A session logged out, an account disabled or given a new password: its sockets close too.
+    for (const socket of io.sockets.sockets.values()) {
+      const { principal } = socket.data;
+      const now = principal && operators.principal(principal.username);
+      if (!principal || !now || operators.isRevoked(principal.sid) || principal.expiresAt <= Date.now() || now.tokenVersion !== principal.version) {
+        socket.disconnect(true);
+        continue;
+      }
+      // Rights changed since the socket joined: leave the rooms now out of scope.
+      const current = { ...principal, role: now.role, provinces: now.provinces };
+      socket.data.principal = current;
+      for (const room of socket.rooms) if (room.startsWith('province:') && !canSeeProvince(current, room.slice('province:'.length))) void socket.leave(room);
+    }
+    io.emit('heartbeat', { serverTime: Date.now() });
+  }, API_DEFAULTS.heartbeatIntervalMs);
 
   mqttClient.on('message', (topic, payload) => {
     const status = live.handleMessage(topic, payload);
@@ -363,6 +347,7 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
       await new Promise<void>((resolve) => void io.close(() => resolve()));
       await mqttClient.endAsync();
       await app.close();
+      await audit.flush();
     },
   };
 }

@@ -16,5 +16,6 @@ export const API_CONFIG = {
   FRAME_INTERVAL_MS: { kind: 'int', default: '500', min: 50, max: 10_000, description: 'live frames are coalesced over this interval' },
   SESSION_TTL_HOURS: { kind: 'int', default: '12', min: 1, max: 720, description: 'operator session lifetime' },
   COOKIE_SECURE: { kind: 'bool', default: 'false', description: 'mark the session cookie Secure (set true behind HTTPS)' },
+  API_CORS_ORIGINS: { kind: 'string', optional: true, description: 'comma-separated origins allowed to call the API from a browser (CORS); unset: none' },
   MAPBOX_ACCESS_TOKEN: { kind: 'string', optional: true, secret: true, description: 'optional Mapbox token; without it the map uses maplibre-gl and the shipped style' },
 } as const satisfies ConfigSpec;

@@ -4,3 +4,5 @@ export * from './history.js';
 export * from './live.js';
 export * from './operators.js';
 export * from './sessions.js';
+export * from './audit.js';
+export * from './rights.js';

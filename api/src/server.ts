@@ -12,7 +12,7 @@ const logger = pino({ name: 'api', level: process.env.LOG_LEVEL ?? 'info' });
 runService(logger, async () => {
   const config = readConfig(API_CONFIG, process.env);
   const registry = await DeviceRegistry.open(config.DATA_DIR, { watch: true });
-  const operators = await OperatorStore.open(config.DATA_DIR);
+  const operators = await OperatorStore.open(config.DATA_DIR, { watch: true });
   const firstPassword = await operators.ensureFirstAdmin();
   if (firstPassword) logger.warn({ username: 'admin' }, `first start: created operator "admin" with password ${firstPassword} (shown once; change it)`);
   const api = await buildApi({
@@ -26,11 +26,14 @@ runService(logger, async () => {
     frameIntervalMs: config.FRAME_INTERVAL_MS,
     cookieSecure: config.COOKIE_SECURE,
     mapboxAccessToken: config.MAPBOX_ACCESS_TOKEN,
+    corsOrigins: config.API_CORS_ORIGINS?.split(',').map((o) => o.trim()).filter(Boolean) ?? [],
+    dataDir: config.DATA_DIR,
   });
   await api.app.listen({ port: config.API_PORT, host: config.API_HOST });
 
   return async () => {
     registry.close();
+    operators.close();
     await api.close();
   };
 });

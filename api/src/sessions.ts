@@ -1,15 +1,20 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { OperatorRole } from './operators.js';
 
 /**
- * Stateless signed session tokens: base64url(payload).base64url(HMAC-SHA256). The key is
- * generated at first start and kept in the data folder, so sessions survive an api restart.
+ * Signed session tokens: base64url(payload).base64url(HMAC-SHA256). The key is generated at first
+ * start and kept in the data folder, so sessions survive an api restart and any api node with the
+ * same key accepts them. A token names its operator, not their rights: role and provinces are
+ * looked up on every request, so a change takes effect at once. Logout revokes the token's `sid`;
+ * a new password (or a disabled account) bumps the operator's `version`, which ends all of theirs.
  */
 export interface Session {
+  /** Random id of this login, revoked by logout. */
+  readonly sid: string;
   readonly username: string;
-  readonly role: OperatorRole;
+  /** The operator's tokenVersion when the session was issued. */
+  readonly version: number;
   /** Expiry, epoch ms. */
   readonly exp: number;
 }
@@ -39,8 +44,8 @@ export class SessionSigner {
     return new SessionSigner(key, ttlMs);
   }
 
-  issue(username: string, role: OperatorRole, now = Date.now()): { token: string; session: Session } {
-    const session: Session = { username, role, exp: now + this.ttlMs };
+  issue(username: string, version: number, now = Date.now()): { token: string; session: Session } {
+    const session: Session = { sid: randomBytes(12).toString('base64url'), username, version, exp: now + this.ttlMs };
     const payload = Buffer.from(JSON.stringify(session)).toString('base64url');
     return { token: `${payload}.${this.#sign(payload)}`, session };
   }
@@ -53,8 +58,9 @@ export class SessionSigner {
     const actual = Buffer.from(signature);
     if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) return undefined;
     try {
-      const session = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as Session;
-      return typeof session.exp === 'number' && session.exp > now ? session : undefined;
+      const session = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as Partial<Session>;
+      if (typeof session.sid !== 'string' || typeof session.username !== 'string' || typeof session.version !== 'number' || typeof session.exp !== 'number') return undefined;
+      return session.exp > now ? (session as Session) : undefined;
     } catch {
       return undefined;
     }

@@ -1,11 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceRegistry } from '@citypulse/broker/registry';
-import { freePort, Influx } from '@citypulse/infra';
-import { buildApi, chooseWindowMs, OperatorStore, SessionSigner, type ApiApp } from '../src/index.js';
+import { chooseWindowMs, OperatorStore, type ApiApp } from '../src/index.js';
+import { buildOfflineApi } from './offline-api.js';
 
 /**
  * Route tests with inject(). InfluxDB and the broker are real addresses with nothing listening:
@@ -24,16 +23,7 @@ describe('api routes', () => {
     await registry.upsertDevices([{ id: 'hn-air-01', province: '01', domain: 'environment', location: [105.8525, 21.0287], name: 'Trạm Hoàn Kiếm' }]);
     const operators = await OperatorStore.open(dir);
     await operators.upsert('viewer1', 'viewer', 'a-long-enough-password');
-    const down = await freePort();
-    api = await buildApi({
-      influx: new Influx({ url: `http://127.0.0.1:${down}`, database: 'citypulse', retentionPolicy: 'raw', apiVersion: 'v1' }),
-      registry,
-      operators,
-      sessions: await SessionSigner.fromDataDir(dir, 3_600_000),
-      logger: pino({ level: 'silent' }),
-      mqtt: { url: `mqtt://127.0.0.1:${down}`, username: 'api', password: 'x' },
-      dashboardDir: join(dir, 'no-dashboard'),
-    });
+    api = await buildOfflineApi(dir, registry, operators);
     const login = await api.app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { username: 'viewer1', password: 'a-long-enough-password' } });
     expect(login.statusCode).toBe(200);
     expect(login.headers['set-cookie']).toMatch(/cp_session=.*HttpOnly; SameSite=Strict/);
@@ -74,9 +64,17 @@ describe('api routes', () => {
     const res = await api.app.inject({ url: '/api/v1/devices?province=01&domain=environment', headers: auth() });
     expect(res.json()).toEqual({
       devices: [{ id: 'hn-air-01', name: 'Trạm Hoàn Kiếm', province: '01', domain: 'environment', kind: 'default', location: [105.8525, 21.0287], status: 'unknown', latest: null }],
+      total: 1,
+      limit: 1000,
+      offset: 0,
     });
     const other = await api.app.inject({ url: '/api/v1/devices?province=79', headers: auth() });
-    expect(other.json()).toEqual({ devices: [] });
+    expect(other.json()).toEqual({ devices: [], total: 0, limit: 1000, offset: 0 });
+    // Text search ignores case and Vietnamese accents; paging reports the total.
+    const found = await api.app.inject({ url: '/api/v1/devices?q=hoan%20kiem&limit=1&offset=0', headers: auth() });
+    expect(found.json()).toMatchObject({ total: 1, devices: [{ id: 'hn-air-01' }] });
+    const none = await api.app.inject({ url: '/api/v1/devices?q=hoan%20kiem&offset=1', headers: auth() });
+    expect(none.json()).toMatchObject({ total: 1, devices: [] });
   });
 
   it.each([

@@ -21,11 +21,27 @@ export const LoginBody = Type.Object(
 );
 export type LoginBody = Static<typeof LoginBody>;
 
-export const SessionInfo = Type.Object({ username: Type.String(), role: Type.String() }, { additionalProperties: false });
+export const OperatorRoleName = Type.Union([Type.Literal('viewer'), Type.Literal('operator'), Type.Literal('admin')], {
+  description: 'viewer: sees; operator: also acknowledges alerts and runs replays; admin: also manages operators, devices and rules',
+});
+/** The provinces an operator may see; null: all 34. */
+export const ProvinceScope = Type.Union([Type.Array(ProvinceCode, { minItems: 1, maxItems: 34 }), Type.Null()]);
+
+export const SessionInfo = Type.Object(
+  { username: Type.String(), role: OperatorRoleName, provinces: ProvinceScope, expiresAt: Type.Number({ description: 'session expiry, epoch ms' }) },
+  { additionalProperties: false },
+);
 export type SessionInfo = Static<typeof SessionInfo>;
 
 export const DevicesQuery = Type.Object(
-  { province: Type.Optional(ProvinceCode), domain: Type.Optional(DomainName) },
+  {
+    province: Type.Optional(ProvinceCode),
+    domain: Type.Optional(DomainName),
+    status: Type.Optional(Type.Union([Type.Literal('online'), Type.Literal('offline'), Type.Literal('unknown')])),
+    q: Type.Optional(Type.String({ maxLength: 64, description: 'text in the device id or name (case- and accent-insensitive)' })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 20_000, description: 'devices per page (default 1,000)' })),
+    offset: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000_000, description: 'devices skipped (ordered by id)' })),
+  },
   { additionalProperties: false },
 );
 export type DevicesQuery = Static<typeof DevicesQuery>;
@@ -53,7 +69,13 @@ export const DeviceView = Type.Object({
 });
 export type DeviceView = Static<typeof DeviceView>;
 
-export const DeviceList = Type.Object({ devices: Type.Array(DeviceView) });
+export const DeviceList = Type.Object({
+  devices: Type.Array(DeviceView),
+  /** Devices matching the filter, all pages. */
+  total: Type.Integer({ minimum: 0 }),
+  limit: Type.Integer({ minimum: 1 }),
+  offset: Type.Integer({ minimum: 0 }),
+});
 export type DeviceList = Static<typeof DeviceList>;
 
 export const HistoryQuery = Type.Object(
@@ -158,3 +180,47 @@ function numericProperties(schema: TSchema, prefix: string): string[] {
     return [];
   });
 }
+
+/** Operator accounts (admin routes). */
+export const OperatorView = Type.Object(
+  { username: Type.String(), role: OperatorRoleName, provinces: ProvinceScope, disabled: Type.Boolean(), createdAt: Type.String(), updatedAt: Type.String() },
+  { additionalProperties: false },
+);
+export type OperatorView = Static<typeof OperatorView>;
+export const OperatorList = Type.Object({ operators: Type.Array(OperatorView) }, { additionalProperties: false });
+export type OperatorList = Static<typeof OperatorList>;
+export const Username = Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{1,63}$', description: "2–64 of a-z, 0-9, '.', '_', '-'" });
+export const Password = Type.String({ minLength: 12, maxLength: 256 });
+export const CreateOperatorBody = Type.Object(
+  { username: Username, role: OperatorRoleName, password: Password, provinces: Type.Optional(ProvinceScope) },
+  { additionalProperties: false },
+);
+export type CreateOperatorBody = Static<typeof CreateOperatorBody>;
+export const UpdateOperatorBody = Type.Object(
+  { role: Type.Optional(OperatorRoleName), password: Type.Optional(Password), provinces: Type.Optional(ProvinceScope), disabled: Type.Optional(Type.Boolean()) },
+  { additionalProperties: false, minProperties: 1 },
+);
+export type UpdateOperatorBody = Static<typeof UpdateOperatorBody>;
+
+/** The audit log of operator actions (admin). */
+export const AuditQuery = Type.Object(
+  {
+    from: Type.Optional(Type.String({ description: 'start, ISO 8601 or epoch ms; default 7 days before "to"' })),
+    to: Type.Optional(Type.String({ description: 'end, ISO 8601 or epoch ms; default now' })),
+    operator: Type.Optional(Username),
+    action: Type.Optional(Type.String({ pattern: '^[a-z][a-z.]{0,40}$', description: 'an action or its prefix, e.g. login or alert' })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 5000 })),
+  },
+  { additionalProperties: false },
+);
+export type AuditQuery = Static<typeof AuditQuery>;
+export const AuditEntryView = Type.Object({
+  ts: Type.Number(),
+  operator: Type.String(),
+  action: Type.String(),
+  target: Type.Optional(Type.String()),
+  detail: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  ip: Type.Optional(Type.String()),
+});
+export const AuditList = Type.Object({ from: Type.Number(), to: Type.Number(), entries: Type.Array(AuditEntryView) });
+export type AuditList = Static<typeof AuditList>;

@@ -19,6 +19,7 @@ export const REJECTION_CODES = {
   E_UNAUTHORIZED: 'login required',
   E_FORBIDDEN: 'not allowed for this account',
   E_NOT_FOUND: 'no such resource',
+  E_CONFLICT: 'the change conflicts with what exists (a name taken, the last admin)',
   E_RATE_LIMITED: 'too many requests',
   E_CONFIG: 'configuration value is invalid',
   E_UPSTREAM: 'a backing service (InfluxDB, broker) is unavailable',

@@ -80,10 +80,19 @@ export async function listDevices(filter: { province?: string; domain?: Domain }
   const query = new URLSearchParams();
   if (filter.province) query.set('province', filter.province);
   if (filter.domain) query.set('domain', filter.domain);
-  const qs = query.toString() === '' ? '' : `?${query.toString()}`;
-  const list = await request<DeviceList>(`/devices${qs}`);
-  return list.devices;
+  // Every page: the map draws all the devices the operator may see.
+  const devices: DeviceView[] = [];
+  for (;;) {
+    query.set('limit', String(DEVICE_PAGE));
+    query.set('offset', String(devices.length));
+    const page = await request<DeviceList>(`/devices?${query.toString()}`);
+    devices.push(...page.devices);
+    if (page.devices.length === 0 || devices.length >= page.total) return devices;
+  }
 }
+
+/** Devices per request when the dashboard loads the device list. */
+const DEVICE_PAGE = 5000;
 
 export function getDevice(id: string): Promise<DeviceView> {
   return request<DeviceView>(`/devices/${encodeURIComponent(id)}`);

@@ -1,3 +1,5 @@
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 /**
  * Calls `stop` once when the process should shut down: on SIGTERM, and on SIGINT unless a
  * supervisor (npm start) runs it. Supervised children ignore the terminal's Ctrl+C, so the
@@ -69,6 +71,31 @@ export function runService(logger: ServiceLogger, start: () => Promise<() => Pro
       if (err instanceof Error && typeof code === 'string' && code.startsWith('E_')) logger.fatal({ code }, err.message);
       else logger.fatal({ err }, 'failed to start');
       process.exit(1);
+    },
+  );
+}
+
+/**
+ * Runs a command-line tool's `main(argv)` when the module is the script node was started with
+ * (not when a test imports it): its resolved number is the exit code; a thrown error prints as
+ * "CODE: message" (or its message) and exits 1.
+ */
+export function runCliIfEntry(moduleUrl: string, main: (argv: readonly string[]) => Promise<number>): void {
+  let entry = false;
+  try {
+    entry = process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(moduleUrl);
+  } catch {
+    entry = false;
+  }
+  if (!entry) return;
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      const code = (err as { code?: unknown }).code;
+      console.error(typeof code === 'string' && code.startsWith('E_') && err instanceof Error ? `${code}: ${err.message}` : err instanceof Error ? err.message : String(err));
+      process.exitCode = 1;
     },
   );
 }

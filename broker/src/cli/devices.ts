@@ -6,10 +6,9 @@
  *   disable ID | enable ID | rotate ID | remove ID
  * A new or rotated secret is printed once; the registry keeps only its hash.
  */
-import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { runCliIfEntry } from '@citypulse/infra';
 import { CodedError, isDomain, provinceByCode } from '@citypulse/contracts';
 import { DeviceRegistry } from '../registry.js';
 import { CSV_COLUMNS, importDevices, type CliOutput } from './devices-import.js';
@@ -108,22 +107,4 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
 }
 
-// Run only as a script (tsx broker/src/cli/devices.ts …), not when a test imports main.
-const isEntry = (() => {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
-  } catch {
-    return false;
-  }
-})();
-if (isEntry) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err: unknown) => {
-      console.error(err instanceof CodedError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err));
-      process.exitCode = 1;
-    },
-  );
-}
+runCliIfEntry(import.meta.url, (argv) => main(argv));
