@@ -96,7 +96,9 @@ const STATUS_BY_CODE: Partial<Record<RejectionCode, number>> = {
   E_UPSTREAM: 503,
 };
 
-const provinceRoom = (code: string) => `province:${code}`;
+const PROVINCE_ROOM = 'province:';
+const provinceRoom = (code: string) => `${PROVINCE_ROOM}${code}`;
+const provincesOfRooms = (rooms: Iterable<string>): string[] => [...rooms].filter((room) => room.startsWith(PROVINCE_ROOM)).map((room) => room.slice(PROVINCE_ROOM.length));
 
 /**
  * Builds the api: Fastify REST under /api/v1, socket.io live frames, the built dashboard at /.
@@ -110,13 +112,19 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   const live = new LiveState(registry, logger);
   const audit = await AuditLog.open(options.dataDir, logger);
 
-  /** The operator a token stands for, with their rights as of now; undefined for a bad, expired, revoked or outdated token. */
+  /**
+   * The operator behind a login, with their rights as of now; undefined once the login is revoked,
+   * expired, or outdated (a new password, a disabled or deleted account).
+   */
+  const currentPrincipal = (login: { readonly sid: string; readonly username: string; readonly version: number; readonly expiresAt: number }): AuthPrincipal | undefined => {
+    if (login.expiresAt <= Date.now() || operators.isRevoked(login.sid)) return undefined;
+    const operator = operators.principal(login.username);
+    if (!operator || operator.tokenVersion !== login.version) return undefined;
+    return { username: operator.username, role: operator.role, provinces: operator.provinces, sid: login.sid, version: login.version, expiresAt: login.expiresAt };
+  };
   const authenticate = (token: string | undefined): AuthPrincipal | undefined => {
     const session = sessions.verify(token);
-    if (!session || operators.isRevoked(session.sid)) return undefined;
-    const principal = operators.principal(session.username);
-    if (!principal || principal.tokenVersion !== session.version) return undefined;
-    return { username: principal.username, role: principal.role, provinces: principal.provinces, sid: session.sid, version: session.version, expiresAt: session.exp };
+    return session && currentPrincipal({ ...session, expiresAt: session.exp });
   };
   const tokenOf = (request: FastifyRequest) => request.headers.authorization?.match(/^Bearer (.+)$/)?.[1] ?? readCookie(request.headers.cookie, SESSION_COOKIE);
 
@@ -310,16 +318,14 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   const heartbeatTimer = setInterval(() => {
     // A session logged out, an account disabled or given a new password: its sockets close too.
     for (const socket of io.sockets.sockets.values()) {
-      const { principal } = socket.data;
-      const now = principal && operators.principal(principal.username);
-      if (!principal || !now || operators.isRevoked(principal.sid) || principal.expiresAt <= Date.now() || now.tokenVersion !== principal.version) {
+      const current = currentPrincipal(socket.data.principal);
+      if (!current) {
         socket.disconnect(true);
         continue;
       }
       // Rights changed since the socket joined: leave the rooms now out of scope.
-      const current = { ...principal, role: now.role, provinces: now.provinces };
       socket.data.principal = current;
-      for (const room of socket.rooms) if (room.startsWith('province:') && !canSeeProvince(current, room.slice('province:'.length))) void socket.leave(room);
+      for (const code of provincesOfRooms(socket.rooms)) if (!canSeeProvince(current, code)) void socket.leave(provinceRoom(code));
     }
     io.emit('heartbeat', { serverTime: Date.now() });
   }, API_DEFAULTS.heartbeatIntervalMs);

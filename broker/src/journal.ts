@@ -148,6 +148,8 @@ export class Journal {
   #nextNo = 1;
   /** brokerId → highest counter appended. */
   readonly #maxCounters = new Map<string, number>();
+  /** The segment of every straggler key (see Segment.stragglers), so an acknowledgement finds it in O(1). */
+  readonly #stragglers = new Map<string, Segment>();
   #writes = 0;
 
   private constructor(dir: string, logger: Logger, segmentBytes: number) {
@@ -348,6 +350,7 @@ export class Journal {
     const range = parts && segment.ranges.get(parts.brokerId);
     if (!parts || (max !== undefined && (parts.counter < max || (parts.counter === max && range?.[1] !== max)))) {
       segment.stragglers.add(key);
+      this.#stragglers.set(key, segment);
       return;
     }
     this.#maxCounters.set(parts.brokerId, parts.counter);
@@ -357,7 +360,8 @@ export class Journal {
 
   /** The segment holding a message: a straggler by its key, any other by its counter. */
   #segmentOf(key: string): Segment | undefined {
-    for (const segment of this.#segments) if (segment.stragglers.has(key)) return segment;
+    const straggler = this.#stragglers.get(key);
+    if (straggler) return straggler;
     const parts = keyParts(key);
     if (!parts) return undefined;
     for (let i = this.#segments.length - 1; i >= 0; i--) {
@@ -401,6 +405,7 @@ export class Journal {
     const at = this.#segments.indexOf(segment);
     if (at < 0) return;
     this.#segments.splice(at, 1);
+    for (const key of segment.stragglers) this.#stragglers.delete(key);
     unlink(segment.path).catch((err: unknown) => this.#logger.warn({ err, path: segment.path }, 'could not delete an emptied MQTT queue segment'));
   }
 
