@@ -170,6 +170,14 @@ describe('ingest processing: alerts and summaries', () => {
   });
 
   it('keeps the roll-ups in the stream: a minute written once over, the minutes before the start and a late reading recomputed from raw', async () => {
+    // A raw reading stored after the newest roll-up, as a previous process leaves behind: what makes
+    // a restart recover (a first start, with nothing newer than the roll-ups, recovers nothing).
+    const lastOfPrevious = Date.now();
+    await publishFrequency(50.0, lastOfPrevious);
+    await waitFor('the previous process to store its last reading', async () => {
+      const [series = []] = await influx.query('SELECT count("seq") FROM "raw"."energy" WHERE "device" = $device AND time >= $t', { device: feeder.deviceId, t: new Date(lastOfPrevious).toISOString() });
+      return series[0]?.values[0]?.[1] ? true : undefined;
+    });
     await ingest?.close(); // this test's ingest alone stores the shard
     // Ingest's start minute is the minute of its clock at start: keep that at least 25 s from the
     // next minute (a busy machine can take seconds to start it), moving the clock on if needed.
