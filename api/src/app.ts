@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import Fastify, { type FastifyError, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import fastifyCors from '@fastify/cors';
 import fastifyHelmet from '@fastify/helmet';
 import fastifyRateLimit from '@fastify/rate-limit';
@@ -10,37 +10,28 @@ import fastifySwaggerUi from '@fastify/swagger-ui';
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import mqtt, { type MqttClient } from 'mqtt';
-import { Server as SocketServer, type Socket } from 'socket.io';
 import type { Logger } from 'pino';
-import {
-  API_PREFIX,
-  CodedError,
-  isProvinceCode,
-  SOCKET_IO_PATH,
-  TOPIC_FILTERS,
-  type ClientToServerEvents,
-  type RejectionCode,
-  type ServerToClientEvents,
-  type SubscribeAck,
-} from '@citypulse/contracts';
+import { API_PREFIX, CodedError, OPS_ROOT, TOPIC_FILTERS, type RejectionCode } from '@citypulse/contracts';
 import type { DeviceRegistry } from '@citypulse/broker/registry';
 import type { Influx } from '@citypulse/infra';
+import { rulesFileIn } from '@citypulse/ingest';
+import { AlertBook } from './alerts.js';
 import { AuditLog } from './audit.js';
 import { LiveState } from './live.js';
 import type { OperatorStore } from './operators.js';
-import { canSeeProvince } from './rights.js';
+import { attachRealtime, type CityIo } from './realtime.js';
 import { adminRoutes } from './routes/admin.js';
+import { alertRoutes } from './routes/alerts.js';
+import { deviceAdminRoutes } from './routes/device-admin.js';
+import { ruleRoutes } from './routes/rules.js';
 import { authRoutes } from './routes/auth.js';
 import type { AuthPrincipal, RouteContext } from './routes/context.js';
 import { deviceRoutes } from './routes/devices.js';
+import { historyRoutes } from './routes/history.js';
 import { readCookie, SESSION_COOKIE, type SessionSigner } from './sessions.js';
 
-/** api knobs in one place (units in the names). */
+/** api knobs in one place (units in the names); live delivery's are REALTIME_DEFAULTS. */
 export const API_DEFAULTS = {
-  frameIntervalMs: 500,
-  heartbeatIntervalMs: 5000,
-  /** A socket with more packets than this waiting to be written skips frames until it drains, then gets a snapshot. */
-  maxSocketBacklog: 64,
   bodyLimitBytes: 64 * 1024,
   /** History, dead-letter and export queries per operator and minute. */
   expensiveQueriesPerMinute: 120,
@@ -55,32 +46,41 @@ export interface ApiOptions {
   readonly mqtt: { readonly url: string; readonly username: string; readonly password: string; readonly clientId?: string };
   readonly dashboardDir?: string | undefined;
   readonly frameIntervalMs?: number;
+  /** Packets a socket may have waiting before it skips frames (REALTIME_DEFAULTS.maxSocketBacklog; tests lower it). */
+  readonly maxSocketBacklog?: number;
   readonly cookieSecure?: boolean;
   readonly mapboxAccessToken?: string | undefined;
   /** Origins allowed to call the api from a browser (CORS); none by default. */
   readonly corsOrigins?: readonly string[];
   /** Where the audit log lives (DATA_DIR); a temp folder in tests. */
   readonly dataDir: string;
+  /** The alert rules file (INGEST_RULES_FILE); default DATA_DIR/alert-rules.yaml. */
+  readonly rulesFile?: string;
   readonly expensiveQueriesPerMinute?: number;
 }
 
 function createFastify(logger: Logger) {
-  return Fastify({ loggerInstance: logger, bodyLimit: API_DEFAULTS.bodyLimitBytes, trustProxy: false }).withTypeProvider<TypeBoxTypeProvider>();
+  return Fastify({
+    loggerInstance: logger,
+    bodyLimit: API_DEFAULTS.bodyLimitBytes,
+    trustProxy: false,
+    // What the router refuses before any route runs (a malformed URL, a path parameter over 100
+    // characters) gets the same error shape and a stable code as everything else.
+    frameworkErrors: (error, _request, reply) => {
+      const status = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : 400;
+      void (reply as FastifyReply).status(status).send({ code: 'E_BAD_REQUEST', message: error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path parameter is longer than 100 characters' : 'the URL is malformed' });
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
 }
 export type ApiFastify = ReturnType<typeof createFastify>;
 
 export interface ApiApp {
   readonly app: ApiFastify;
-  readonly io: SocketServer<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+  readonly io: CityIo;
   readonly live: LiveState;
+  readonly alerts: AlertBook;
   readonly mqtt: MqttClient;
   close(): Promise<void>;
-}
-
-interface SocketData {
-  principal: AuthPrincipal;
-  /** Provinces whose frames were skipped while the socket lagged: they get a snapshot when it drains. */
-  resync: Set<string>;
 }
 
 const STATUS_BY_CODE: Partial<Record<RejectionCode, number>> = {
@@ -96,9 +96,7 @@ const STATUS_BY_CODE: Partial<Record<RejectionCode, number>> = {
   E_UPSTREAM: 503,
 };
 
-const PROVINCE_ROOM = 'province:';
-const provinceRoom = (code: string) => `${PROVINCE_ROOM}${code}`;
-const provincesOfRooms = (rooms: Iterable<string>): string[] => [...rooms].filter((room) => room.startsWith(PROVINCE_ROOM)).map((room) => room.slice(PROVINCE_ROOM.length));
+const OPS_PREFIX = `${OPS_ROOT}/`;
 
 /**
  * Builds the api: Fastify REST under /api/v1, socket.io live frames, the built dashboard at /.
@@ -110,6 +108,7 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   const app = createFastify(logger);
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   const live = new LiveState(registry, logger);
+  const alerts = new AlertBook(influx, logger);
   const audit = await AuditLog.open(options.dataDir, logger);
 
   /**
@@ -206,7 +205,9 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
     reconnectPeriod: 1000,
   });
   mqttClient.on('connect', () => {
-    mqttClient.subscribe([TOPIC_FILTERS.allTelemetry, TOPIC_FILTERS.allStatus], { qos: 0 }, (err) => {
+    // Alerts at QoS 1 (each one counts); telemetry, status and the retained summaries at QoS 0.
+    const subscriptions = { [TOPIC_FILTERS.allTelemetry]: { qos: 0 }, [TOPIC_FILTERS.allStatus]: { qos: 0 }, [TOPIC_FILTERS.allSummaries]: { qos: 0 }, [TOPIC_FILTERS.allAlerts]: { qos: 1 } } as const;
+    mqttClient.subscribe(subscriptions, (err) => {
       if (err) logger.error({ err }, 'api: MQTT subscribe failed');
     });
   });
@@ -228,13 +229,20 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
     operators,
     sessions,
     live,
+    alerts,
     influx,
     audit,
+    onAlertAck: (ack, alert) => realtime.alertAck(ack, alert),
     expensive: { max: options.expensiveQueriesPerMinute ?? API_DEFAULTS.expensiveQueriesPerMinute, timeWindow: 60_000 },
     cookieSecure: options.cookieSecure ?? false,
+    rulesFile: options.rulesFile ?? rulesFileIn(options.dataDir),
   };
   authRoutes(context);
   deviceRoutes(context);
+  historyRoutes(context);
+  alertRoutes(context);
+  deviceAdminRoutes(context);
+  ruleRoutes(context);
   adminRoutes(context);
 
   // ---- dashboard ----
@@ -248,91 +256,33 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   }
 
   // ---- live: socket.io ----
-  const io = new SocketServer<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>(app.server, {
-    path: SOCKET_IO_PATH,
-    serveClient: false,
-    maxHttpBufferSize: 16 * 1024,
+  const realtime = attachRealtime({
+    server: app.server,
+    live,
+    alerts,
+    influx,
+    audit,
+    logger,
+    authenticate,
+    recheck: currentPrincipal,
+    readSessionCookie: (header) => readCookie(header, SESSION_COOKIE),
+    frameIntervalMs: options.frameIntervalMs,
+    maxSocketBacklog: options.maxSocketBacklog,
   });
-  io.use((socket, next) => {
-    const authToken = (socket.handshake.auth as { token?: unknown }).token;
-    const token = readCookie(socket.request.headers.cookie, SESSION_COOKIE) ?? (typeof authToken === 'string' ? authToken : undefined);
-    const principal = authenticate(token);
-    if (!principal) {
-      next(Object.assign(new Error('E_UNAUTHORIZED'), { data: { code: 'E_UNAUTHORIZED', message: 'login required' } }));
-      return;
-    }
-    socket.data.principal = principal;
-    socket.data.resync = new Set();
-    next();
-  });
-
-  const checkProvinces = (socket: Socket, request: unknown): string[] | SubscribeAck => {
-    const provinces = (request as { provinces?: unknown } | null)?.provinces;
-    if (!Array.isArray(provinces) || provinces.length === 0 || provinces.length > 34 || !provinces.every((p): p is string => typeof p === 'string' && isProvinceCode(p))) {
-      return { ok: false, error: { code: 'E_BAD_REQUEST', message: 'provinces must be a list of 1–34 province codes, e.g. ["01","79"]' } };
-    }
-    const principal = (socket.data as SocketData).principal;
-    const outside = provinces.filter((p) => !canSeeProvince(principal, p));
-    if (outside.length > 0) {
-      return { ok: false, error: { code: 'E_FORBIDDEN', message: `provinces ${outside.join(', ')} are outside the provinces "${principal.username}" may see` } };
-    }
-    return [...new Set(provinces)];
-  };
-
-  io.on('connection', (socket) => {
-    socket.on('subscribe', (request, ack) => {
-      const reply = typeof ack === 'function' ? ack : () => undefined;
-      const provinces = checkProvinces(socket, request);
-      if (!Array.isArray(provinces)) return reply(provinces);
-      void socket.join(provinces.map(provinceRoom));
-      reply({ ok: true, provinces });
-      for (const code of provinces) socket.emit('snapshot', live.snapshot(code));
-    });
-    socket.on('unsubscribe', (request, ack) => {
-      const reply = typeof ack === 'function' ? ack : () => undefined;
-      const provinces = checkProvinces(socket, request);
-      if (!Array.isArray(provinces)) return reply(provinces);
-      for (const code of provinces) void socket.leave(provinceRoom(code));
-      reply({ ok: true, provinces });
-    });
-  });
-
-  const backlog = (socket: Socket) => (socket.conn as unknown as { writeBuffer?: unknown[] }).writeBuffer?.length ?? 0;
-  const frameTimer = setInterval(() => {
-    for (const frame of live.drainFrames()) {
-      const members = io.sockets.adapter.rooms.get(provinceRoom(frame.province));
-      if (!members) continue;
-      for (const id of members) {
-        const socket = io.sockets.sockets.get(id);
-        if (!socket) continue;
-        // A lagging screen skips frames (and is resynced later); it never holds up the others.
-        if (backlog(socket) > API_DEFAULTS.maxSocketBacklog) {
-          socket.data.resync.add(frame.province);
-          continue;
-        }
-        if (socket.data.resync.delete(frame.province)) socket.emit('snapshot', live.snapshot(frame.province));
-        else socket.emit('frame', frame);
-      }
-    }
-  }, options.frameIntervalMs ?? API_DEFAULTS.frameIntervalMs);
-  const heartbeatTimer = setInterval(() => {
-    // A session logged out, an account disabled or given a new password: its sockets close too.
-    for (const socket of io.sockets.sockets.values()) {
-      const current = currentPrincipal(socket.data.principal);
-      if (!current) {
-        socket.disconnect(true);
-        continue;
-      }
-      // Rights changed since the socket joined: leave the rooms now out of scope.
-      socket.data.principal = current;
-      for (const code of provincesOfRooms(socket.rooms)) if (!canSeeProvince(current, code)) void socket.leave(provinceRoom(code));
-    }
-    io.emit('heartbeat', { serverTime: Date.now() });
-  }, API_DEFAULTS.heartbeatIntervalMs);
 
   mqttClient.on('message', (topic, payload) => {
+    if (topic.startsWith(OPS_PREFIX)) {
+      if (topic.endsWith('/summary')) {
+        const summary = live.handleSummary(topic, payload);
+        if (summary) realtime.summary(summary);
+      } else if (topic.endsWith('/alerts')) {
+        const alert = alerts.handleMessage(payload);
+        if (alert) realtime.alert(alert);
+      }
+      return;
+    }
     const status = live.handleMessage(topic, payload);
-    if (status) io.to(provinceRoom(status.province)).emit('deviceStatus', status);
+    if (status) realtime.deviceStatus(status);
   });
 
   try {
@@ -341,16 +291,21 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   } catch (err) {
     logger.warn({ err }, 'could not restore live state from InfluxDB; starting empty');
   }
+  try {
+    const active = await alerts.restore();
+    logger.info({ active }, 'active alerts restored from InfluxDB');
+  } catch (err) {
+    logger.warn({ err }, 'could not restore the active alerts from InfluxDB; they come back as ingest raises or clears them');
+  }
 
   return {
     app,
-    io,
+    io: realtime.io,
     live,
+    alerts,
     mqtt: mqttClient,
     async close() {
-      clearInterval(frameTimer);
-      clearInterval(heartbeatTimer);
-      await new Promise<void>((resolve) => void io.close(() => resolve()));
+      await realtime.close();
       await mqttClient.endAsync();
       await app.close();
       await audit.flush();

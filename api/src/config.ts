@@ -1,12 +1,14 @@
 import { fileURLToPath } from 'node:url';
 import { COMMON_CONFIG, type ConfigSpec } from '@citypulse/contracts';
 import { INFLUX_CONFIG } from '@citypulse/infra';
+import { RULES_CONFIG } from '@citypulse/ingest';
 
 const BUILT_DASHBOARD = fileURLToPath(new URL('../../dashboard/dist', import.meta.url));
 
 export const API_CONFIG = {
   ...COMMON_CONFIG,
   ...INFLUX_CONFIG,
+  ...RULES_CONFIG,
   API_HOST: { kind: 'string', default: '0.0.0.0', description: 'interface the API and dashboard listen on' },
   API_PORT: { kind: 'port', default: '3000', description: 'API and dashboard HTTP port' },
   MQTT_URL: { kind: 'url', default: 'mqtt://127.0.0.1:1883', values: ['mqtt', 'mqtts', 'ws', 'wss'], description: 'broker the services connect to' },

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { Compile } from 'typebox/compile';
 import {
   decodeStatus,
   decodeTelemetry,
@@ -6,7 +7,9 @@ import {
   DOMAINS,
   enrichReading,
   flattenReading,
+  opsTopic,
   parseDeviceTopic,
+  ProvinceSummary,
   readingState,
   type Derived,
   type DeviceStatusEvent,
@@ -21,6 +24,7 @@ import type { Influx } from '@citypulse/infra';
 
 const DERIVED = new Set<string>(DERIVED_FIELDS);
 const TAG_COLUMNS = new Set(['time', 'province', 'device', 'kind']);
+const checkSummary = Compile(ProvinceSummary);
 
 /**
  * The latest reading and status of every device, kept in memory from the api's own MQTT
@@ -30,7 +34,9 @@ const TAG_COLUMNS = new Set(['time', 'province', 'device', 'kind']);
 export class LiveState {
   readonly #latest = new Map<string, LiveReading>();
   readonly #status = new Map<string, DeviceStatusEvent>();
+  /** Changed devices since the last frame, per room key (province and domain). */
   readonly #dirty = new Map<string, Map<string, LiveReading>>();
+  readonly #summaries = new Map<string, ProvinceSummary>();
   readonly #registry: DeviceRegistry;
   readonly #logger: Logger;
   rejected = 0;
@@ -48,20 +54,47 @@ export class LiveState {
     return this.#status.get(deviceId);
   }
 
-  /** Every latest reading of a province: the snapshot a client gets when it joins. */
-  snapshot(province: string, now = Date.now()): LiveFrame {
-    const readings = [...this.#latest.values()].filter((r) => r.province === province);
-    return { province, mode: 'live', sentAt: now, readings };
+  /** Every latest reading of a province's domain: the snapshot a client gets when it joins. */
+  snapshot(province: string, domain: Domain, now = Date.now()): LiveFrame {
+    const readings: LiveReading[] = [];
+    for (const r of this.#latest.values()) if (r.province === province && r.domain === domain) readings.push(r);
+    return { province, domain, mode: 'live', sentAt: now, readings };
   }
 
-  /** Takes the frames accumulated since the last call (one per province with changes). */
+  /** Takes the frames accumulated since the last call (one per province and domain with changes). */
   drainFrames(now = Date.now()): LiveFrame[] {
     const frames: LiveFrame[] = [];
-    for (const [province, changed] of this.#dirty) {
-      frames.push({ province, mode: 'live', sentAt: now, readings: [...changed.values()] });
+    for (const changed of this.#dirty.values()) {
+      const first = changed.values().next().value as LiveReading;
+      frames.push({ province: first.province, domain: first.domain, mode: 'live', sentAt: now, readings: [...changed.values()] });
     }
     this.#dirty.clear();
     return frames;
+  }
+
+  /** The newest KPIs ingest published for a province (ops/{province}/summary), if any. */
+  summary(province: string): ProvinceSummary | undefined {
+    return this.#summaries.get(province);
+  }
+
+  /** Applies one summary message; returns it when it is a valid ProvinceSummary newer than the one held. */
+  handleSummary(topic: string, payload: Buffer): ProvinceSummary | undefined {
+    if (payload.length === 0) return undefined; // retained summary cleared
+    let summary: unknown;
+    try {
+      summary = JSON.parse(payload.toString('utf8'));
+    } catch {
+      summary = undefined;
+    }
+    if (!checkSummary.Check(summary) || topic !== opsTopic(summary.province, 'summary')) {
+      this.rejected++;
+      this.#logger.debug({ topic }, 'live: a summary that is not a ProvinceSummary was ignored');
+      return undefined;
+    }
+    const held = this.#summaries.get(summary.province);
+    if (held && held.ts > summary.ts) return undefined;
+    this.#summaries.set(summary.province, summary);
+    return summary;
   }
 
   /** Applies one MQTT message; returns a status event when the message was a status change. */
@@ -108,7 +141,7 @@ export class LiveState {
         const row = s.values[0];
         const deviceId = s.tags?.device;
         if (!row || !deviceId) continue;
-        const reading = fromRow(domain, deviceId, s.columns, row);
+        const reading = readingFromRow(domain, s.columns, row, deviceId);
         if (reading && !this.#latest.has(deviceId)) {
           this.#latest.set(deviceId, reading);
           restored++;
@@ -122,26 +155,33 @@ export class LiveState {
     const previous = this.#latest.get(reading.deviceId);
     if (previous && previous.ts > reading.ts) return; // a backlog batch never moves the map back in time
     this.#latest.set(reading.deviceId, reading);
-    let changed = this.#dirty.get(reading.province);
-    if (!changed) this.#dirty.set(reading.province, (changed = new Map<string, LiveReading>()));
+    const key = `${reading.province}/${reading.domain}`;
+    let changed = this.#dirty.get(key);
+    if (!changed) this.#dirty.set(key, (changed = new Map<string, LiveReading>()));
     changed.set(reading.deviceId, reading);
   }
 }
 
-function fromRow(domain: Domain, deviceId: string, columns: readonly string[], row: readonly unknown[]): LiveReading | undefined {
+/**
+ * A stored reading (a row of `SELECT *` on a domain measurement) as the live map draws it. The
+ * device id comes from the series tags (GROUP BY "device") or else from the row's device column.
+ */
+export function readingFromRow(domain: Domain, columns: readonly string[], row: readonly unknown[], seriesDevice?: string): LiveReading | undefined {
   const values: Fields = {};
   const derived: Record<string, FieldValue> = {};
   let province: string | undefined;
+  let deviceId = seriesDevice;
   columns.forEach((column, i) => {
     const value = row[i];
     if (column === 'province' && typeof value === 'string') province = value;
+    if (column === 'device' && typeof value === 'string') deviceId ??= value;
     if (TAG_COLUMNS.has(column) || value === null || value === undefined) return;
     if (typeof value !== 'number' && typeof value !== 'boolean' && typeof value !== 'string') return;
     if (DERIVED.has(column)) derived[column] = value;
     else values[column] = value;
   });
   const ts = row[0];
-  if (typeof ts !== 'number' || !province) return undefined;
+  if (typeof ts !== 'number' || !province || !deviceId) return undefined;
   const seq = typeof values.seq === 'number' ? values.seq : 0;
   const d = derived as Derived;
   return { deviceId, province, domain, ts, seq, values, derived: d, state: readingState(domain, d) };

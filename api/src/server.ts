@@ -2,6 +2,7 @@ import { pino } from 'pino';
 import { readConfig } from '@citypulse/contracts';
 import { DeviceRegistry } from '@citypulse/broker/registry';
 import { Influx, influxSettingsFrom, runService } from '@citypulse/infra';
+import { ensureRulesFile } from '@citypulse/ingest';
 import { buildApi } from './app.js';
 import { API_CONFIG } from './config.js';
 import { OperatorStore } from './operators.js';
@@ -28,6 +29,7 @@ runService(logger, async () => {
     mapboxAccessToken: config.MAPBOX_ACCESS_TOKEN,
     corsOrigins: config.API_CORS_ORIGINS?.split(',').map((o) => o.trim()).filter(Boolean) ?? [],
     dataDir: config.DATA_DIR,
+    rulesFile: await ensureRulesFile(config.INGEST_RULES_FILE, config.DATA_DIR),
   });
   await api.app.listen({ port: config.API_PORT, host: config.API_HOST });
 

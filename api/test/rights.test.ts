@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -18,12 +18,13 @@ import { buildOfflineApi } from './offline-api.js';
 describe('api rights', () => {
   let dir: string;
   let api: ApiApp;
+  let registry: DeviceRegistry;
   let url: string;
   const password = 'a-long-enough-password';
   const tokens: Record<string, string> = {};
   const sockets: Socket[] = [];
 
-  const call = (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, who?: string, payload?: unknown) =>
+  const call = (method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, who?: string, payload?: unknown) =>
     api.app.inject({ method, url: `/api/v1${path}`, headers: who ? { authorization: `Bearer ${tokens[who]}` } : {}, ...(payload === undefined ? {} : { payload: payload as object }) });
   const login = async (username: string, pass = password) => {
     const res = await api.app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { username, password: pass }, remoteAddress: `10.0.0.${Object.keys(tokens).length + 1}` });
@@ -33,7 +34,7 @@ describe('api rights', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'citypulse-api-rights-'));
-    const registry = await DeviceRegistry.open(dir);
+    registry = await DeviceRegistry.open(dir);
     await registry.upsertDevices([
       { id: 'hn-air-01', province: '01', domain: 'environment', location: [105.8525, 21.0287], name: 'Trạm Hoàn Kiếm' },
       { id: 'hcm-traffic-01', province: '79', domain: 'traffic', location: [106.7009, 10.7769], name: 'Ngã tư Hàng Xanh' },
@@ -84,6 +85,72 @@ describe('api rights', () => {
     expect(list.body).not.toMatch(/scrypt|passwordHash/);
   });
 
+  it('lets only admins manage devices, within their provinces, and audits every change', async () => {
+    const device = { id: 'hn-air-02', province: '01', domain: 'environment', location: [105.84, 21.02], kind: 'station', name: 'Trạm Ba Đình' };
+    for (const who of ['vera', 'otto']) {
+      for (const [method, path, body] of [
+        ['POST', '/devices', device],
+        ['PATCH', '/devices/hn-air-01', { enabled: false }],
+        ['POST', '/devices/hn-air-01/secret', undefined],
+        ['DELETE', '/devices/hn-air-01', undefined],
+      ] as const) {
+        const res = await call(method, path, who, body);
+        expect(res.statusCode, `${who} ${method} ${path}`).toBe(403);
+        expect(res.json<{ message: string }>().message).toContain('needs the admin role');
+      }
+    }
+    const created = await call('POST', '/devices', 'root', device);
+    expect(created.statusCode, created.body).toBe(201);
+    const { secret } = created.json<{ secret: string }>();
+    expect(created.json()).toMatchObject({ device: { id: 'hn-air-02', province: '01', enabled: true, status: 'unknown', latest: null } });
+    expect(await registry.authenticate('hn-air-02', secret)).toMatchObject({ type: 'device' }); // the broker's check
+    expect(JSON.stringify(registry.device('hn-air-02'))).not.toContain(secret); // only the hash is kept
+    expect((await call('POST', '/devices', 'root', device)).json()).toMatchObject({ code: 'E_CONFLICT' });
+    for (const bad of [{ ...device, id: 'hn-air-03', location: [106.7, 10.78] }, { ...device, id: 'Bad Id' }, { ...device, id: 'hn-air-03', province: '99' }, { ...device, id: 'hn-air-03', secretHash: 'x' }, { ...device, id: 'hn-air-03', kind: 'a"b' }]) {
+      const res = await call('POST', '/devices', 'root', bad);
+      expect(res.statusCode, JSON.stringify(bad)).toBe(400);
+      expect(res.json<{ code: string }>().code).toMatch(/^E_(BAD_REQUEST|PROVINCE)$/);
+    }
+    const patched = await call('PATCH', '/devices/hn-air-02', 'root', { enabled: false, name: 'Trạm Ba Đình (bảo trì)' });
+    expect(patched.json()).toMatchObject({ id: 'hn-air-02', enabled: false, name: 'Trạm Ba Đình (bảo trì)' });
+    expect(await registry.authenticate('hn-air-02', secret)).toBeUndefined(); // disabled: refused
+    expect((await call('PATCH', '/devices/hn-air-02', 'root', { enabled: true })).json()).toMatchObject({ enabled: true });
+    const rotated = (await call('POST', '/devices/hn-air-02/secret', 'root')).json<{ secret: string }>().secret;
+    expect(rotated).not.toBe(secret);
+    expect(await registry.authenticate('hn-air-02', secret)).toBeUndefined();
+    expect(await registry.authenticate('hn-air-02', rotated)).toMatchObject({ type: 'device' });
+    expect((await call('DELETE', '/devices/hn-air-02', 'root')).statusCode).toBe(204);
+    expect((await call('GET', '/devices/hn-air-02', 'root')).statusCode).toBe(404);
+    const audit = (await call('GET', '/audit?action=device', 'root')).json<{ entries: { action: string; target: string }[] }>();
+    expect(audit.entries.map((e) => e.action)).toEqual(['device.remove', 'device.secret', 'device.update', 'device.update', 'device.create']);
+  });
+
+  it('shows the alert rules to every role and lets only admins replace them, validated', async () => {
+    const shown = await call('GET', '/alert-rules', 'vera');
+    expect(shown.statusCode, shown.body).toBe(200);
+    const { yaml, rules } = shown.json<{ yaml: string; rules: { id: string }[] }>();
+    expect(rules.length).toBeGreaterThan(0);
+    for (const who of ['vera', 'otto']) {
+      const res = await call('PUT', '/alert-rules', who, { yaml });
+      expect([res.statusCode, res.json<{ code: string }>().code]).toEqual([403, 'E_FORBIDDEN']);
+    }
+    // A mistake is refused with its line; nothing is written.
+    const bad = await call('PUT', '/alert-rules', 'root', { yaml: 'version: 1\nrules:\n  - id: pm25-high\n    kind: threshold\n    domain: environment\n    field: pm25\n    above: lots\n    severity: warning\n' });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json<{ code: string; message: string }>()).toMatchObject({ code: 'E_BAD_REQUEST', message: expect.stringMatching(/rules\[0\]\.above.*line 7/) as string });
+    expect((await call('PUT', '/alert-rules', 'root', { yaml: '{{{' })).json()).toMatchObject({ code: 'E_BAD_REQUEST' });
+    expect((await call('GET', '/alert-rules', 'vera')).json<{ yaml: string }>().yaml).toBe(yaml);
+    // A valid one is written where ingest reads it, and audited.
+    const smaller = 'version: 1\nrules:\n  - id: pm25-high\n    kind: threshold\n    domain: environment\n    field: pm25\n    above: 55.4\n    for: 10m\n    severity: warning\n';
+    const put = await call('PUT', '/alert-rules', 'root', { yaml: smaller });
+    expect(put.statusCode, put.body).toBe(200);
+    expect(put.json<{ rules: { id: string }[] }>().rules.map((r) => r.id)).toEqual(['pm25-high']);
+    expect(await readFile(join(dir, 'alert-rules.yaml'), 'utf8')).toBe(smaller);
+    expect((await call('GET', '/alert-rules', 'otto')).json<{ yaml: string }>().yaml).toBe(smaller);
+    const audit = (await call('GET', '/audit?action=rules', 'root')).json<{ entries: { operator: string; action: string }[] }>();
+    expect(audit.entries).toEqual([expect.objectContaining({ operator: 'root', action: 'rules.update' })]);
+  });
+
   it('limits a province-scoped operator to its provinces on every route', async () => {
     const created = await call('POST', '/operators', 'root', { username: 'hanoi-desk', role: 'operator', password, provinces: ['01'] });
     expect(created.statusCode, created.body).toBe(201);
@@ -111,9 +178,17 @@ describe('api rights', () => {
     expect(refused).toMatchObject({ ok: false, error: { code: 'E_FORBIDDEN' } });
     expect(JSON.stringify(refused)).toContain('79');
     expect(await subscribe(scoped, ['01', '79'])).toMatchObject({ ok: false, error: { code: 'E_FORBIDDEN' } });
-    expect(await subscribe(scoped, ['01'])).toEqual({ ok: true, provinces: ['01'] });
+    expect(await subscribe(scoped, ['01'])).toEqual({ ok: true, provinces: ['01'], domains: ['traffic', 'environment', 'energy'] });
     const viewer = await socketFor(tokens.vera as string);
-    expect(await subscribe(viewer, ['01', '79'])).toEqual({ ok: true, provinces: ['01', '79'] });
+    expect(await subscribe(viewer, ['01', '79'])).toEqual({ ok: true, provinces: ['01', '79'], domains: ['traffic', 'environment', 'energy'] });
+    // Rooms per province and domain.
+    expect(await viewer.timeout(5000).emitWithAck('subscribe', { provinces: ['79'], domains: ['traffic'] })).toEqual({ ok: true, provinces: ['79'], domains: ['traffic'] });
+    expect(await viewer.timeout(5000).emitWithAck('subscribe', { provinces: ['79'], domains: ['water'] })).toMatchObject({ ok: false, error: { code: 'E_BAD_REQUEST' } });
+    // Replays: operators only, and only within their provinces.
+    const range = { from: Date.now() - 3_600_000, to: Date.now() - 60_000, speed: 10 };
+    expect(await viewer.timeout(5000).emitWithAck('replayStart', { ...range, provinces: ['01'] })).toMatchObject({ ok: false, error: { code: 'E_FORBIDDEN' } });
+    expect(await scoped.timeout(5000).emitWithAck('replayStart', { ...range, provinces: ['79'] })).toMatchObject({ ok: false, error: { code: 'E_FORBIDDEN' } });
+    expect(await scoped.timeout(5000).emitWithAck('replayControl', { action: 'pause' })).toMatchObject({ ok: false, error: { code: 'E_NOT_FOUND' } });
     await expect(socketFor('not-a-token')).rejects.toThrow(/E_UNAUTHORIZED/);
   });
 

@@ -63,7 +63,7 @@ describe('api routes', () => {
   it('lists devices with their latest reading (none yet) and filters by province', async () => {
     const res = await api.app.inject({ url: '/api/v1/devices?province=01&domain=environment', headers: auth() });
     expect(res.json()).toEqual({
-      devices: [{ id: 'hn-air-01', name: 'Trạm Hoàn Kiếm', province: '01', domain: 'environment', kind: 'default', location: [105.8525, 21.0287], status: 'unknown', latest: null }],
+      devices: [{ id: 'hn-air-01', name: 'Trạm Hoàn Kiếm', province: '01', domain: 'environment', kind: 'default', location: [105.8525, 21.0287], enabled: true, status: 'unknown', latest: null }],
       total: 1,
       limit: 1000,
       offset: 0,

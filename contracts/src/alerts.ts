@@ -56,3 +56,64 @@ export type AlertEvent = Static<typeof AlertEvent>;
 export function alertId(ruleId: string, deviceId: string, raisedAt: number): string {
   return `${ruleId}|${deviceId}|${raisedAt}`;
 }
+
+/**
+ * An operator's acknowledgement of an alert instance: who saw it, when, and what they noted. One
+ * per alert id (the first is kept); stored in InfluxDB (`alert_acks`) and kept with the alert.
+ */
+export const AlertAck = Type.Object(
+  {
+    /** The alert instance acknowledged (AlertEvent.id). */
+    id: Type.String({ minLength: 1, maxLength: 200 }),
+    province: ProvinceCode,
+    deviceId: DeviceId,
+    operator: Type.String({ maxLength: 64 }),
+    /** What the operator noted (their text: escape it before showing it). */
+    note: Type.String({ maxLength: 500 }),
+    /** When, epoch ms. */
+    ts: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+export type AlertAck = Static<typeof AlertAck>;
+
+/** An alert as the api serves it: its newest event (raised, or cleared) and its acknowledgement, if any. */
+export const AlertView = Type.Object({ ...AlertEvent.properties, ack: Type.Union([AlertAck, Type.Null()]) }, { additionalProperties: false });
+export type AlertView = AlertEvent & { readonly ack: AlertAck | null };
+
+export const AlertNote = Type.String({ maxLength: 500, description: 'what the operator noted (optional, up to 500 characters)' });
+
+/** POST /alerts/ack: acknowledge one active alert (operator role, in scope). */
+export const AckAlertBody = Type.Object(
+  { id: Type.String({ minLength: 1, maxLength: 200, description: 'the alert id (AlertEvent.id)' }), note: Type.Optional(AlertNote) },
+  { additionalProperties: false },
+);
+export type AckAlertBody = Static<typeof AckAlertBody>;
+
+const AlertFilters = {
+  province: Type.Optional(ProvinceCode),
+  domain: Type.Optional(DomainName),
+  severity: Type.Optional(Type.Enum(ALERT_SEVERITIES)),
+  device: Type.Optional(DeviceId),
+};
+
+/** GET /alerts/active: the alerts raised and not yet cleared, newest first. */
+export const ActiveAlertsQuery = Type.Object(AlertFilters, { additionalProperties: false });
+export type ActiveAlertsQuery = Static<typeof ActiveAlertsQuery>;
+export const ActiveAlertList = Type.Object({ alerts: Type.Array(AlertView), total: Type.Integer({ minimum: 0 }) }, { additionalProperties: false });
+export type ActiveAlertList = { readonly alerts: AlertView[]; readonly total: number };
+
+/** GET /alerts: alert events stored in a range (raised and cleared), newest first, with acknowledgements. */
+export const AlertHistoryQuery = Type.Object(
+  {
+    ...AlertFilters,
+    from: Type.Optional(Type.String({ description: 'start, ISO 8601 or epoch ms; default 24 hours before "to"' })),
+    to: Type.Optional(Type.String({ description: 'end, ISO 8601 or epoch ms; default now' })),
+    state: Type.Optional(Type.Enum(ALERT_STATES)),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 5000, description: 'newest events returned (default 500)' })),
+  },
+  { additionalProperties: false },
+);
+export type AlertHistoryQuery = Static<typeof AlertHistoryQuery>;
+export const AlertHistory = Type.Object({ from: Type.Number(), to: Type.Number(), events: Type.Array(AlertView) }, { additionalProperties: false });
+export type AlertHistory = { readonly from: number; readonly to: number; readonly events: AlertView[] };

@@ -7,8 +7,10 @@
  *             DEAD_LETTER_PAYLOAD_BYTES), bytes; time: received. One point per rejection: the
  *             dead-letter record.
  *   alerts    tags device, domain, province, rule, severity, state; fields id, kind, message, …
+ *   alert_acks  tags device, province; fields id, operator, note; time: acknowledged (the api
+ *             writes these)
  */
-export const MEASUREMENTS = { status: 'status', rejected: 'rejected', alerts: 'alerts' } as const;
+export const MEASUREMENTS = { status: 'status', rejected: 'rejected', alerts: 'alerts', alertAcks: 'alert_acks' } as const;
 
 /** Payload bytes kept in a dead-letter record. */
 export const DEAD_LETTER_PAYLOAD_BYTES = 1024;

@@ -5,7 +5,7 @@ import { DeviceStore, LIVE_WINDOW_MS, NO_READING_COLOR } from '../src/live/store
 const NOW = Date.UTC(2026, 0, 1, 3, 0, 0);
 
 function view(id: string, latest: DeviceView['latest'] = null): DeviceView {
-  return { id, name: `Device ${id}`, province: '01', domain: 'environment', kind: 'station', location: [105.8, 21.0], status: 'online', latest };
+  return { id, name: `Device ${id}`, province: '01', domain: 'environment', kind: 'station', location: [105.8, 21.0], enabled: true, status: 'online', latest };
 }
 
 function reading(deviceId: string, ts: number, color: string): LiveReading {
@@ -13,7 +13,7 @@ function reading(deviceId: string, ts: number, color: string): LiveReading {
 }
 
 function frame(readings: LiveReading[], mode: LiveFrame['mode'] = 'live'): LiveFrame {
-  return { province: '01', mode, sentAt: NOW, readings };
+  return { province: '01', domain: 'environment', mode, sentAt: NOW, readings };
 }
 
 describe('DeviceStore', () => {

@@ -7,3 +7,4 @@ export * from './process.js';
 export * from './redis.js';
 export * from './ops-http.js';
 export * from './prometheus.js';
+export * from './wait.js';

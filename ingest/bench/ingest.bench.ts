@@ -48,6 +48,7 @@ import type { GeneratorConnection, GeneratorCounts } from './protocol.js';
 import {
   countReadings,
   cpuSeconds,
+  exitCleanup,
   Generator,
   histogramBetween,
   listening,
@@ -110,20 +111,7 @@ const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { minimumFracti
 // ---------------------------------------------------------------------------------------------
 // Cleanup: every child process and temp folder, on success, failure, Ctrl+C or SIGTERM
 
-const cleanups: (() => Promise<unknown>)[] = [];
-let cleaning: Promise<void> | undefined;
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const step of cleanups.splice(0).reverse()) await step().catch((err: unknown) => log(`cleanup: ${err instanceof Error ? err.message : String(err)}`));
-  })();
-  return cleaning;
-}
-for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
-  process.on(signal, () => {
-    log(`${signal}: stopping every process the bench started …`);
-    void cleanup().then(() => process.exit(code));
-  });
-}
+const { cleanups, cleanup, cleaning } = exitCleanup(log);
 
 // ---------------------------------------------------------------------------------------------
 // 1. InfluxDB's raw ceiling
@@ -826,7 +814,7 @@ async function main(): Promise<void> {
 main()
   .catch((err: unknown) => {
     // After Ctrl+C the runs fail as their processes go: not worth a stack trace.
-    if (!cleaning) console.error('ingest bench failed:', err);
+    if (!cleaning()) console.error('ingest bench failed:', err);
     process.exitCode = 1;
   })
   .finally(() => cleanup());

@@ -17,6 +17,28 @@ const TSX = import.meta.resolve('tsx');
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
 /** utime + stime of a process (/proc/PID/stat fields 14 and 15), seconds; NaN once it is gone. */
+/**
+ * What a bench started, undone in reverse order on success, failure, Ctrl+C or SIGTERM: push a
+ * step onto `cleanups` as each thing starts; `cleanup()` runs them once.
+ */
+export function exitCleanup(log: (line: string) => void): { cleanups: (() => Promise<unknown>)[]; cleanup: () => Promise<void>; cleaning: () => boolean } {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  let cleaning: Promise<void> | undefined;
+  const cleanup = (): Promise<void> => {
+    cleaning ??= (async () => {
+      for (const step of cleanups.splice(0).reverse()) await step().catch((err: unknown) => log(`cleanup: ${err instanceof Error ? err.message : String(err)}`));
+    })();
+    return cleaning;
+  };
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    process.on(signal, () => {
+      log(`${signal}: stopping every process the bench started …`);
+      void cleanup().then(() => process.exit(code));
+    });
+  }
+  return { cleanups, cleanup, cleaning: () => cleaning !== undefined };
+}
+
 export async function cpuSeconds(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
   if (!stat) return Number.NaN;

@@ -1,3 +1,4 @@
+import { unwatchFile, watchFile } from 'node:fs';
 import { setLogger } from '@influxdata/influxdb-client';
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
@@ -55,6 +56,8 @@ export const INGEST_DEFAULTS = {
   rollupRecoveryMs: 6 * 3600_000,
   /** Province summaries are published this often (retained, on ops/{province}/summary). */
   summaryIntervalMs: 5000,
+  /** How often the rules file is checked for changes. */
+  rulesPollMs: 1000,
   /** Alert events read back at start to rebuild the active alerts: as far back as raw data is kept by default. */
   alertHistoryMs: 30 * 24 * 3600_000,
 } as const;
@@ -78,6 +81,8 @@ export interface IngestOptions {
   readonly reconnectPeriodMs?: number;
   /** The alert rules (INGEST_RULES_FILE); default: the shipped ingest/alert-rules.yaml. */
   readonly alertRules?: AlertRules;
+  /** The file the rules came from: watched, and a valid change replaces the rules without a restart. */
+  readonly rulesFile?: string;
   /** How far back stored alert events are read at start (the raw retention). */
   readonly alertHistoryMs?: number;
   readonly summaryIntervalMs?: number;
@@ -123,7 +128,10 @@ export interface IngestPipeline {
   readonly mqtt: MqttClient;
   readonly shard: Shard;
   readonly clientId: string;
+  /** The alert engine of the rules in force (replaced when the rules change). */
   readonly alerts: AlertEngine;
+  /** Puts new rules in force now (what a change of the rules file does); returns the events it stored. */
+  replaceRules(rules: AlertRules): readonly AlertEvent[];
   readonly summaries: ProvinceSummaries;
   /** Lines waiting to be stored. */
   readonly bufferedLines: number;
@@ -159,7 +167,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
   const clientId = options.clientId ?? shardClientId(shard);
   const maxBufferedLines = options.maxBufferedLines ?? INGEST_DEFAULTS.maxBufferedLines;
   const metrics = new IngestMetrics();
-  const engine = new AlertEngine(options.alertRules ?? (await readAlertRules()));
+  let engine = new AlertEngine(options.alertRules ?? (await readAlertRules()));
   const summaries = new ProvinceSummaries();
   for (const province of shard.provinces) summaries.declare(province);
 
@@ -393,6 +401,24 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
       client.publish(opsTopic(event.province, 'alerts'), JSON.stringify(event), { qos: 1 });
     }
   };
+  /**
+   * New rules (the rules file changed): a new engine takes over the active alerts as at a restart
+   * (those whose rule is gone or no longer applies are cleared) and watches the registered devices.
+   */
+  const replaceRules = (rules: AlertRules): readonly AlertEvent[] => {
+    const at = now();
+    const next = new AlertEngine(rules);
+    const events = [...next.restore(engine.active(), at)];
+    for (const id of known) {
+      const device = registry.device(id);
+      if (device) events.push(...next.watch({ deviceId: device.id, province: device.province, domain: device.domain, kind: device.kind }, at));
+    }
+    engine = next;
+    storeEvents(events);
+    metrics.rulesReloaded++;
+    logger.info({ rules: rules.rules.length, events: events.length }, 'alert rules replaced');
+    return events;
+  };
   const alertCounts = (): Record<string, SummaryAlertCounts> => {
     const counts: Record<string, { info: number; warning: number; critical: number }> = {};
     for (const event of engine.active()) (counts[event.province] ??= { info: 0, warning: 0, critical: 0 })[event.severity]++;
@@ -546,13 +572,26 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
   rollupTimer.unref();
   const summaryTimer = setInterval(publishSummaries, options.summaryIntervalMs ?? INGEST_DEFAULTS.summaryIntervalMs);
   summaryTimer.unref();
+  // The rules file is polled (an atomic rename replaces its inode, which a file watch would lose).
+  const rulesFile = options.rulesFile;
+  const onRulesChange = (current: { mtimeMs: number }, previous: { mtimeMs: number }) => {
+    if (closing || current.mtimeMs === previous.mtimeMs || current.mtimeMs === 0) return;
+    readAlertRules(rulesFile).then(replaceRules, (err: unknown) => {
+      metrics.rulesRejected++;
+      logger.error({ code: 'E_CONFIG', err: (err as Error).message }, 'the changed alert rules file is not valid; the previous rules stay in force');
+    });
+  };
+  if (rulesFile) watchFile(rulesFile, { interval: INGEST_DEFAULTS.rulesPollMs, persistent: false }, onRulesChange);
 
   return {
     metrics,
     mqtt: client,
     shard,
     clientId,
-    alerts: engine,
+    get alerts() {
+      return engine;
+    },
+    replaceRules,
     summaries,
     get bufferedLines() {
       return writer.bufferedLines;
@@ -569,6 +608,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
       metrics.render({ bufferedLines: writer.bufferedLines, maxBufferedLines, connected: client.connected, paused, influxUp, activeAlerts: engine.active().length, provinces: shard.provinces.length }),
     async close() {
       closing = true;
+      if (rulesFile) unwatchFile(rulesFile, onRulesChange);
       clearInterval(pinger);
       clearInterval(alertTimer);
       clearInterval(rollupTimer);

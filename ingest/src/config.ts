@@ -1,8 +1,18 @@
 import { COMMON_CONFIG, type ConfigSpec } from '@citypulse/contracts';
 import { INFLUX_CONFIG } from '@citypulse/infra';
 
+/** The alert rules file: ingest evaluates it, the api's admins edit it (both read this variable). */
+export const RULES_CONFIG = {
+  INGEST_RULES_FILE: {
+    kind: 'path',
+    optional: true,
+    description: 'alert rules (YAML, validated; changes apply without restart) — optional (default: DATA_DIR/alert-rules.yaml, created from the shipped ingest/alert-rules.yaml and edited through the api)',
+  },
+} as const satisfies ConfigSpec;
+
 export const INGEST_CONFIG = {
   ...COMMON_CONFIG,
+  ...RULES_CONFIG,
   ...INFLUX_CONFIG,
   MQTT_URL: { kind: 'url', default: 'mqtt://127.0.0.1:1883', values: ['mqtt', 'mqtts', 'ws', 'wss'], description: 'broker the services connect to' },
   INGEST_MQTT_USERNAME: { kind: 'string', default: 'ingest', description: 'ingest service account in the device registry' },
@@ -14,7 +24,6 @@ export const INGEST_CONFIG = {
   INGEST_WRITE_CONCURRENCY: { kind: 'int', default: '2', min: 1, max: 16, description: 'InfluxDB writes in flight at once' },
   INGEST_MAX_BUFFERED_LINES: { kind: 'int', default: '40000', min: 100, max: 60_000, description: 'lines held until stored; at the bound ingest stops reading and the broker keeps the queue (at most 60,000: MQTT message ids)' },
   INGEST_MAX_CLOCK_SKEW_MS: { kind: 'int', default: '300000', min: 0, description: 'readings further ahead of server time are rejected (E_CLOCK_SKEW)' },
-  INGEST_RULES_FILE: { kind: 'path', optional: true, description: 'alert rules (YAML, validated at start) — optional (default: the shipped ingest/alert-rules.yaml)' },
   INGEST_SUMMARY_INTERVAL_MS: { kind: 'int', default: '5000', min: 1000, max: 600_000, description: 'how often province summaries are published (retained, ops/{province}/summary)' },
   INGEST_ROLLUPS: { kind: 'enum', default: 'stream', values: ['stream', 'cq', 'none'], description: 'who keeps the 1 m and 1 h roll-ups on InfluxDB 1.x — stream: ingest, from the readings it stores (late ones and restarts recomputed from raw); cq: continuous queries (about 1,000 readings/s per 2-core InfluxDB); none: nobody (made elsewhere)' },
   INFLUX_ROLLUP_1M_RETENTION: { kind: 'string', default: '90d', description: 'how long 1-minute min/mean/max/count roll-ups are kept (InfluxDB 1.x: ingest creates them)' },

@@ -32,6 +32,9 @@ export class IngestMetrics {
   alertsRaised = 0;
   alertsCleared = 0;
   summariesPublished = 0;
+  /** Times the rules file changed and its new rules took over; or were refused as invalid. */
+  rulesReloaded = 0;
+  rulesRejected = 0;
   /** Roll-ups ingest recomputed from raw points (a late reading's device, a restart's first minutes and hour). */
   rollupBackfills = 0;
   /** Stream roll-up points stored (INGEST_ROLLUPS=stream), by resolution. */
@@ -57,6 +60,7 @@ export class IngestMetrics {
       .family(`${p}backpressure_pauses_total`, 'counter', 'Times ingest stopped reading because its buffer reached its bound.', [['', this.backpressurePauses]])
       .family(`${p}alerts_total`, 'counter', 'Alert events, by state.', [['{state="raised"}', this.alertsRaised], ['{state="cleared"}', this.alertsCleared]])
       .family(`${p}summaries_published_total`, 'counter', 'Province summaries published.', [['', this.summariesPublished]])
+      .family(`${p}rules_reloads_total`, 'counter', 'Changes of the alert rules file, by result (applied, or refused as invalid: the previous rules stay).', [['{result="applied"}', this.rulesReloaded], ['{result="refused"}', this.rulesRejected]])
       .family(`${p}rollup_backfills_total`, 'counter', 'Roll-ups recomputed from raw points: a late reading\'s device, or a restart\'s first minutes and hour.', [['', this.rollupBackfills]])
       .family(`${p}rollup_points_written_total`, 'counter', 'Roll-up points ingest computed from the stream and stored (INGEST_ROLLUPS=stream), by resolution.', Object.entries(this.rollupPoints).map(([r, v]) => [`{resolution="${r}"}`, v] as const))
       .family(`${p}buffered_lines`, 'gauge', 'Lines waiting to be stored.', [['', gauges.bufferedLines]])

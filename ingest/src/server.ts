@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import { DEFAULT_DECODE_LIMITS, readConfig } from '@citypulse/contracts';
 import { DeviceRegistry } from '@citypulse/broker/registry';
 import { durationMs, Influx, influxSettingsFrom, listenOps, runService } from '@citypulse/infra';
-import { readAlertRules } from './alerts/rules.js';
+import { ensureRulesFile, readAlertRules } from './alerts/rules.js';
 import { startIngest } from './app.js';
 import { ensureStorage } from './storage.js';
 import { INGEST_CONFIG } from './config.js';
@@ -15,7 +15,8 @@ runService(logger, async () => {
   const shard = parseShard(config.INGEST_SHARD);
   const influx = new Influx(influxSettingsFrom(config));
   // Validated before anything connects: a mistake in the rules stops the start with its line.
-  const alertRules = await readAlertRules(config.INGEST_RULES_FILE);
+  const rulesFile = await ensureRulesFile(config.INGEST_RULES_FILE, config.DATA_DIR);
+  const alertRules = await readAlertRules(rulesFile);
   const rawRetentionMs = Math.min(durationMs(config.INFLUX_RAW_RETENTION), Number.MAX_SAFE_INTEGER);
   if (influx.settings.apiVersion === 'v1') {
     const layout = await ensureStorage(influx, { rawRetention: config.INFLUX_RAW_RETENTION, rollup1mRetention: config.INFLUX_ROLLUP_1M_RETENTION, rollup1hRetention: config.INFLUX_ROLLUP_1H_RETENTION, continuousQueries: config.INGEST_ROLLUPS === 'cq' });
@@ -39,6 +40,7 @@ runService(logger, async () => {
     writeConcurrency: config.INGEST_WRITE_CONCURRENCY,
     maxBufferedLines: config.INGEST_MAX_BUFFERED_LINES,
     alertRules,
+    rulesFile,
     alertHistoryMs: rawRetentionMs,
     // Roll-ups are ingest's business on 1.x only (2.x/3.x: on the bucket side, see the README).
     rollups: influx.settings.apiVersion === 'v1' ? (config.INGEST_ROLLUPS as 'stream' | 'cq' | 'none') : 'none',

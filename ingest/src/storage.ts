@@ -1,6 +1,6 @@
 import { Compile } from 'typebox/compile';
 import type { Validator } from 'typebox/compile';
-import { AlertEvent, CodedError, DOMAINS, isDeviceId, isProvinceCode, MEASUREMENTS, type Domain } from '@citypulse/contracts';
+import { AlertAck, AlertEvent, ALERT_SEVERITIES, ALERT_STATES, CodedError, DOMAINS, isDeviceId, isProvinceCode, MEASUREMENTS, type Domain } from '@citypulse/contracts';
 import { checkDuration, durationMs, InfluxQueryError, quoteIdentifier, type Influx, type SeriesResult } from '@citypulse/infra';
 import { formatLine } from './line-protocol.js';
 
@@ -130,6 +130,7 @@ export function rollupField(aggregate: RollupAggregate, field: string): string {
 
 /** Alert events: one point per event in the raw retention policy (see alertEventLine). */
 export const ALERTS_MEASUREMENT = MEASUREMENTS.alerts;
+export const ACKS_MEASUREMENT = MEASUREMENTS.alertAcks;
 
 /** Every continuous query ensureStorage manages starts with this; others on the database are left alone. */
 export const CQ_PREFIX = 'cq_rollup_';
@@ -326,7 +327,7 @@ export async function backfillRollups(influx: Influx, from: number, to: number, 
 }
 
 /** A regex literal matching exactly these province codes (checked: two digits each). */
-function provincesRegex(provinces: readonly string[]): string {
+export function provincesRegex(provinces: readonly string[]): string {
   for (const code of provinces) if (!/^\d{2}$/.test(code)) throw new CodedError('E_BAD_REQUEST', `province code "${code.slice(0, 20)}" is not two digits`);
   return `/^(${provinces.join('|')})$/`;
 }
@@ -399,6 +400,13 @@ export interface LoadAlertEventsOptions {
   readonly onSkip?: (reason: string) => void;
   /** At most this many stored rows (the newest), skipped ones included; default STORAGE_DEFAULTS.alertEventsLimit. */
   readonly limit?: number;
+  /** Only events before this time (epoch ms, exclusive); default: no end. */
+  readonly until?: number;
+  /** Only the events with these tag values (checked; bound as parameters). */
+  readonly device?: string;
+  readonly domain?: Domain;
+  readonly severity?: AlertEvent['severity'];
+  readonly state?: AlertEvent['state'];
 }
 
 const ALERT_COLUMNS = ['id', 'kind', 'field', 'value', 'value_text', 'value_bool', 'threshold', 'message', 'raisedAt', 'device', 'domain', 'province', 'rule', 'severity', 'state'] as const;
@@ -429,10 +437,17 @@ export async function loadAlertEvents(influx: Influx, provinces: readonly string
     params[`p${i}`] = code;
     return `"province" = $p${i}`;
   });
+  let where = `time >= $since AND (${byProvince.join(' OR ')})`;
+  if (options.until !== undefined) {
+    if (!Number.isSafeInteger(options.until) || options.until <= since) throw new CodedError('E_BAD_REQUEST', `until must be whole epoch milliseconds after since (got ${options.until})`);
+    params.until = new Date(options.until).toISOString();
+    where += ' AND time < $until';
+  }
+  where += alertTagFilters(options, params);
   const from = `${quoteIdentifier(influx.settings.database)}.${quoteIdentifier(influx.settings.retentionPolicy)}.${quoteIdentifier(ALERTS_MEASUREMENT)}`;
   const columns = ALERT_COLUMNS.map((c) => quoteIdentifier(c)).join(', ');
   // Newest first so LIMIT keeps the newest; turned around below.
-  const [series = []] = await influx.query(`SELECT ${columns} FROM ${from} WHERE time >= $since AND (${byProvince.join(' OR ')}) ORDER BY time DESC LIMIT ${limit}`, params);
+  const [series = []] = await influx.query(`SELECT ${columns} FROM ${from} WHERE ${where} ORDER BY time DESC LIMIT ${limit}`, params);
 
   alertValidator ??= Compile(AlertEvent);
   const events: AlertEvent[] = [];
@@ -452,6 +467,68 @@ export async function loadAlertEvents(influx: Influx, provinces: readonly string
   // Stable: rows at one instant keep their order, except that a raised event comes first.
   return events.sort((a, b) => a.ts - b.ts || (a.state === b.state ? 0 : a.state === 'raised' ? -1 : 1));
 }
+
+/** The tag conditions of loadAlertEvents' filters, values checked and bound as parameters. */
+function alertTagFilters(options: LoadAlertEventsOptions, params: Record<string, string>): string {
+  let where = '';
+  const filter = (tag: string, value: string | undefined, valid: boolean) => {
+    if (value === undefined) return;
+    if (!valid) throw new CodedError('E_BAD_REQUEST', `alert filter ${tag} "${value.slice(0, 40)}" is not valid`);
+    params[`f_${tag}`] = value;
+    where += ` AND ${quoteIdentifier(tag)} = $f_${tag}`;
+  };
+  filter('device', options.device, options.device !== undefined && isDeviceId(options.device));
+  filter('domain', options.domain, options.domain !== undefined && (DOMAINS as readonly string[]).includes(options.domain));
+  filter('severity', options.severity, options.severity !== undefined && (ALERT_SEVERITIES as readonly string[]).includes(options.severity));
+  filter('state', options.state, options.state !== undefined && (ALERT_STATES as readonly string[]).includes(options.state));
+  return where;
+}
+
+/* ---- Alert acknowledgements (written by the api) ---- */
+
+/**
+ * An operator's acknowledgement as one point of `alert_acks` (timestamp = when, ms): tags
+ * province, device; fields id, operator, note. One alert has at most one (the api refuses a
+ * second), and the id ties it to the alert's events.
+ */
+export function alertAckLine(ack: AlertAck): string {
+  return formatLine(ACKS_MEASUREMENT, { device: ack.deviceId, province: ack.province }, { id: ack.id, operator: ack.operator, note: ack.note }, ack.ts);
+}
+
+/**
+ * The acknowledgements stored since `since` (epoch ms) for these provinces, oldest first; rows
+ * that are not a valid AlertAck are skipped (counted through onSkip).
+ */
+export async function loadAlertAcks(influx: Influx, provinces: readonly string[], since: number, options: { readonly onSkip?: (reason: string) => void; readonly limit?: number } = {}): Promise<AlertAck[]> {
+  for (const code of provinces) {
+    if (typeof code !== 'string' || !isProvinceCode(code)) throw new CodedError('E_PROVINCE', `"${String(code).slice(0, 16)}" is not one of the 34 province codes`);
+  }
+  if (!Number.isSafeInteger(since) || since < 0) throw new CodedError('E_BAD_REQUEST', `since must be whole epoch milliseconds (got ${since})`);
+  const unique = [...new Set(provinces)];
+  if (unique.length === 0) return [];
+  const limit = options.limit ?? STORAGE_DEFAULTS.alertEventsLimit;
+  const params: Record<string, string> = { since: new Date(since).toISOString() };
+  const byProvince = unique.map((code, i) => {
+    params[`p${i}`] = code;
+    return `"province" = $p${i}`;
+  });
+  const from = `${quoteIdentifier(influx.settings.database)}.${quoteIdentifier(influx.settings.retentionPolicy)}.${quoteIdentifier(ACKS_MEASUREMENT)}`;
+  const [series = []] = await influx.query(`SELECT "id", "operator", "note", "device", "province" FROM ${from} WHERE time >= $since AND (${byProvince.join(' OR ')}) ORDER BY time DESC LIMIT ${limit}`, params);
+  ackValidator ??= Compile(AlertAck);
+  const acks: AlertAck[] = [];
+  for (const s of series) {
+    const at = columnIndex(s);
+    const get = (row: readonly unknown[], name: string) => row[at.get(name) ?? -1] ?? null;
+    for (const row of s.values ?? []) {
+      const ack = { id: get(row, 'id'), province: get(row, 'province'), deviceId: get(row, 'device'), operator: get(row, 'operator'), note: get(row, 'note') ?? '', ts: row[0] };
+      if (ackValidator.Check(ack)) acks.push(ack as AlertAck);
+      else options.onSkip?.(`alert ack row at ${String(row[0])}: invalid`);
+    }
+  }
+  return acks.reverse();
+}
+
+let ackValidator: Validator | undefined;
 
 function alertFromRow(row: readonly unknown[], at: ReadonlyMap<string, number>): unknown {
   const get = (name: string): unknown => {

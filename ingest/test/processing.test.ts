@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo, Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,16 +8,15 @@ import { Compile } from 'typebox/compile';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AlertEvent, deviceTopic, opsTopic, ProvinceSummary, TOPIC_FILTERS } from '@citypulse/contracts';
 import { buildBroker, DeviceRegistry, listenMqttTcp, type PlatformBroker } from '@citypulse/broker';
-import { Influx, startInfluxd, type RunningInfluxd } from '@citypulse/infra';
-import { ensureStorage, loadAlertEvents, parseAlertRules, startIngest, type IngestPipeline } from '../src/index.js';
+import { Influx, startInfluxd, waitFor, type RunningInfluxd } from '@citypulse/infra';
+import { ensureStorage, loadAlertEvents, parseAlertRules, startIngest, writeAlertRules, type IngestPipeline } from '../src/index.js';
 
 /**
  * Processing inside the pipeline (real broker, real influxd): alert events raised and cleared by
  * readings and by silence, stored in InfluxDB before they are published on ops/{province}/alerts;
  * alert state rebuilt from InfluxDB by a restarted ingest; province summaries published retained.
  */
-const RULES = parseAlertRules(
-  `
+const RULES_YAML = `
 version: 1
 rules:
   - id: frequency-low
@@ -33,9 +32,8 @@ rules:
     intervals: 2
     interval: 500ms
     severity: warning
-`,
-  'test-rules.yaml',
-);
+`;
+const RULES = parseAlertRules(RULES_YAML, 'test-rules.yaml');
 
 describe('ingest processing: alerts and summaries', () => {
   let dir: string;
@@ -58,15 +56,6 @@ describe('ingest processing: alerts and summaries', () => {
   const start = (clientId = 'ingest-processing') =>
     startIngest({ mqttUrl: url, username: 'ingest', password: ingestSecret, clientId, influx, registry, logger: pino({ level: process.env.TEST_LOG ?? 'silent' }), flushIntervalMs: 50, alertRules: RULES, summaryIntervalMs: 60_000, rollups: 'cq' });
 
-  const waitFor = async <T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 15_000): Promise<T> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const value = await probe();
-      if (value !== undefined) return value;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  };
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'citypulse-processing-'));
@@ -261,5 +250,28 @@ describe('ingest processing: alerts and summaries', () => {
     await late.subscribeAsync(TOPIC_FILTERS.allSummaries, { qos: 0 });
     await waitFor('34 retained summaries', () => (retained.size === 34 ? true : undefined));
     await late.endAsync();
+  });
+
+  it('takes a changed rules file without a restart: an invalid one is refused, a valid one replaces the rules', async () => {
+    const file = join(dir, 'alert-rules.yaml');
+    await writeFile(file, RULES_YAML);
+    await ingest?.close();
+    ingest = await startIngest({ mqttUrl: url, username: 'ingest', password: ingestSecret, clientId: 'ingest-processing', influx, registry, logger: pino({ level: process.env.TEST_LOG ?? 'silent' }), flushIntervalMs: 50, alertRules: RULES, rulesFile: file, summaryIntervalMs: 60_000, rollups: 'cq' });
+    const live = ingest;
+    const silent = live.alerts.active().find((e) => e.ruleId === 'station-silent');
+    expect(silent).toBeDefined();
+
+    await writeFile(file, 'version: 1\nrules:\n  - id: broken\n    kind: threshold\n');
+    await waitFor('the invalid rules to be refused', () => (live.metrics.rulesRejected === 1 ? true : undefined));
+    expect(live.alerts.active().map((e) => e.id)).toContain(silent?.id);
+    expect(live.renderMetrics()).toMatch(/citypulse_ingest_rules_reloads_total\{result="refused"\} 1/);
+
+    // The same rules without station-silent: its active alert is cleared, stored and published.
+    await writeAlertRules(file, RULES_YAML.slice(0, RULES_YAML.indexOf('  - id: station-silent')));
+    await waitFor('the new rules', () => (live.metrics.rulesReloaded === 1 ? true : undefined));
+    const cleared = await waitFor('the cleared event', () => alerts.find((e) => e.id === silent?.id && e.state === 'cleared'));
+    expect(cleared.message).toMatch(/removed or no longer applies/);
+    expect(live.alerts.active().filter((e) => e.ruleId === 'station-silent')).toEqual([]);
+    await waitFor('the stored cleared event', async () => ((await loadAlertEvents(influx, ['01'], 0)).some((e) => e.id === silent?.id && e.state === 'cleared') ? true : undefined));
   });
 });

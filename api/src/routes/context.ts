@@ -1,8 +1,9 @@
 import type { FastifyRequest } from 'fastify';
-import { CodedError, ErrorBody } from '@citypulse/contracts';
+import { CodedError, ErrorBody, type AlertAck, type AlertView } from '@citypulse/contracts';
 import type { DeviceRegistry } from '@citypulse/broker/registry';
 import type { Influx } from '@citypulse/infra';
 import type { ApiFastify } from '../app.js';
+import type { AlertBook } from '../alerts.js';
 import type { AuditLog } from '../audit.js';
 import type { LiveState } from '../live.js';
 import type { OperatorStore } from '../operators.js';
@@ -35,9 +36,14 @@ export interface RouteContext {
   readonly operators: OperatorStore;
   readonly sessions: SessionSigner;
   readonly live: LiveState;
+  readonly alerts: AlertBook;
   readonly influx: Influx;
+  /** Sends an acknowledgement to the screens in the alert's rooms. */
+  readonly onAlertAck: (ack: AlertAck, alert: AlertView) => void;
   readonly audit: AuditLog;
   readonly expensive: RateLimit;
+  /** The alert rules file ingest evaluates (INGEST_RULES_FILE). */
+  readonly rulesFile: string;
   readonly cookieSecure: boolean;
 }
 

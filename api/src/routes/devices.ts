@@ -6,18 +6,17 @@ import {
   DeviceList,
   DevicesQuery,
   DeviceView,
-  HistoryQuery,
-  HistoryResponse,
   isProvinceCode,
   LatestReading,
   PROVINCE_BOUNDARIES,
   RejectedList,
   RejectedQuery,
 } from '@citypulse/contracts';
-import type { DeviceRecord } from '@citypulse/broker/registry';
+import type { DeviceRecord, DeviceRegistry } from '@citypulse/broker/registry';
 import { DEAD_LETTER_DEFAULTS, queryDeadLetters } from '../dead-letters.js';
-import { HISTORY_DEFAULTS, parseTime, queryHistory, resolveFields } from '../history.js';
-import { canSeeProvince, requireProvince } from '../rights.js';
+import { parseTime } from '../history.js';
+import { canSeeProvince, requireProvince, type Principal } from '../rights.js';
+import type { LiveState } from '../live.js';
 import { ERROR_RESPONSES, principalOf, type RouteContext } from './context.js';
 
 export const DEVICE_LIST_DEFAULTS = { limit: 1000 } as const;
@@ -27,34 +26,53 @@ export function foldText(text: string): string {
   return text.normalize('NFD').replace(/\p{M}/gu, '').replace(/đ/g, 'd').replace(/Đ/g, 'D').toLowerCase();
 }
 
-/** Provinces, devices, a device's latest reading, history and rejected messages: what every role may read, within its provinces. */
-export function deviceRoutes({ app, registry, live, influx, expensive }: RouteContext): void {
-  app.get(`${API_PREFIX}/provinces`, { schema: { tags: ['map'], summary: 'The provinces in scope as GeoJSON, with device counts' } }, async (request, reply) => {
-    const principal = principalOf(request);
-    const counts = new Map<string, number>();
-    for (const d of registry.devices) counts.set(d.province, (counts.get(d.province) ?? 0) + 1);
-    reply.type('application/geo+json');
-    return {
-      type: 'FeatureCollection',
-      features: PROVINCE_BOUNDARIES.features
-        .filter((f) => canSeeProvince(principal, f.properties.code))
-        .map((f) => ({ ...f, properties: { ...f.properties, devices: counts.get(f.properties.code) ?? 0 } })),
-    };
-  });
-
-  const view = (device: DeviceRecord): DeviceView => {
-    const latest = live.latest(device.id);
-    return {
-      id: device.id,
-      name: device.name,
-      province: device.province,
-      domain: device.domain,
-      kind: device.kind,
-      location: [device.location[0], device.location[1]],
-      status: live.status(device.id)?.state ?? 'unknown',
-      latest: latest ? { ts: latest.ts, seq: latest.seq, values: latest.values, derived: latest.derived as Record<string, number | boolean | string>, state: latest.state } : null,
-    };
+/** A registered device as the api shows it: its record, live status and latest reading. */
+export function deviceView(device: DeviceRecord, live: LiveState): DeviceView {
+  const latest = live.latest(device.id);
+  return {
+    id: device.id,
+    name: device.name,
+    province: device.province,
+    domain: device.domain,
+    kind: device.kind,
+    location: [device.location[0], device.location[1]],
+    enabled: device.enabled,
+    status: live.status(device.id)?.state ?? 'unknown',
+    latest: latest ? { ts: latest.ts, seq: latest.seq, values: latest.values, derived: latest.derived as Record<string, number | boolean | string>, state: latest.state } : null,
   };
+}
+
+/** The `:id` of the device routes. */
+export const DeviceParams = Type.Object({ id: DeviceId }, { additionalProperties: false });
+
+/** The device, if the principal may see it: E_NOT_FOUND for no such device, E_FORBIDDEN outside the principal's provinces. */
+export function findVisibleDevice(registry: DeviceRegistry, principal: Principal, id: string): DeviceRecord {
+  const device = registry.device(id);
+  if (!device) throw new CodedError('E_NOT_FOUND', `no device "${id}"`);
+  if (!canSeeProvince(principal, device.province)) throw new CodedError('E_FORBIDDEN', `device "${id}" is in province ${device.province}, outside the provinces "${principal.username}" may see`);
+  return device;
+}
+
+/** Provinces, devices, a device's latest reading and rejected messages (history: history.ts): what every role may read, within its provinces. */
+export function deviceRoutes({ app, registry, live, influx, expensive }: RouteContext): void {
+  app.get(
+    `${API_PREFIX}/provinces`,
+    { schema: { tags: ['map'], summary: "The provinces in scope as GeoJSON: boundaries, registered devices and current KPIs (ingest's latest province summary, null before the first)" } },
+    async (request, reply) => {
+      const principal = principalOf(request);
+      const counts = new Map<string, number>();
+      for (const d of registry.devices) counts.set(d.province, (counts.get(d.province) ?? 0) + 1);
+      reply.type('application/geo+json');
+      return {
+        type: 'FeatureCollection',
+        features: PROVINCE_BOUNDARIES.features
+          .filter((f) => canSeeProvince(principal, f.properties.code))
+          .map((f) => ({ ...f, properties: { ...f.properties, devices: counts.get(f.properties.code) ?? 0, kpis: live.summary(f.properties.code) ?? null } })),
+      };
+    },
+  );
+
+  const view = (device: DeviceRecord) => deviceView(device, live);
 
   app.get(
     `${API_PREFIX}/devices`,
@@ -82,13 +100,8 @@ export function deviceRoutes({ app, registry, live, influx, expensive }: RouteCo
     },
   );
 
-  const deviceParams = Type.Object({ id: DeviceId }, { additionalProperties: false });
-  const findDevice = (principal: ReturnType<typeof principalOf>, id: string): DeviceRecord => {
-    const device = registry.device(id);
-    if (!device) throw new CodedError('E_NOT_FOUND', `no device "${id}"`);
-    if (!canSeeProvince(principal, device.province)) throw new CodedError('E_FORBIDDEN', `device "${id}" is in province ${device.province}, outside the provinces "${principal.username}" may see`);
-    return device;
-  };
+  const deviceParams = DeviceParams;
+  const findDevice = (principal: Principal, id: string): DeviceRecord => findVisibleDevice(registry, principal, id);
 
   app.get(
     `${API_PREFIX}/devices/:id`,
@@ -103,40 +116,6 @@ export function deviceRoutes({ app, registry, live, influx, expensive }: RouteCo
       const device = view(findDevice(principalOf(request), request.params.id));
       if (!device.latest) throw new CodedError('E_NOT_FOUND', `device "${device.id}" has sent no reading yet`);
       return device.latest;
-    },
-  );
-
-  app.get(
-    `${API_PREFIX}/devices/:id/history`,
-    {
-      config: { rateLimit: expensive },
-      schema: {
-        tags: ['history'],
-        summary: "A device's history over a range, aggregated into windows (at most maxPoints per field)",
-        params: deviceParams,
-        querystring: HistoryQuery,
-        response: { 200: HistoryResponse, ...ERROR_RESPONSES },
-      },
-    },
-    async (request) => {
-      const device = findDevice(principalOf(request), request.params.id);
-      const q = request.query;
-      const toMs = q.to === undefined ? Date.now() : parseTime('to', q.to);
-      const fromMs = parseTime('from', q.from);
-      try {
-        return await queryHistory(influx, {
-          deviceId: device.id,
-          domain: device.domain,
-          fromMs,
-          toMs,
-          fields: resolveFields(device.domain, q.fields),
-          aggregate: q.aggregate ?? 'mean',
-          maxPoints: q.maxPoints ?? HISTORY_DEFAULTS.maxPoints,
-        });
-      } catch (err) {
-        if (err instanceof CodedError) throw err;
-        throw new CodedError('E_UPSTREAM', 'InfluxDB did not answer the history query; try again shortly', { cause: err });
-      }
     },
   );
 

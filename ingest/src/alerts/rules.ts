@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Type, { type Static, type TSchema } from 'typebox';
 import { Compile, type Validator } from 'typebox/compile';
@@ -242,6 +243,37 @@ interface Problem {
 
 /** The rules shipped with ingest (ingest/alert-rules.yaml): INGEST_RULES_FILE's default. */
 export const DEFAULT_RULES_FILE = fileURLToPath(new URL('../../alert-rules.yaml', import.meta.url));
+
+/**
+ * Where the rules live by default: `DATA_DIR/alert-rules.yaml`, seeded from the shipped file at
+ * first start. Ingest reads and watches it; the api's admins read and replace it (PUT /alert-rules).
+ */
+export function rulesFileIn(dataDir: string): string {
+  return join(dataDir, 'alert-rules.yaml');
+}
+
+/** The rules file to use: INGEST_RULES_FILE if set, else DATA_DIR's, copied from the shipped rules if it does not exist yet. */
+export async function ensureRulesFile(configured: string | undefined, dataDir: string): Promise<string> {
+  if (configured) return configured;
+  const file = rulesFileIn(dataDir);
+  await mkdir(dirname(file), { recursive: true });
+  await copyFile(DEFAULT_RULES_FILE, file, 1 /* COPYFILE_EXCL: keep an existing file */).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw err;
+  });
+  return file;
+}
+
+/**
+ * Validates rules text and, if valid, replaces the file atomically (a temporary file renamed over
+ * it: a watcher never reads half a file). Throws CodedError E_CONFIG listing every problem.
+ */
+export async function writeAlertRules(file: string, text: string): Promise<AlertRules> {
+  const rules = parseAlertRules(text, 'alert rules');
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, text.endsWith('\n') ? text : `${text}\n`, { mode: 0o644 });
+  await rename(tmp, file);
+  return rules;
+}
 
 /** Reads and validates a rules file; CodedError E_CONFIG names the file and what to fix. */
 export async function readAlertRules(file: string = DEFAULT_RULES_FILE): Promise<AlertRules> {

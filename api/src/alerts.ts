@@ -1,0 +1,148 @@
+import { Compile } from 'typebox/compile';
+import type { Logger } from 'pino';
+import { AlertEvent, CodedError, PROVINCE_CODES, type AlertAck, type AlertView, type Domain } from '@citypulse/contracts';
+import { alertAckLine, loadAlertAcks, loadAlertEvents } from '@citypulse/ingest/storage';
+import type { Influx } from '@citypulse/infra';
+
+/** Alert book limits (units in the names). */
+export const ALERT_DEFAULTS = {
+  /** How far back the api looks for alerts still active at start (ingest rebuilds its rules' state over the same span). */
+  restoreMs: 30 * 86_400_000,
+  /** Alert events remembered as cleared, so a restore that raced them cannot bring them back. */
+  clearedMemory: 10_000,
+} as const;
+
+export interface AlertFilter {
+  readonly provinces: readonly string[] | null;
+  readonly province?: string | undefined;
+  readonly domain?: Domain | undefined;
+  readonly severity?: string | undefined;
+  readonly device?: string | undefined;
+}
+
+const checkEvent = Compile(AlertEvent);
+
+/**
+ * The active alerts, in memory: rebuilt from InfluxDB at start, then kept from ingest's alert
+ * events (ops/{province}/alerts, published only once stored) and the operators' acknowledgements
+ * (written to InfluxDB before they count). What the dashboard's alert list and the province KPIs show.
+ */
+export class AlertBook {
+  readonly #active = new Map<string, AlertView>();
+  /** Ids cleared since start, newest last: a restore that read InfluxDB before the clear must not revive them. */
+  readonly #cleared = new Set<string>();
+  readonly #influx: Influx;
+  readonly #logger: Logger;
+  rejected = 0;
+
+  constructor(influx: Influx, logger: Logger) {
+    this.#influx = influx;
+    this.#logger = logger;
+  }
+
+  /** Active alerts matching the filter, newest first. */
+  active(filter: AlertFilter): AlertView[] {
+    const out: AlertView[] = [];
+    for (const alert of this.#active.values()) if (matches(alert, filter)) out.push(alert);
+    return out.sort((a, b) => b.raisedAt - a.raisedAt || (a.id < b.id ? -1 : 1));
+  }
+
+  get(id: string): AlertView | undefined {
+    return this.#active.get(id);
+  }
+
+  /** Counts of active alerts (metrics). */
+  get size(): number {
+    return this.#active.size;
+  }
+
+  /**
+   * Applies one message of ops/{province}/alerts; returns the alert as it now stands (for the
+   * sockets), or undefined for a payload that is not an AlertEvent (counted, logged once per kind).
+   */
+  handleMessage(payload: Buffer): AlertView | undefined {
+    let event: unknown;
+    try {
+      event = JSON.parse(payload.toString('utf8'));
+    } catch {
+      event = undefined;
+    }
+    if (!checkEvent.Check(event)) {
+      this.rejected++;
+      this.#logger.warn({ bytes: payload.length }, 'api: an alert event that is not an AlertEvent was ignored');
+      return undefined;
+    }
+    return this.apply(event);
+  }
+
+  apply(event: AlertEvent): AlertView {
+    const previous = this.#active.get(event.id);
+    const view: AlertView = { ...event, ack: previous?.ack ?? null };
+    if (event.state === 'raised') {
+      if (!this.#cleared.has(event.id)) this.#active.set(event.id, view);
+    } else {
+      this.#active.delete(event.id);
+      this.#cleared.add(event.id);
+      if (this.#cleared.size > ALERT_DEFAULTS.clearedMemory) this.#cleared.delete(this.#cleared.values().next().value as string);
+    }
+    return view;
+  }
+
+  /** Rebuilds the active alerts and their acknowledgements from InfluxDB. */
+  async restore(now = Date.now()): Promise<number> {
+    const since = Math.max(0, now - ALERT_DEFAULTS.restoreMs);
+    const onSkip = (reason: string) => this.#logger.warn({ reason }, 'api: a stored alert row was skipped');
+    const events = await loadAlertEvents(this.#influx, PROVINCE_CODES, since, { onSkip });
+    const acks = await loadAlertAcks(this.#influx, PROVINCE_CODES, since, { onSkip });
+    const ackById = new Map<string, AlertAck>();
+    for (const ack of acks) if (!ackById.has(ack.id)) ackById.set(ack.id, ack);
+    const active = new Map<string, AlertEvent>();
+    for (const event of events) {
+      if (event.state === 'raised') active.set(event.id, event);
+      else active.delete(event.id);
+    }
+    for (const event of active.values()) {
+      if (this.#cleared.has(event.id)) continue;
+      const current = this.#active.get(event.id);
+      this.#active.set(event.id, { ...event, ack: current?.ack ?? ackById.get(event.id) ?? null });
+    }
+    return this.#active.size;
+  }
+
+  /**
+   * An operator acknowledges an active alert: stored in InfluxDB first (E_UPSTREAM when it cannot
+   * be), then kept. E_NOT_FOUND when the alert is not active, E_CONFLICT when already acknowledged.
+   */
+  async acknowledge(id: string, operator: string, note: string, now = Date.now()): Promise<{ alert: AlertView; ack: AlertAck }> {
+    const alert = this.#active.get(id);
+    if (!alert) throw new CodedError('E_NOT_FOUND', `no active alert "${id.slice(0, 200)}" (it may have cleared)`);
+    if (alert.ack) throw new CodedError('E_CONFLICT', `alert already acknowledged by ${alert.ack.operator} at ${new Date(alert.ack.ts).toISOString()}`);
+    const ack: AlertAck = { id, province: alert.province, deviceId: alert.deviceId, operator, note, ts: now };
+    try {
+      await this.#influx.writeLines([alertAckLine(ack)]);
+    } catch (err) {
+      throw new CodedError('E_UPSTREAM', 'InfluxDB did not store the acknowledgement; try again shortly', { cause: err });
+    }
+    // Cleared (or acknowledged by someone else) while it was being stored: the store keeps the first.
+    const current = this.#active.get(id);
+    const updated: AlertView = { ...(current ?? alert), ack: current?.ack ?? ack };
+    if (current) this.#active.set(id, updated);
+    return { alert: updated, ack };
+  }
+
+  /** An acknowledgement made elsewhere (another api node): kept if the alert is active here. */
+  applyAck(ack: AlertAck): void {
+    const alert = this.#active.get(ack.id);
+    if (alert && !alert.ack) this.#active.set(ack.id, { ...alert, ack });
+  }
+}
+
+export function matches(alert: AlertEvent, filter: AlertFilter): boolean {
+  return (
+    (filter.provinces === null || filter.provinces.includes(alert.province)) &&
+    (filter.province === undefined || alert.province === filter.province) &&
+    (filter.domain === undefined || alert.domain === filter.domain) &&
+    (filter.severity === undefined || alert.severity === filter.severity) &&
+    (filter.device === undefined || alert.deviceId === filter.device)
+  );
+}
