@@ -31,6 +31,8 @@ export class AlertBook {
   readonly #active = new Map<string, AlertView>();
   /** Ids cleared since start, newest last: a restore that read InfluxDB before the clear must not revive them. */
   readonly #cleared = new Set<string>();
+  /** Acknowledgements being stored, by alert id: the operator (a second one at the same time is E_CONFLICT). */
+  readonly #acknowledging = new Map<string, string>();
   readonly #influx: Influx;
   readonly #logger: Logger;
   rejected = 0;
@@ -75,11 +77,13 @@ export class AlertBook {
     return this.apply(event);
   }
 
-  apply(event: AlertEvent): AlertView {
+  /** Applies an alert event; undefined when it changes nothing (a raise of an alert already cleared: a redelivery). */
+  apply(event: AlertEvent): AlertView | undefined {
     const previous = this.#active.get(event.id);
     const view: AlertView = { ...event, ack: previous?.ack ?? null };
     if (event.state === 'raised') {
-      if (!this.#cleared.has(event.id)) this.#active.set(event.id, view);
+      if (this.#cleared.has(event.id)) return undefined;
+      this.#active.set(event.id, view);
     } else {
       this.#active.delete(event.id);
       this.#cleared.add(event.id);
@@ -117,23 +121,22 @@ export class AlertBook {
     const alert = this.#active.get(id);
     if (!alert) throw new CodedError('E_NOT_FOUND', `no active alert "${id.slice(0, 200)}" (it may have cleared)`);
     if (alert.ack) throw new CodedError('E_CONFLICT', `alert already acknowledged by ${alert.ack.operator} at ${new Date(alert.ack.ts).toISOString()}`);
+    const pending = this.#acknowledging.get(id);
+    if (pending) throw new CodedError('E_CONFLICT', `alert is being acknowledged by ${pending} right now`);
     const ack: AlertAck = { id, province: alert.province, deviceId: alert.deviceId, operator, note, ts: now };
+    this.#acknowledging.set(id, operator);
     try {
       await this.#influx.writeLines([alertAckLine(ack)]);
     } catch (err) {
       throw new CodedError('E_UPSTREAM', 'InfluxDB did not store the acknowledgement; try again shortly', { cause: err });
+    } finally {
+      this.#acknowledging.delete(id);
     }
     // Cleared (or acknowledged by someone else) while it was being stored: the store keeps the first.
     const current = this.#active.get(id);
     const updated: AlertView = { ...(current ?? alert), ack: current?.ack ?? ack };
     if (current) this.#active.set(id, updated);
     return { alert: updated, ack };
-  }
-
-  /** An acknowledgement made elsewhere (another api node): kept if the alert is active here. */
-  applyAck(ack: AlertAck): void {
-    const alert = this.#active.get(ack.id);
-    if (alert && !alert.ack) this.#active.set(ack.id, { ...alert, ack });
   }
 }
 

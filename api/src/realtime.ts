@@ -263,9 +263,14 @@ export function attachRealtime(options: RealtimeOptions): Realtime {
   const backlog = (socket: CitySocket) => (socket.conn as unknown as { writeBuffer?: unknown[] }).writeBuffer?.length ?? 0;
 
   const sendFrames = () => {
+    // Which screens lag, as of the start of this tick: engine.io holds every packet after the first
+    // of a tick until that write completes, so a backlog read mid-tick would count this tick's own
+    // frames (a screen watching all 102 rooms would look lagging every time).
+    const lagging = new Set<string>();
+    for (const [id, socket] of io.sockets.sockets) if (backlog(socket) > maxBacklog) lagging.add(id);
     // Screens that lagged and have drained since: the whole state of the rooms they missed.
-    for (const socket of io.sockets.sockets.values()) {
-      if (socket.data.resync.size === 0 || socket.data.replay || backlog(socket) > maxBacklog) continue;
+    for (const [id, socket] of io.sockets.sockets) {
+      if (socket.data.resync.size === 0 || socket.data.replay || lagging.has(id)) continue;
       for (const room of socket.data.resync) {
         const parsed = parseRoom(room);
         if (parsed && socket.rooms.has(room)) socket.emit('snapshot', live.snapshot(parsed.province, parsed.domain));
@@ -283,7 +288,7 @@ export function attachRealtime(options: RealtimeOptions): Realtime {
         if (!socket) continue;
         if (socket.data.replay) {
           skip.push(id);
-        } else if (socket.data.resync.size > 0 || backlog(socket) > maxBacklog) {
+        } else if (socket.data.resync.size > 0 || lagging.has(id)) {
           socket.data.resync.add(room);
           skip.push(id);
         }
@@ -292,7 +297,8 @@ export function attachRealtime(options: RealtimeOptions): Realtime {
       if (skip.length === 0) io.to(room).emit('frame', frame);
       else if (skip.length < members.size) io.to(room).except(skip).emit('frame', frame);
     }
-    for (const socket of io.sockets.sockets.values()) socket.data.replay?.tick();
+    // A replaying screen that lags holds its replay (the clock jumps on once it drains, frames coalesced).
+    for (const [id, socket] of io.sockets.sockets) if (!lagging.has(id)) socket.data.replay?.tick();
   };
   const frameTimer = setInterval(sendFrames, options.frameIntervalMs ?? REALTIME_DEFAULTS.frameIntervalMs);
 

@@ -12,6 +12,8 @@ export const REPLAY_DEFAULTS = {
   maxSessions: 16,
   /** Rows one read takes per domain at most: a chunk ends where a domain reached it. */
   chunkRows: 20_000,
+  /** Readings held ahead of the clock at most (memory bound: a dense fleet at 60x plays as fast as this allows, the clock waits). */
+  maxBufferedReadings: 60_000,
   /** Keep this much wall time of replay read ahead of the clock. */
   aheadWallMs: 4000,
   /** A chunk covers at least this much device time. */
@@ -63,6 +65,8 @@ export class ReplaySession {
   #loading: Promise<void> | undefined;
   /** Bumped by every seek and stop: a read started before it is thrown away. */
   #generation = 0;
+  /** A seek is reading its snapshot: the clock holds and nothing is read ahead until it is sent. */
+  #seeking = false;
   #error: ReplayState['error'];
 
   constructor(influx: Influx, sink: ReplaySink, range: ReplayRange, logger: Logger, now: () => number = Date.now) {
@@ -89,14 +93,16 @@ export class ReplaySession {
 
   /** Shows the state at `from` and starts playing. */
   async start(): Promise<ReplayState> {
+    const generation = this.#generation + 1; // the seek's
     await this.seek(this.#range.from);
-    this.#setState('playing');
+    // Stopped (InfluxDB failed, a new replay, the socket left) or sought again meanwhile: leave it so.
+    if (this.#state !== 'stopped' && generation === this.#generation) this.#setState('playing');
     return this.state();
   }
 
   pause(): ReplayState {
     if (this.#state === 'playing' || this.#state === 'buffering') {
-      this.#advance();
+      this.#play(); // what the clock passed until now is still drawn
       this.#setState('paused');
     }
     return this.state();
@@ -111,7 +117,8 @@ export class ReplaySession {
   }
 
   setSpeed(speed: number): ReplayState {
-    this.#advance(); // the time played so far at the old speed
+    if (this.#state === 'playing' || this.#state === 'buffering') this.#play(); // the time played so far at the old speed
+    this.#wallAt = this.#now();
     this.#speed = speed;
     this.#emitState();
     return this.state();
@@ -129,9 +136,11 @@ export class ReplaySession {
     this.#cursor = 0;
     this.#loadedTo = at;
     this.#loading = undefined;
+    this.#seeking = true;
     if (this.#state === 'ended') this.#state = 'paused';
     const snapshot = await this.#retry(() => this.#readSnapshot(at));
     if (generation !== this.#generation || snapshot === undefined) return this.state();
+    this.#seeking = false;
     const sentAt = this.#now();
     for (const frame of groupFrames(snapshot, this.#range, sentAt, at, true)) this.#sink.snapshot(frame);
     this.#wallAt = this.#now(); // reading the snapshot took time the replay did not play
@@ -149,12 +158,17 @@ export class ReplaySession {
 
   /** Moves the clock by the wall time since the last tick and sends what it passed. Called every frame interval. */
   tick(): void {
-    if (this.#state !== 'playing' && this.#state !== 'buffering') return;
-    const passed = this.#advance();
-    if (passed.length > 0) for (const frame of groupFrames(passed, this.#range, this.#now(), this.#clock, false)) this.#sink.frame(frame);
+    if ((this.#state !== 'playing' && this.#state !== 'buffering') || this.#seeking) return;
+    this.#play();
     if (this.#clock >= this.#range.to) this.#setState('ended');
     else this.#emitState();
     this.#readAhead();
+  }
+
+  /** Moves the clock to now and sends the readings it passed as frames. */
+  #play(): void {
+    const passed = this.#advance();
+    if (passed.length > 0) for (const frame of groupFrames(passed, this.#range, this.#now(), this.#clock, false)) this.#sink.frame(frame);
   }
 
   /** Advances the clock to now (at the speed, up to what is read and to `to`) and takes the readings it passed. */
@@ -181,8 +195,9 @@ export class ReplaySession {
 
   /** Starts the next read when less than aheadWallMs of replay is buffered. */
   #readAhead(): void {
-    if (this.#loading || this.#state === 'stopped' || this.#loadedTo >= this.#range.to) return;
+    if (this.#loading || this.#seeking || this.#state === 'stopped' || this.#loadedTo >= this.#range.to) return;
     if (this.#loadedTo - this.#clock > REPLAY_DEFAULTS.aheadWallMs * this.#speed) return;
+    if (this.#buffer.length - this.#cursor >= REPLAY_DEFAULTS.maxBufferedReadings) return;
     const generation = this.#generation;
     const from = this.#loadedTo;
     const to = Math.min(this.#range.to, from + Math.max(REPLAY_DEFAULTS.minChunkMs, 2 * REPLAY_DEFAULTS.aheadWallMs * this.#speed));
@@ -202,13 +217,16 @@ export class ReplaySession {
     const results = await Promise.all(
       this.#range.domains.map(async (domain) => {
         const [series = []] = await this.#influx.query(`SELECT * FROM ${this.#measurement(domain)} WHERE time >= $from AND time < $to AND "province" =~ ${provincesRegex(this.#range.provinces)} ORDER BY time ASC LIMIT ${REPLAY_DEFAULTS.chunkRows}`, params);
-        const rows = series.flatMap((s) => s.values.map((row) => readingFromRow(domain, s.columns, row)));
-        return { domain, readings: rows.filter((r): r is LiveReading => r !== undefined), full: series.reduce((n, s) => n + s.values.length, 0) >= REPLAY_DEFAULTS.chunkRows };
+        const rows = series.flatMap((s) => s.values);
+        const readings = series.flatMap((s) => s.values.map((row) => readingFromRow(domain, s.columns, row)));
+        // Where this domain's rows stop, if it filled the limit (a row that did not parse still counts).
+        const lastTs = rows.length >= REPLAY_DEFAULTS.chunkRows ? (rows[rows.length - 1]?.[0] as number | undefined) : undefined;
+        return { readings: readings.filter((r): r is LiveReading => r !== undefined), lastTs };
       }),
     );
     // A domain that filled its limit may have more rows at its last instant: the chunk ends before it.
     let end = to;
-    for (const r of results) if (r.full && r.readings.length > 0) end = Math.min(end, (r.readings[r.readings.length - 1] as LiveReading).ts);
+    for (const r of results) if (typeof r.lastTs === 'number') end = Math.min(end, r.lastTs);
     if (end <= from) end = from + 1; // one instant with more rows than the limit: take what was read
     const readings = results.flatMap((r) => r.readings).filter((r) => r.ts < end);
     readings.sort((a, b) => a.ts - b.ts);

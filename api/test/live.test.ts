@@ -212,10 +212,27 @@ describe('api live: alerts, summaries, replay, slow screens', () => {
     const audit = (await call('GET', '/audit?action=alert', 'root')).json<{ entries: { operator: string; action: string; target: string }[] }>();
     expect(audit.entries).toContainEqual(expect.objectContaining({ operator: 'otto', action: 'alert.ack', target: fresh.id }));
 
+    // Two operators at the same moment: one acknowledgement, the other told so.
+    const second = alertEvent('frequency-low', Date.now() - 900, 'raised');
+    await raise(second);
+    await waitFor('the second alert', () => hcm.got.alerts.find((a) => a.id === second.id));
+    await operators.upsert('olga', 'operator', PASSWORD);
+    tokens.olga = (await api.app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { username: 'olga', password: PASSWORD } })).json<{ token: string }>().token;
+    const both = await Promise.all([call('POST', '/alerts/ack', 'otto', { id: second.id }), call('POST', '/alerts/ack', 'olga', { id: second.id })]);
+    expect(both.map((r) => r.statusCode).sort()).toEqual([200, 409]);
+    const [acks = []] = await influx.query('SELECT "operator" FROM "raw"."alert_acks" WHERE "id" = $id', { id: second.id });
+    expect(acks[0]?.values).toHaveLength(1);
+
     // Cleared by ingest: off the active list, to the room with its acknowledgement.
     await raise({ ...fresh, state: 'cleared', ts: fresh.ts + 500 });
     const cleared = await waitFor('the cleared alert on the socket', () => hcm.got.alerts.find((a) => a.id === fresh.id && a.state === 'cleared'));
     expect(cleared.ack).toMatchObject({ operator: 'otto' });
+    // A late redelivery of the raise changes nothing and is not sent on.
+    const heard = hcm.got.alerts.length;
+    await ingestClient.publishAsync(opsTopic('79', 'alerts'), JSON.stringify(fresh), { qos: 1 });
+    await raise({ ...second, state: 'cleared', ts: second.ts + 500 }); // a marker that comes after it
+    await waitFor('the marker', () => hcm.got.alerts.find((a) => a.id === second.id && a.state === 'cleared'));
+    expect(hcm.got.alerts.slice(heard).map((a) => [a.id, a.state])).toEqual([[second.id, 'cleared']]);
     expect((await call('GET', '/alerts/active', 'vera')).json<{ alerts: AlertView[] }>().alerts.map((a) => a.id)).not.toContain(fresh.id);
     expect(hanoi.got.alerts).toEqual([]); // another province's room heard nothing
 
@@ -364,6 +381,24 @@ describe('api live: alerts, summaries, replay, slow screens', () => {
       await control(socket, { action: 'stop' });
     });
 
+    it('sends the snapshot of a seek made while playing before any frame after it', async () => {
+      const { socket, got } = await screen('otto');
+      const order: string[] = [];
+      socket.on('frame', (f: LiveFrame) => f.mode === 'replay' && order.push(`frame ${f.clock}`));
+      socket.on('snapshot', (f: LiveFrame) => f.mode === 'replay' && order.push(`snapshot ${f.clock}`));
+      expect(await start(socket, { from: t0, to: t0 + SECONDS * 1000, speed: 5, provinces: ['79'], domains: ['energy'] })).toMatchObject({ ok: true, replay: { state: 'playing' } });
+      await waitFor('a first frame', () => got.frames.find((f) => f.mode === 'replay'));
+      const at = t0 + 40_000;
+      const marker = order.length;
+      expect(await control(socket, { action: 'seek', at })).toMatchObject({ ok: true, replay: { state: 'playing', clock: at } });
+      await waitFor('frames after the seek', () => (order.slice(marker).some((e) => e.startsWith('frame') && Number(e.split(' ')[1]) > at) ? true : undefined));
+      const after = order.slice(marker);
+      const snapshotAt = after.indexOf(`snapshot ${at}`);
+      expect(snapshotAt, after.join(', ')).toBeGreaterThanOrEqual(0);
+      expect(after.slice(0, snapshotAt).filter((e) => e.startsWith('frame') && Number(e.split(' ')[1]) >= at)).toEqual([]);
+      await control(socket, { action: 'stop' });
+    });
+
     it('refuses bad replay requests with a code', async () => {
       const { socket } = await screen('otto');
       const to = t0 + 60_000;
@@ -390,6 +425,20 @@ describe('api live: alerts, summaries, replay, slow screens', () => {
       }
       expect(await control(socket, { action: 'stop' })).toMatchObject({ ok: true });
     });
+  });
+
+  it('sends deltas, not snapshots, to a screen watching every room of the country', async () => {
+    const national = await screen('vera');
+    const all = Array.from(new Set((await call('GET', '/provinces', 'vera')).json<{ features: { properties: { code: string } }[] }>().features.map((f) => f.properties.code)));
+    expect(all).toHaveLength(34);
+    expect(await subscribe(national.socket, all)).toMatchObject({ ok: true });
+    await waitFor('the 102 snapshots of the subscribe', () => (national.got.snapshots.length === 102 ? true : undefined));
+    for (let round = 1; round <= 5; round++) {
+      for (const province of all) api.live.handleMessage(`city/${province}/energy/nat-feeder-${province}/telemetry`, Buffer.from(JSON.stringify(energyReading(Date.now(), round))));
+      await new Promise((resolve) => setTimeout(resolve, 2 * FRAME_MS));
+    }
+    await waitFor('the last round as deltas', () => (national.got.frames.filter((f) => f.readings.some((r) => r.deviceId.startsWith('nat-feeder-') && r.seq === 5)).length === 34 ? true : undefined));
+    expect(national.got.snapshots).toHaveLength(102); // no resync: it never lagged
   });
 
   it('skips frames for a socket that stops reading, without delaying the others, and resyncs it when it drains', async () => {

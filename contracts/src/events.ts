@@ -119,7 +119,7 @@ export interface ServerToClientEvents {
   deviceStatus: (event: DeviceStatusEvent) => void;
   /** An alert raised or cleared, as ingest stored it (with its acknowledgement, if any). */
   alert: (alert: AlertView) => void;
-  /** An operator acknowledged an alert (on every api node's sockets in the alert's rooms). */
+  /** An operator acknowledged an alert (sent to the sockets in the alert's room). */
   alertAck: (ack: AlertAck) => void;
   /** The active alerts of the rooms a subscribe joined. */
   alerts: (snapshot: AlertsSnapshot) => void;

@@ -237,12 +237,12 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
     m.getCanvas().style.cursor = '';
   });
 
-  // Subscribe to all 34 provinces rather than the one picked: the picker is a camera move, not a
-  // filter, and a national view needs every province anyway. The api coalesces each province to
-  // one frame per interval and the layer applies at most one batch per animation frame, so the
-  // cost is bounded by the number of devices, not by the message rate. (Operators limited to some
-  // provinces get an ack with only those, or a refusal shown in the status bar.)
-  live = connectLive(PROVINCE_CODES, {
+  // Subscribe to every province the operator may see rather than the one picked: the picker is a
+  // camera move, not a filter, and a national view needs every province anyway. The api coalesces
+  // each province's domain to one frame per interval and the layer applies at most one batch per
+  // animation frame, so the cost is bounded by the number of devices, not by the message rate.
+  // (Asking for a province outside the operator's scope would be refused as a whole.)
+  live = connectLive(session.provinces ?? PROVINCE_CODES, {
     frame: (frame) => {
       if (store.applyFrame(frame, Date.now()) > 0) scheduleDeviceRefresh();
       deviceLayer.schedule();

@@ -413,6 +413,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
       const device = registry.device(id);
       if (device) events.push(...next.watch({ deviceId: device.id, province: device.province, domain: device.domain, kind: device.kind }, at));
     }
+    next.inheritTiming(engine);
     engine = next;
     storeEvents(events);
     metrics.rulesReloaded++;
@@ -576,10 +577,17 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
   const rulesFile = options.rulesFile;
   const onRulesChange = (current: { mtimeMs: number }, previous: { mtimeMs: number }) => {
     if (closing || current.mtimeMs === previous.mtimeMs || current.mtimeMs === 0) return;
-    readAlertRules(rulesFile).then(replaceRules, (err: unknown) => {
-      metrics.rulesRejected++;
-      logger.error({ code: 'E_CONFIG', err: (err as Error).message }, 'the changed alert rules file is not valid; the previous rules stay in force');
-    });
+    readAlertRules(rulesFile)
+      .then(
+        (rules) => {
+          if (!closing) replaceRules(rules);
+        },
+        (err: unknown) => {
+          metrics.rulesRejected++;
+          logger.error({ code: 'E_CONFIG', err: (err as Error).message }, 'the changed alert rules file is not valid; the previous rules stay in force');
+        },
+      )
+      .catch((err: unknown) => logger.error({ err }, 'could not put the changed alert rules in force; the previous rules stay'));
   };
   if (rulesFile) watchFile(rulesFile, { interval: INGEST_DEFAULTS.rulesPollMs, persistent: false }, onRulesChange);
 

@@ -280,6 +280,22 @@ export class AlertEngine {
     return out ?? NO_EVENTS;
   }
 
+  /**
+   * Takes over what `previous` (the engine of the rules before a change) learnt of each device's
+   * timing: its last reading, when it was last seen, its reporting interval. Without it a device
+   * slower than a no-data rule's default interval would look silent until it had reported twice.
+   */
+  inheritTiming(previous: AlertEngine): void {
+    for (const [id, state] of this.#devices) {
+      const before = previous.#devices.get(id);
+      if (!before) continue;
+      state.lastTs = before.lastTs;
+      state.lastSeenAt = before.lastSeenAt;
+      state.learnedIntervalMs = before.learnedIntervalMs;
+      state.expectedIntervalMs ??= before.expectedIntervalMs;
+    }
+  }
+
   /** Every active alert: its raised event. */
   active(): AlertEvent[] {
     const out: AlertEvent[] = [];

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -269,11 +270,17 @@ export async function ensureRulesFile(configured: string | undefined, dataDir: s
  */
 export async function writeAlertRules(file: string, text: string): Promise<AlertRules> {
   const rules = parseAlertRules(text, 'alert rules');
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, text.endsWith('\n') ? text : `${text}\n`, { mode: 0o644 });
-  await rename(tmp, file);
+  // One write at a time per process, each through its own temporary file: the last one wins whole.
+  const write = rulesWrites.then(async () => {
+    const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    await writeFile(tmp, text, { mode: 0o644 });
+    await rename(tmp, file);
+  });
+  rulesWrites = write.catch(() => undefined);
+  await write;
   return rules;
 }
+let rulesWrites: Promise<void> = Promise.resolve();
 
 /** Reads and validates a rules file; CodedError E_CONFIG names the file and what to fix. */
 export async function readAlertRules(file: string = DEFAULT_RULES_FILE): Promise<AlertRules> {
