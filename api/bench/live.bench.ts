@@ -40,7 +40,7 @@ import { DeviceRegistry } from '@citypulse/broker/registry';
 import { freePort, Influx, SERVICE_NODE_FLAGS, startInfluxd } from '@citypulse/infra';
 import { summariseCpuProfile, type CpuProfile, type ProfileSummary } from '../../broker/bench/profile.js';
 import { fleetDevice } from '../../ingest/bench/fleet.js';
-import { cpuSeconds, exitCleanup, listening, residentBytes, startService, waitUntil, type Service } from '../../ingest/bench/services.js';
+import { cpuSeconds, exitCleanup, listening, residentBytes, startBrokerService, startService, waitUntil, type Service } from '../../ingest/bench/services.js';
 import { REALTIME_DEFAULTS } from '../src/realtime.js';
 import { OperatorStore } from '../src/operators.js';
 import {
@@ -59,7 +59,6 @@ import {
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const API_DIR = dirname(HERE);
-const BROKER_DIR = join(API_DIR, '..', 'broker');
 const TSX = import.meta.resolve('tsx');
 const args = process.argv.slice(2);
 const argAfter = (flag: string) => (args.includes(flag) ? args[args.indexOf(flag) + 1] : undefined);
@@ -150,21 +149,8 @@ async function setUp(): Promise<Platform> {
   cleanups.push(() => influxd.stop());
   await new Influx({ url: influxd.url, database: 'citypulse', retentionPolicy: 'raw', apiVersion: 'v1' }).ensureDatabase('30d');
 
-  const port = await freePort();
-  const broker = startService('broker', BROKER_DIR, {
-    DATA_DIR: dataDir,
-    MQTT_HOST: '127.0.0.1',
-    MQTT_PORT: String(port),
-    MQTT_WS_PORT: '0',
-    MQTT_TLS_PORT: '0',
-    MQTT_WSS_PORT: '0',
-    BROKER_HTTP_PORT: '0',
-    BROKER_STORE: 'memory',
-    LOG_LEVEL: 'warn',
-  });
+  const { service: broker, url: mqttUrl } = await startBrokerService(dataDir, { BROKER_STORE: 'memory' });
   cleanups.push(() => broker.stop());
-  await waitUntil(broker, `MQTT on port ${port}`, () => listening(port));
-  const mqttUrl = `mqtt://127.0.0.1:${port}`;
   log(`broker: pid ${broker.pid}, ${mqttUrl}, memory store`);
 
   const publishers = Array.from({ length: PUBLISHERS }, (_, i) => new BenchChild<PublisherCommand, PublisherReply>(`publisher ${i}`, new URL('./publisher.ts', import.meta.url), ['--import', TSX]));

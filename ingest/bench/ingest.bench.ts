@@ -49,9 +49,9 @@ import {
   countReadings,
   cpuSeconds,
   exitCleanup,
+  startBrokerService,
   Generator,
   histogramBetween,
-  listening,
   quantileOf,
   residentBytes,
   scrape,
@@ -65,7 +65,6 @@ import {
 } from './services.js';
 
 const INGEST_DIR = dirname(dirname(fileURLToPath(import.meta.url)));
-const BROKER_DIR = join(INGEST_DIR, '..', 'broker');
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
 const jsonAt = args.indexOf('--json');
@@ -270,16 +269,8 @@ interface Broker {
 }
 
 async function startBroker(dataDir: string): Promise<Broker> {
-  const port = await freePort();
   const httpPort = await freePort();
-  const service = startService('broker', BROKER_DIR, {
-    DATA_DIR: dataDir,
-    MQTT_HOST: '127.0.0.1',
-    MQTT_PORT: String(port),
-    MQTT_WS_PORT: '0',
-    MQTT_TLS_PORT: '0',
-    MQTT_WSS_PORT: '0',
-    LOG_LEVEL: 'warn',
+  const { service, url } = await startBrokerService(dataDir, {
     BROKER_HTTP_HOST: '127.0.0.1',
     BROKER_HTTP_PORT: String(httpPort),
     // The bench's devices publish far above a real device's 10/s: the limiter runs, drops nothing.
@@ -288,9 +279,8 @@ async function startBroker(dataDir: string): Promise<Broker> {
     BROKER_STORE,
   });
   cleanups.push(() => service.stop());
-  await waitUntil(service, `MQTT on port ${port}`, () => listening(port));
-  log(`broker: pid ${service.pid}, mqtt://127.0.0.1:${port}, store ${BROKER_STORE}`);
-  return { service, url: `mqtt://127.0.0.1:${port}`, metricsUrl: `http://127.0.0.1:${httpPort}/metrics` };
+  log(`broker: pid ${service.pid}, ${url}, store ${BROKER_STORE}`);
+  return { service, url, metricsUrl: `http://127.0.0.1:${httpPort}/metrics` };
 }
 
 /** Waits until the broker is quiet (under 5 % of a core over a second; at most 120 s): the previous run's disconnects and store clean-up done. */

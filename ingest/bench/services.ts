@@ -10,7 +10,7 @@ import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { SERVICE_NODE_FLAGS } from '@citypulse/infra';
+import { freePort, SERVICE_NODE_FLAGS } from '@citypulse/infra';
 import type { GeneratorCommand, GeneratorReply } from './protocol.js';
 
 const TSX = import.meta.resolve('tsx');
@@ -37,6 +37,35 @@ export function exitCleanup(log: (line: string) => void): { cleanups: (() => Pro
     });
   }
   return { cleanups, cleanup, cleaning: () => cleaning !== undefined };
+}
+
+const BROKER_DIR = fileURLToPath(new URL('../../broker', import.meta.url));
+
+/**
+ * The platform's broker as its own process (`pnpm start` in broker/) on a free MQTT port, the
+ * other listeners off, waited for until it accepts connections. `env` adds settings (store, rate
+ * limits, metrics port) or overrides these.
+ */
+export async function startBrokerService(dataDir: string, env: Readonly<Record<string, string>> = {}): Promise<{ service: Service; port: number; url: string }> {
+  const port = await freePort();
+  const service = startService('broker', BROKER_DIR, {
+    DATA_DIR: dataDir,
+    MQTT_HOST: '127.0.0.1',
+    MQTT_PORT: String(port),
+    MQTT_WS_PORT: '0',
+    MQTT_TLS_PORT: '0',
+    MQTT_WSS_PORT: '0',
+    BROKER_HTTP_PORT: '0',
+    LOG_LEVEL: 'warn',
+    ...env,
+  });
+  try {
+    await waitUntil(service, `MQTT on port ${port}`, () => listening(port));
+  } catch (err) {
+    await service.stop();
+    throw err;
+  }
+  return { service, port, url: `mqtt://127.0.0.1:${port}` };
 }
 
 export async function cpuSeconds(pid: number): Promise<number> {
