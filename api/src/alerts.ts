@@ -53,11 +53,6 @@ export class AlertBook {
     return this.#active.get(id);
   }
 
-  /** Counts of active alerts (metrics). */
-  get size(): number {
-    return this.#active.size;
-  }
-
   /**
    * Applies one message of ops/{province}/alerts; returns the alert as it now stands (for the
    * sockets), or undefined for a payload that is not an AlertEvent (counted, logged once per kind).
@@ -140,7 +135,7 @@ export class AlertBook {
   }
 }
 
-export function matches(alert: AlertEvent, filter: AlertFilter): boolean {
+function matches(alert: AlertEvent, filter: AlertFilter): boolean {
   return (
     (filter.provinces === null || filter.provinces.includes(alert.province)) &&
     (filter.province === undefined || alert.province === filter.province) &&

@@ -67,7 +67,7 @@ export type CityIo = SocketServer<ClientToServerEvents, ServerToClientEvents, Re
 
 /** The room of one province's domain: what a dashboard subscribes to and what frames go to. */
 const ROOM_PREFIX = 'live:';
-export const liveRoom = (province: string, domain: Domain): string => `${ROOM_PREFIX}${province}:${domain}`;
+const liveRoom = (province: string, domain: Domain): string => `${ROOM_PREFIX}${province}:${domain}`;
 const roomsOfProvince = (province: string): string[] => DOMAINS.map((domain) => liveRoom(province, domain));
 function parseRoom(room: string): { province: string; domain: Domain } | undefined {
   if (!room.startsWith(ROOM_PREFIX)) return undefined;
