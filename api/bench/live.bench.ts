@@ -40,11 +40,10 @@ import { DeviceRegistry } from '@citypulse/broker/registry';
 import { freePort, Influx, SERVICE_NODE_FLAGS, startInfluxd } from '@citypulse/infra';
 import { summariseCpuProfile, type CpuProfile, type ProfileSummary } from '../../broker/bench/profile.js';
 import { fleetDevice } from '../../ingest/bench/fleet.js';
-import { cpuSeconds, exitCleanup, listening, residentBytes, startBrokerService, startService, waitUntil, type Service } from '../../ingest/bench/services.js';
+import { BenchChild, cpuSeconds, exitCleanup, listening, residentBytes, startBrokerService, startService, waitUntil, type Service } from '../../ingest/bench/services.js';
 import { REALTIME_DEFAULTS } from '../src/realtime.js';
 import { OperatorStore } from '../src/operators.js';
 import {
-  BenchChild,
   LatencyHistogram,
   TRANSPORTS,
   type BenchGateway,
@@ -153,7 +152,7 @@ async function setUp(): Promise<Platform> {
   cleanups.push(() => broker.stop());
   log(`broker: pid ${broker.pid}, ${mqttUrl}, memory store`);
 
-  const publishers = Array.from({ length: PUBLISHERS }, (_, i) => new BenchChild<PublisherCommand, PublisherReply>(`publisher ${i}`, new URL('./publisher.ts', import.meta.url), ['--import', TSX]));
+  const publishers = Array.from({ length: PUBLISHERS }, (_, i) => new BenchChild<PublisherCommand, PublisherReply>(`publisher ${i}`, new URL('./publisher.ts', import.meta.url)));
   for (const p of publishers) cleanups.push(() => p.close({ type: 'close' }));
   await Promise.all(publishers.map((p, i) => p.ask({ type: 'connect', url: mqttUrl, gateways: gateways.filter((_, g) => g % PUBLISHERS === i) }, 'connected')));
   log(`publishers: ${PUBLISHERS} process${PUBLISHERS > 1 ? 'es' : ''}, ${GATEWAYS} MQTT connections`);
@@ -254,7 +253,7 @@ async function runPhase(p: Platform, transport: Transport, offeredPerS: number):
   const perDeviceHz = offeredPerS / DEVICES;
   log(`${transport} at ${fmt(offeredPerS)} readings/s (${fmt(DEVICES)} devices at ${perDeviceHz} Hz): starting ${label} …`);
   const server = transport === 'socket.io' ? await startApi(p, label) : await startWsServer(p, label);
-  const clientProcs = Array.from({ length: CLIENT_PROCESSES }, (_, i) => new BenchChild<ClientsCommand, ClientsReply>(`clients ${i}`, new URL('./clients.ts', import.meta.url), ['--import', TSX]));
+  const clientProcs = Array.from({ length: CLIENT_PROCESSES }, (_, i) => new BenchChild<ClientsCommand, ClientsReply>(`clients ${i}`, new URL('./clients.ts', import.meta.url)));
   const closeClients = () => Promise.all(clientProcs.map((c) => c.close({ type: 'close' })));
   cleanups.push(closeClients);
   try {

@@ -1,10 +1,8 @@
 /**
  * What the live bench's orchestrator (live.bench.ts) and its child processes (publisher.ts,
- * clients.ts, ws-server.ts) say to each other over the fork IPC channel; the typed channel the
- * orchestrator holds to each child; and the latency histogram the clients fill and it merges.
+ * clients.ts, ws-server.ts) say to each other over the fork IPC channel (held by BenchChild,
+ * ingest/bench/services.ts), and the latency histogram the clients fill and it merges.
  */
-import { fork, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 
 /** A gateway account of the bench and the fleet numbers (ingest/bench/fleet.ts) of the devices behind it. */
 export interface BenchGateway {
@@ -95,64 +93,6 @@ export function serveCommands<C>(handle: (command: C) => Promise<void>): void {
     handle(command).catch((err: unknown) => reply({ type: 'fatal', message: err instanceof Error ? (err.stack ?? err.message) : String(err) }));
   });
   process.on('disconnect', () => process.exit(0));
-}
-
-/** The orchestrator's end of a forked child: commands out, typed replies in. */
-export class BenchChild<C extends { readonly type: string }, R extends { readonly type: string }> {
-  readonly child: ChildProcess;
-  readonly label: string;
-  #replies: R[] = [];
-  #wake: (() => void) | undefined;
-  #dead: Error | undefined;
-
-  constructor(label: string, script: URL, execArgv: readonly string[]) {
-    this.label = label;
-    this.child = fork(script, [], { execArgv: [...execArgv], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    this.child.on('message', (message: R | { type: 'fatal'; message: string }) => {
-      if (message.type === 'fatal') this.#dead = new Error(`${label}: ${(message as { message: string }).message}`);
-      else this.#replies.push(message as R);
-      this.#wake?.();
-    });
-    this.child.on('error', () => undefined); // a send after exit; 'exit' says what happened
-    this.child.on('exit', (code, signal) => {
-      this.#dead ??= new Error(`${label} exited (${signal ?? code})`);
-      this.#wake?.();
-    });
-  }
-
-  get pid(): number {
-    return this.child.pid as number;
-  }
-
-  /** Sends `command` and waits for the first reply of type `type` after it. */
-  async ask<T extends R['type']>(command: C, type: T, timeoutMs = 120_000): Promise<Extract<R, { type: T }>> {
-    this.#replies = [];
-    if (this.child.connected) this.child.send(command, () => undefined);
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = this.#replies.find((r) => r.type === type);
-      if (found) return found as Extract<R, { type: T }>;
-      if (this.#dead) throw this.#dead;
-      if (Date.now() > deadline) throw new Error(`${this.label}: no '${type}' within ${timeoutMs / 1000} s`);
-      await new Promise<void>((resolve) => {
-        this.#wake = resolve;
-        setTimeout(resolve, 1000).unref();
-      });
-    }
-  }
-
-  /** Asks the child to close, kills it after 15 s; resolves once it is gone. */
-  async close(command: C): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    const gone = once(this.child, 'exit');
-    if (this.child.connected) this.child.send(command, () => undefined);
-    const killer = setTimeout(() => this.child.kill('SIGKILL'), 15_000);
-    try {
-      await gone;
-    } finally {
-      clearTimeout(killer);
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

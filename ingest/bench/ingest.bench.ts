@@ -50,7 +50,8 @@ import {
   cpuSeconds,
   exitCleanup,
   startBrokerService,
-  Generator,
+  startGenerator,
+  type Generator,
   histogramBetween,
   quantileOf,
   residentBytes,
@@ -425,13 +426,13 @@ const sumCounts = (list: readonly GeneratorCounts[]): GeneratorCounts =>
 async function endToEnd(spec: RunSpec, p: Provisioned, broker: Broker, influx: { url: string; pid: number }, ceilingPerS: number): Promise<RunResult> {
   const { service: ingest, metricsUrl } = await startIngestProcess(p, broker, influx.url, spec.database);
   const generators: Generator[] = [];
-  const closeGenerators = () => Promise.all(generators.map((g) => g.close()));
+  const closeGenerators = () => Promise.all(generators.map((g) => g.close({ type: 'close' })));
   cleanups.push(closeGenerators);
   const closedLoop = spec.messagesPerS <= 0;
   let feeding = true;
   let feeder: Promise<void> = Promise.resolve();
   try {
-    for (let g = 0; g < GENERATORS; g++) generators.push(new Generator(`generator ${g}`));
+    for (let g = 0; g < GENERATORS; g++) generators.push(startGenerator(`generator ${g}`));
     const shares = generators.map((_, g) => spec.connections.filter((_c, i) => i % generators.length === g));
     const connected = await Promise.all(generators.map((gen, g) => gen.ask({ type: 'connect', url: broker.url, connections: shares[g] as GeneratorConnection[], connectConcurrency: 16 }, 'connected', 600_000)));
     const failed = connected.reduce((a, c) => a + c.failed, 0);

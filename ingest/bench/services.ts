@@ -255,19 +255,24 @@ export async function countReadings(influxUrl: string, database: string, retenti
 // ---------------------------------------------------------------------------------------------
 // Load generators (generator.ts) over IPC
 
-export class Generator {
+/**
+ * The orchestrator's end of a forked bench child (a load generator, publishers, clients, a
+ * baseline server): commands out, typed replies in; a `fatal` reply or an exit fails what waits.
+ */
+export class BenchChild<C extends { readonly type: string }, R extends { readonly type: string }> {
   readonly child: ChildProcess;
   readonly label: string;
-  #replies: GeneratorReply[] = [];
+  #replies: R[] = [];
   #wake: (() => void) | undefined;
   #dead: Error | undefined;
 
-  constructor(label: string) {
+  /** `execArgv` defaults to running TypeScript through tsx. */
+  constructor(label: string, script: URL, execArgv: readonly string[] = ['--import', TSX]) {
     this.label = label;
-    this.child = fork(fileURLToPath(new URL('./generator.ts', import.meta.url)), [], { execArgv: ['--import', TSX], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    this.child.on('message', (message: GeneratorReply) => {
-      if (message.type === 'fatal') this.#dead = new Error(`${label}: ${message.message}`);
-      else this.#replies.push(message);
+    this.child = fork(fileURLToPath(script), [], { execArgv: [...execArgv], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.child.on('message', (message: R | { type: 'fatal'; message: string }) => {
+      if (message.type === 'fatal') this.#dead = new Error(`${label}: ${(message as { message: string }).message}`);
+      else this.#replies.push(message as R);
       this.#wake?.();
     });
     this.child.on('error', () => undefined); // a send after exit; the exit below says what happened
@@ -281,18 +286,18 @@ export class Generator {
     return this.child.pid as number;
   }
 
-  send(command: GeneratorCommand): void {
+  send(command: C): void {
     if (this.child.connected) this.child.send(command, () => undefined);
   }
 
   /** Sends `command` and waits for the first reply of type `type` after it. */
-  async ask<T extends GeneratorReply['type']>(command: GeneratorCommand, type: T, timeoutMs = 120_000): Promise<Extract<GeneratorReply, { type: T }>> {
+  async ask<T extends R['type']>(command: C, type: T, timeoutMs = 120_000): Promise<Extract<R, { type: T }>> {
     this.#replies = [];
     this.send(command);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const found = this.#replies.find((r) => r.type === type);
-      if (found) return found as Extract<GeneratorReply, { type: T }>;
+      if (found) return found as Extract<R, { type: T }>;
       if (this.#dead) throw this.#dead;
       if (Date.now() > deadline) throw new Error(`${this.label}: no '${type}' within ${timeoutMs / 1000} s`);
       await new Promise<void>((resolve) => {
@@ -302,7 +307,14 @@ export class Generator {
     }
   }
 
-  close(): Promise<void> {
-    return ended(this.child, () => this.send({ type: 'close' }), 15_000);
+  /** Sends the child its close command, kills it after 15 s; resolves once it is gone. */
+  close(command: C): Promise<void> {
+    return ended(this.child, () => this.send(command), 15_000);
   }
+}
+
+/** A load generator (generator.ts). */
+export type Generator = BenchChild<GeneratorCommand, GeneratorReply>;
+export function startGenerator(label: string): Generator {
+  return new BenchChild<GeneratorCommand, GeneratorReply>(label, new URL('./generator.ts', import.meta.url));
 }
