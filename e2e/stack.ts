@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { provinceByCode, type Domain, type LngLat } from '@citypulse/contracts';
 import { buildBroker, DeviceRegistry, listenMqttTcp, type PlatformBroker } from '@citypulse/broker';
-import { startIngest, type IngestPipeline } from '@citypulse/ingest';
+import { parseAlertRules, startIngest, type IngestPipeline } from '@citypulse/ingest';
 import { buildApi, OperatorStore, SessionSigner, type ApiApp } from '@citypulse/api';
 import { Influx, startInfluxd } from '@citypulse/infra';
 import { resolveScenario, scenarioFromFlags, startSimulation, type Simulation } from '@citypulse/simulators';
@@ -19,6 +19,13 @@ import { resolveScenario, scenarioFromFlags, startSimulation, type Simulation } 
 export interface StackOptions {
   /** Run simulated devices too (real MQTT, real credentials). */
   readonly simulate?: { readonly provinces: readonly string[]; readonly domains?: readonly Domain[]; readonly devicesPerProvince: number; readonly intervalMs: number };
+  /** Alert rules (YAML, the format of ingest/alert-rules.yaml) instead of the shipped ones. */
+  readonly alertRules?: string;
+}
+
+/** Options of an extra api node started on the same InfluxDB, broker and data folder. */
+export interface ExtraApiOptions {
+  readonly mapboxAccessToken?: string;
 }
 
 export interface Stack {
@@ -29,6 +36,8 @@ export interface Stack {
   readonly dataDir: string;
   /** An admin operator created for the test. */
   readonly operator: { readonly username: string; readonly password: string };
+  /** A viewer (sees everything, may change nothing). */
+  readonly viewer: { readonly username: string; readonly password: string };
   readonly registry: DeviceRegistry;
   readonly broker: PlatformBroker;
   readonly ingest: IngestPipeline;
@@ -36,7 +45,9 @@ export interface Stack {
   readonly influxClient: Influx;
   readonly simulation: Simulation | undefined;
   /** Registers a device (at its province's label point unless given) and returns its secret. */
-  provisionDevice(device: { id: string; province: string; domain: Domain; location?: LngLat }): Promise<{ id: string; secret: string }>;
+  provisionDevice(device: { id: string; province: string; domain: Domain; location?: LngLat; name?: string }): Promise<{ id: string; secret: string }>;
+  /** Starts another api node on the same backends (e.g. with a Mapbox token); stopped with the stack. */
+  startApi(options: ExtraApiOptions): Promise<{ readonly url: string }>;
   stop(): Promise<void>;
 }
 
@@ -67,27 +78,46 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     cleanups.push(() => broker.close());
     const mqttUrl = `mqtt://127.0.0.1:${(tcp.address() as AddressInfo).port}`;
 
-    const ingest = await startIngest({ mqttUrl, username: 'ingest', password: ingestSecret, clientId: 'ingest-e2e', influx, registry, logger: logger.child({ name: 'ingest' }), flushIntervalMs: 100 });
+    const ingest = await startIngest({
+      mqttUrl,
+      username: 'ingest',
+      password: ingestSecret,
+      clientId: 'ingest-e2e',
+      influx,
+      registry,
+      logger: logger.child({ name: 'ingest' }),
+      flushIntervalMs: 100,
+      ...(options.alertRules === undefined ? {} : { alertRules: parseAlertRules(options.alertRules, 'e2e rules') }),
+    });
     cleanups.push(() => ingest.close());
 
     const operators = await OperatorStore.open(dataDir);
     const operator = { username: 'operator', password: 'e2e-operator-password' };
     await operators.upsert(operator.username, 'admin', operator.password);
-    const api = await buildApi({
-      influx,
-      registry,
-      operators,
-      sessions: await SessionSigner.fromDataDir(dataDir, 3_600_000),
-      logger: logger.child({ name: 'api' }),
-      mqtt: { url: mqttUrl, username: 'api', password: apiSecret },
-      dashboardDir: DASHBOARD_DIST,
-      dataDir,
-      frameIntervalMs: 200,
-    });
-    cleanups.push(() => api.close());
-    await api.app.listen({ port: 0, host: '127.0.0.1' });
-    const apiUrl = `http://127.0.0.1:${(api.app.server.address() as AddressInfo).port}`;
-    await waitFor(() => api.mqtt.connected, 10_000, 'api never connected to the broker');
+    const viewer = { username: 'viewer', password: 'e2e-viewer-password' };
+    await operators.upsert(viewer.username, 'viewer', viewer.password);
+    const sessions = await SessionSigner.fromDataDir(dataDir, 3_600_000);
+    let apiNodes = 0;
+    const startApiNode = async (extra: ExtraApiOptions = {}): Promise<{ api: ApiApp; url: string }> => {
+      const node = ++apiNodes;
+      const api = await buildApi({
+        influx,
+        registry,
+        operators,
+        sessions,
+        logger: logger.child({ name: `api-${node}` }),
+        mqtt: { url: mqttUrl, username: 'api', password: apiSecret },
+        dashboardDir: DASHBOARD_DIST,
+        dataDir,
+        frameIntervalMs: 200,
+        ...(extra.mapboxAccessToken === undefined ? {} : { mapboxAccessToken: extra.mapboxAccessToken }),
+      });
+      cleanups.push(() => api.close());
+      await api.app.listen({ port: 0, host: '127.0.0.1' });
+      await waitFor(() => api.mqtt.connected, 10_000, 'api never connected to the broker');
+      return { api, url: `http://127.0.0.1:${(api.app.server.address() as AddressInfo).port}` };
+    };
+    const { api, url: apiUrl } = await startApiNode();
 
     const simulation = options.simulate
       ? await startSimulation({
@@ -113,6 +143,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       influx: { url: influxd.url, database: 'citypulse' },
       dataDir,
       operator,
+      viewer,
       registry,
       broker,
       ingest,
@@ -122,9 +153,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       async provisionDevice(device) {
         const location = device.location ?? provinceByCode(device.province)?.label;
         if (!location) throw new Error(`unknown province ${device.province}`);
-        const [created] = await registry.upsertDevices([{ ...device, location, kind: 'e2e', name: `E2E ${device.id}` }]);
+        const [created] = await registry.upsertDevices([{ id: device.id, province: device.province, domain: device.domain, location, kind: 'e2e', name: device.name ?? `E2E ${device.id}` }]);
         if (created?.secret === undefined) throw new Error('provisioning returned no secret');
         return { id: created.id, secret: created.secret };
+      },
+      async startApi(extra) {
+        return { url: (await startApiNode(extra)).url };
       },
       stop,
     };

@@ -150,13 +150,20 @@ function combine(concentrations: Partial<Record<VnAqiParameter, number | undefin
   return { aqi: Math.round(max), subIndices, dominant };
 }
 
-export interface AqiBand {
-  readonly key: 'good' | 'moderate' | 'poor' | 'bad' | 'very-bad' | 'hazardous';
+/** Band keys of VN_AQI (Decision 1459/QĐ-TCMT). */
+export type VnAqiBandKey = 'good' | 'moderate' | 'poor' | 'bad' | 'very-bad' | 'hazardous';
+
+/**
+ * One category of an AQI scale. The key type defaults to VN_AQI's keys, so `AqiBand` alone still
+ * means a VN_AQI band; the US EPA scale uses `AqiBand<UsEpaAqiBandKey>` (see US_EPA_AQI_BANDS).
+ */
+export interface AqiBand<K extends string = VnAqiBandKey> {
+  readonly key: K;
   readonly min: number;
   readonly max: number;
   readonly labelVi: string;
   readonly labelEn: string;
-  /** The decision's official RGB colour. */
+  /** The scale's official RGB colour (VN_AQI: the decision's; US EPA: the TAD's). */
   readonly color: string;
   readonly adviceVi: string;
 }
@@ -177,4 +184,217 @@ export function vnAqiBand(aqi: number): AqiBand {
 
 function isPresent(c: number | null | undefined): c is number {
   return typeof c === 'number' && Number.isFinite(c);
+}
+
+/* ──────────────────────────── US EPA AQI: a second, labelled scale ──────────────────────────── */
+
+/**
+ * Label of the US EPA Air Quality Index as revised in 2024 (PM2.5 breakpoints of the
+ * 7 February 2024 rule; Technical Assistance Document EPA-454/B-24-002, May 2024).
+ *
+ * The US EPA AQI is NOT VN_AQI. It has its own breakpoints, units (ppb/ppm for gases), averaging
+ * periods, truncation rules and category names, and the two give different numbers for the same
+ * air (PM2.5 35.9 µg/m³: EPA 102, VN_AQI 72). VN_AQI remains the platform's index; wherever an
+ * EPA value is shown, show this label next to it, never a bare "AQI" and never in VN_AQI's place.
+ */
+export const US_EPA_AQI_METHOD = 'US EPA AQI (2024)';
+
+/** Pollutants of the US EPA AQI, as carried by our readings (all in µg/m³, CO too). */
+export type UsEpaAqiParameter = 'pm25' | 'pm10' | 'o3' | 'no2' | 'co' | 'so2';
+
+/** One breakpoint table of the US EPA AQI (TAD 2024, Table 6). */
+export interface UsEpaBreakpointTable {
+  /** Unit of the table's concentrations. Gases are converted from µg/m³ first (ugM3ToPpb). */
+  readonly unit: 'µg/m³' | 'ppb' | 'ppm';
+  /** Averaging period EPA defines the table for. */
+  readonly averaging: '1h' | '8h' | '24h';
+  /** EPA truncates (never rounds) the concentration to this many decimals before the lookup. */
+  readonly decimals: number;
+  /** Rows [C_lo, C_hi, I_lo, I_hi], ascending; the gaps between rows are below the truncation step. */
+  readonly rows: readonly (readonly [number, number, number, number])[];
+}
+
+/**
+ * US EPA AQI breakpoints (2024). NOT VN_AQI_BREAKPOINTS: other units and other numbers.
+ * Since 2024 the Hazardous category is one row, 301–500, for every pollutant.
+ * - `o3_8h` stops at 0.200 ppm (index 300): EPA defines indices ≥ 301 with 1-hour ozone only.
+ * - `o3_1h` starts at 0.125 ppm (index 101): EPA has no 1-hour ozone rows below that.
+ * - `so2` is the 1-hour table; EPA reports indices ≥ 200 from 24-hour means, the indicative index
+ *   applies the same rows to a single reading.
+ */
+export const US_EPA_AQI_BREAKPOINTS = {
+  pm25: {
+    unit: 'µg/m³',
+    averaging: '24h',
+    decimals: 1,
+    rows: [[0.0, 9.0, 0, 50], [9.1, 35.4, 51, 100], [35.5, 55.4, 101, 150], [55.5, 125.4, 151, 200], [125.5, 225.4, 201, 300], [225.5, 325.4, 301, 500]],
+  },
+  pm10: {
+    unit: 'µg/m³',
+    averaging: '24h',
+    decimals: 0,
+    rows: [[0, 54, 0, 50], [55, 154, 51, 100], [155, 254, 101, 150], [255, 354, 151, 200], [355, 424, 201, 300], [425, 604, 301, 500]],
+  },
+  o3_8h: {
+    unit: 'ppm',
+    averaging: '8h',
+    decimals: 3,
+    rows: [[0.0, 0.054, 0, 50], [0.055, 0.07, 51, 100], [0.071, 0.085, 101, 150], [0.086, 0.105, 151, 200], [0.106, 0.2, 201, 300]],
+  },
+  o3_1h: {
+    unit: 'ppm',
+    averaging: '1h',
+    decimals: 3,
+    rows: [[0.125, 0.164, 101, 150], [0.165, 0.204, 151, 200], [0.205, 0.404, 201, 300], [0.405, 0.604, 301, 500]],
+  },
+  no2: {
+    unit: 'ppb',
+    averaging: '1h',
+    decimals: 0,
+    rows: [[0, 53, 0, 50], [54, 100, 51, 100], [101, 360, 101, 150], [361, 649, 151, 200], [650, 1249, 201, 300], [1250, 2049, 301, 500]],
+  },
+  co: {
+    unit: 'ppm',
+    averaging: '8h',
+    decimals: 1,
+    rows: [[0.0, 4.4, 0, 50], [4.5, 9.4, 51, 100], [9.5, 12.4, 101, 150], [12.5, 15.4, 151, 200], [15.5, 30.4, 201, 300], [30.5, 50.4, 301, 500]],
+  },
+  so2: {
+    unit: 'ppb',
+    averaging: '1h',
+    decimals: 0,
+    rows: [[0, 35, 0, 50], [36, 75, 51, 100], [76, 185, 101, 150], [186, 304, 151, 200], [305, 604, 201, 300], [605, 1004, 301, 500]],
+  },
+} as const satisfies Record<string, UsEpaBreakpointTable>;
+
+/** Keys of US_EPA_AQI_BREAKPOINTS (ozone has two tables). */
+export type UsEpaAqiTable = keyof typeof US_EPA_AQI_BREAKPOINTS;
+
+/** Molar volume of an ideal gas at 25 °C and 1 atm, L/mol: the conversion basis EPA uses. */
+export const US_EPA_MOLAR_VOLUME = 24.45;
+
+/** Molecular weights (g/mol) for the µg/m³ → ppb conversion. */
+export const US_EPA_MOLECULAR_WEIGHTS = { o3: 48.0, no2: 46.01, so2: 64.07, co: 28.01 } as const;
+
+export type UsEpaGas = keyof typeof US_EPA_MOLECULAR_WEIGHTS;
+
+/** µg/m³ → ppb at 25 °C and 1 atm: ppb = µg/m³ × 24.45 / molecular weight (ppm = ppb / 1000). */
+export function ugM3ToPpb(gas: UsEpaGas, concentrationUgM3: number): number {
+  return (concentrationUgM3 * US_EPA_MOLAR_VOLUME) / US_EPA_MOLECULAR_WEIGHTS[gas];
+}
+
+/**
+ * A reading's concentration (µg/m³) in the unit of its EPA table, truncated as EPA does
+ * (PM2.5 0.1 µg/m³, PM10 1 µg/m³, O3 0.001 ppm, NO2 and SO2 1 ppb, CO 0.1 ppm).
+ * Undefined for a negative or non-finite concentration.
+ */
+export function usEpaConcentration(parameter: UsEpaAqiParameter, concentrationUgM3: number): { value: number; unit: UsEpaBreakpointTable['unit'] } | undefined {
+  if (!Number.isFinite(concentrationUgM3) || concentrationUgM3 < 0) return undefined;
+  const table: UsEpaBreakpointTable = US_EPA_AQI_BREAKPOINTS[parameter === 'o3' ? 'o3_8h' : parameter];
+  let value = concentrationUgM3;
+  if (parameter !== 'pm25' && parameter !== 'pm10') value = ugM3ToPpb(parameter, concentrationUgM3);
+  if (table.unit === 'ppm') value /= 1000;
+  return { value: truncate(value, table.decimals), unit: table.unit };
+}
+
+/**
+ * US EPA sub-index of one pollutant from a concentration in µg/m³ (converted and truncated as
+ * usEpaConcentration does), by EPA's linear interpolation
+ * I = (I_hi − I_lo) / (C_hi − C_lo) × (C − C_lo) + I_lo, rounded to the nearest integer.
+ * Above the top breakpoint the sub-index is capped at 500. Undefined for a negative or non-finite
+ * concentration.
+ *
+ * Ozone: our readings are instantaneous, so neither EPA averaging period applies exactly. For this
+ * indicative use we do what EPA prescribes where both ozone indices are available: the 8-hour table
+ * up to 0.200 ppm, the 1-hour table from 0.125 ppm (its first row) upward, and the larger of the two
+ * where both apply; from 0.201 ppm only the 1-hour table. As in EPA's tables, the index therefore
+ * drops where the 8-hour table ends (0.200 ppm → 300, 0.201 ppm → 196).
+ */
+export function usEpaSubIndex(parameter: UsEpaAqiParameter, concentrationUgM3: number): number | undefined {
+  const c = usEpaConcentration(parameter, concentrationUgM3);
+  if (c === undefined) return undefined;
+  if (parameter !== 'o3') return tableSubIndex(US_EPA_AQI_BREAKPOINTS[parameter], c.value) ?? 500;
+  const eightHour = tableSubIndex(US_EPA_AQI_BREAKPOINTS.o3_8h, c.value);
+  const oneHour = c.value < US_EPA_AQI_BREAKPOINTS.o3_1h.rows[0][0] ? undefined : (tableSubIndex(US_EPA_AQI_BREAKPOINTS.o3_1h, c.value) ?? 500);
+  return Math.max(eightHour ?? -1, oneHour ?? -1);
+}
+
+export interface UsEpaAqiResult {
+  /** Always US_EPA_AQI_METHOD: show it with the value. */
+  readonly method: typeof US_EPA_AQI_METHOD;
+  /** The largest sub-index, an integer 0–500. */
+  readonly aqi: number;
+  /** The parameter that set the index (the first in pm25, pm10, o3, no2, co, so2 order on a tie). */
+  readonly dominant: UsEpaAqiParameter;
+  /** Integer sub-indices (EPA rounds each one) of the pollutants given. */
+  readonly subIndices: Partial<Record<UsEpaAqiParameter, number>>;
+}
+
+/**
+ * Indicative US EPA AQI of a single reading (concentrations in µg/m³, CO too): each pollutant's
+ * table is applied to the reading as if it were the table's average (PM 24 h, CO 8 h, NO2 and
+ * SO2 1 h; ozone as in usEpaSubIndex). NOT VN_AQI, and not EPA's official (daily or NowCast)
+ * AQI either: show it as "indicative" and labelled with US_EPA_AQI_METHOD.
+ * Unlike VN_AQI, no PM is required; undefined when no pollutant has a usable concentration.
+ */
+export function usEpaAqiIndicative(c: { pm25?: number; pm10?: number; o3?: number; no2?: number; co?: number; so2?: number }): UsEpaAqiResult | undefined {
+  const subIndices: Partial<Record<UsEpaAqiParameter, number>> = {};
+  let dominant: UsEpaAqiParameter | undefined;
+  let max = -1;
+  for (const parameter of US_EPA_PARAMETERS) {
+    const concentration = c[parameter];
+    if (concentration === undefined) continue;
+    const index = usEpaSubIndex(parameter, concentration);
+    if (index === undefined) continue;
+    subIndices[parameter] = index;
+    if (index > max) {
+      max = index;
+      dominant = parameter;
+    }
+  }
+  if (dominant === undefined) return undefined;
+  return { method: US_EPA_AQI_METHOD, aqi: max, dominant, subIndices };
+}
+
+/** Band keys of the US EPA AQI. */
+export type UsEpaAqiBandKey = 'good' | 'moderate' | 'unhealthy-sensitive' | 'unhealthy' | 'very-unhealthy' | 'hazardous';
+
+/**
+ * US EPA AQI categories and official colours (TAD 2024, Tables 1–2). NOT VN_AQI_BANDS: the colours
+ * coincide but the names, the meaning of each range and the advice differ; label with
+ * US_EPA_AQI_METHOD wherever shown.
+ */
+export const US_EPA_AQI_BANDS: readonly AqiBand<UsEpaAqiBandKey>[] = [
+  { key: 'good', min: 0, max: 50, labelVi: 'Tốt', labelEn: 'Good', color: 'rgb(0,228,0)', adviceVi: 'Chất lượng không khí đạt yêu cầu; tự do hoạt động ngoài trời.' },
+  { key: 'moderate', min: 51, max: 100, labelVi: 'Trung bình', labelEn: 'Moderate', color: 'rgb(255,255,0)', adviceVi: 'Người đặc biệt nhạy cảm nên cân nhắc giảm hoạt động gắng sức kéo dài ngoài trời.' },
+  { key: 'unhealthy-sensitive', min: 101, max: 150, labelVi: 'Kém cho nhóm nhạy cảm', labelEn: 'Unhealthy for Sensitive Groups', color: 'rgb(255,126,0)', adviceVi: 'Nhóm nhạy cảm nên giảm hoạt động gắng sức kéo dài ngoài trời.' },
+  { key: 'unhealthy', min: 151, max: 200, labelVi: 'Có hại', labelEn: 'Unhealthy', color: 'rgb(255,0,0)', adviceVi: 'Nhóm nhạy cảm tránh hoạt động gắng sức kéo dài ngoài trời; mọi người giảm hoạt động gắng sức.' },
+  { key: 'very-unhealthy', min: 201, max: 300, labelVi: 'Rất có hại', labelEn: 'Very Unhealthy', color: 'rgb(143,63,151)', adviceVi: 'Nhóm nhạy cảm tránh mọi hoạt động ngoài trời; mọi người tránh hoạt động gắng sức kéo dài.' },
+  { key: 'hazardous', min: 301, max: 500, labelVi: 'Nguy hại', labelEn: 'Hazardous', color: 'rgb(126,0,35)', adviceVi: 'Mọi người tránh mọi hoạt động ngoài trời; nhóm nhạy cảm ở trong nhà.' },
+];
+
+/** US EPA category of an index (rounded to an integer first; above 500 stays Hazardous). */
+export function usEpaBand(aqi: number): AqiBand<UsEpaAqiBandKey> {
+  const rounded = Math.round(aqi);
+  return US_EPA_AQI_BANDS.find((b) => rounded <= b.max) ?? (US_EPA_AQI_BANDS[US_EPA_AQI_BANDS.length - 1] as AqiBand<UsEpaAqiBandKey>);
+}
+
+const US_EPA_PARAMETERS: readonly UsEpaAqiParameter[] = ['pm25', 'pm10', 'o3', 'no2', 'co', 'so2'];
+
+/** EPA's interpolation on one table; undefined below its first row or above its last. */
+function tableSubIndex(table: UsEpaBreakpointTable, c: number): number | undefined {
+  const first = table.rows[0];
+  if (first === undefined || c < first[0]) return undefined;
+  for (const [cLo, cHi, iLo, iHi] of table.rows) {
+    // A truncated value never falls in the gap between rows; if float noise put it there, the
+    // row above takes it, at its lower bound.
+    if (c <= cHi) return Math.round(((iHi - iLo) / (cHi - cLo)) * (Math.max(c, cLo) - cLo) + iLo);
+  }
+  return undefined;
+}
+
+/** Truncate (toward zero) to `decimals`, ignoring binary float noise (12.09 → 12.0, 35.9 stays 35.9). */
+function truncate(value: number, decimals: number): number {
+  const factor = 10 ** decimals;
+  return Math.floor(Number((value * factor).toPrecision(12))) / factor;
 }

@@ -1,5 +1,8 @@
 import {
   API_PREFIX,
+  type AckAlertBody,
+  type AlertAck,
+  type AlertView,
   type DeviceList,
   type DeviceView,
   type Domain,
@@ -113,6 +116,17 @@ export function getHistory(id: string, params: HistoryParams, signal?: AbortSign
   if (params.aggregate) query.set('aggregate', params.aggregate);
   if (params.maxPoints) query.set('maxPoints', String(params.maxPoints));
   return request<HistoryResponse>(`/devices/${encodeURIComponent(id)}/history?${query.toString()}`, {}, signal);
+}
+
+/**
+ * Acknowledges an active alert with a note (operator role, alert in scope). Rejects with ApiError:
+ * E_CONFLICT (409) when it was already acknowledged, 403 for a viewer or an alert out of scope.
+ * @returns the stored acknowledgement (apply it to the alert book; the broadcast follows).
+ */
+export async function acknowledgeAlert(id: string, note: string): Promise<AlertAck> {
+  const body: AckAlertBody = { id, note };
+  const result = await request<{ alert: AlertView; ack: AlertAck }>('/alerts/ack', { method: 'POST', body: JSON.stringify(body) });
+  return result.ack;
 }
 
 export interface UiConfig {

@@ -1,3 +1,4 @@
+import { type LayerStats } from './live/layer.js';
 import { type MapInstance } from './map/engine.js';
 
 /**
@@ -23,6 +24,16 @@ export interface CityPulseHook {
   mapColors(): { readonly sea: string; readonly land: string };
   /** The device whose panel is open. */
   selectedDevice(): string | null;
+  /** Socket.io frames and readings received, map batches applied, the last batch's own time. */
+  stats(): LayerStats;
+  /** 'live', or 'replay' while a replay session runs. */
+  mode(): 'live' | 'replay';
+  /** The replay clock (device time, epoch ms) in replay, else null. */
+  replayClock(): number | null;
+  /** The layer control's state. */
+  layers(): { domains: string[]; heatmap: boolean; scale: string; choropleth: string; base: string };
+  /** Ids of the active alerts held, newest first. */
+  activeAlerts(): string[];
 }
 
 declare global {

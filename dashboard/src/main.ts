@@ -1,9 +1,15 @@
 import { type SessionInfo } from '@citypulse/contracts';
 import { ApiError, isUnauthorized, me } from './api.js';
 import { startApp, type AppHandle } from './app.js';
+import { messages } from './i18n.js';
 import { renderLogin } from './login.js';
 import { h } from './ui/dom.js';
 import './styles.css';
+
+const M = messages({
+  loading: { vi: 'Đang tải bản đồ…', en: 'Loading the map…' },
+  failed: { vi: 'Không khởi động được bảng điều khiển', en: 'The dashboard failed to start' },
+});
 
 /** Entry point: an existing session (cookie) goes straight to the map, otherwise the login screen. */
 const root = document.getElementById('app') ?? document.body.appendChild(h('div', { attrs: { id: 'app' } }));
@@ -16,7 +22,7 @@ function showLogin(notice?: string): void {
 }
 
 function showApp(session: SessionInfo): void {
-  root.replaceChildren(h('p', { className: 'loading', text: 'Đang tải bản đồ… / Loading map…' }));
+  root.replaceChildren(h('p', { className: 'loading', text: M.loading() }));
   startApp(root, session, showLogin)
     .then((handle) => {
       app = handle;
@@ -29,7 +35,7 @@ function showApp(session: SessionInfo): void {
       console.error('dashboard failed to start', error);
       root.replaceChildren(
         h('div', { className: 'fatal', attrs: { role: 'alert' } }, [
-          h('h1', { text: 'Không khởi động được bảng điều khiển / The dashboard failed to start' }),
+          h('h1', { text: M.failed() }),
           h('p', { text: error instanceof Error ? error.message : String(error) }),
         ]),
       );

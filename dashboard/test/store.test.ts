@@ -91,9 +91,44 @@ describe('DeviceStore', () => {
     expect(fc.features).toEqual([
       {
         type: 'Feature',
-        properties: { deviceId: 'env-a', domain: 'environment', color: NO_READING_COLOR, offline: false },
+        properties: { deviceId: 'env-a', domain: 'environment', color: NO_READING_COLOR, rank: 0, offline: false, alert: 0, aqi: 0 },
         geometry: { type: 'Point', coordinates: [105.8, 21.0] },
       },
     ]);
   });
+
+  it('leaves hidden domains out of the features and rebuilds them when the options change', () => {
+    const store = new DeviceStore();
+    store.replaceDevices([view('env-a'), { ...view('tr-a'), domain: 'traffic', location: [105.9, 21.1] }]);
+    store.takeChanges();
+    store.setDisplayOptions({ scale: 'vn', domains: new Set(['traffic'] as const) });
+    expect(store.takeChanges().membership).toBe(true);
+    expect(store.toFeatureCollection().features.map((f) => f.properties.deviceId)).toEqual(['tr-a']);
+  });
+
+  it('marks the devices whose alert level changed, and only those', () => {
+    const store = new DeviceStore();
+    store.replaceDevices([view('env-a'), view('env-b')]);
+    store.takeChanges();
+    store.setAlertLevels(new Map([['env-a', 3]]));
+    expect(store.takeChanges()).toEqual({ membership: false, changed: ['env-a'] });
+    expect(store.propertiesOf(store.get('env-a') ?? fail()).alert).toBe(3);
+    store.setAlertLevels(new Map([['env-a', 3]]));
+    expect(store.hasChanges()).toBe(false);
+    store.setAlertLevels(new Map());
+    expect(store.takeChanges().changed).toEqual(['env-a']);
+  });
+
+  it('forgets every reading when a replay starts', () => {
+    const store = new DeviceStore();
+    store.replaceDevices([view('env-a')]);
+    store.applyFrame(frame([reading('env-a', NOW, 'rgb(0,228,0)')]), NOW);
+    store.clearReadings();
+    expect(store.get('env-a')?.reading).toBeNull();
+    expect(store.takeChanges().membership).toBe(true);
+  });
 });
+
+function fail(): never {
+  throw new Error('missing');
+}

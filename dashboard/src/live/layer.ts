@@ -1,18 +1,44 @@
-import type { GeoJSONSource } from 'maplibre-gl';
+import type { GeoJSONSource, GeoJSONSourceDiff } from 'maplibre-gl';
 import { type MapInstance } from '../map/engine.js';
 import { SOURCE } from '../map/style.js';
-import { type DeviceStore, type PendingChanges } from './store.js';
+import { type DeviceFeatureProperties } from './features.js';
+import { type DeviceEntry, type DeviceStore, type PendingChanges } from './store.js';
+
+/**
+ * At most this often the map's sources get the changes (one batch). Devices report at ~1 Hz and
+ * the api sends each province's frame every ~500 ms, so four batches a second show every change
+ * promptly while the map regroups its clusters four times a second, not sixty.
+ */
+export const FLUSH_MIN_INTERVAL_MS = 250;
+
+/** The User Timing mark of each applied batch. */
+export const FLUSH_MARK = 'citypulse:flush';
+
+/** What the layer has done, for the status bar, the test hook and the bench. */
+export interface LayerStats {
+  framesReceived: number;
+  readingsReceived: number;
+  /** Batches applied to the map. */
+  flushes: number;
+  /** Duration of the last batch's own work on the main thread, ms. */
+  lastFlushMs: number;
+}
 
 /**
  * Draws the store on the map, batched: socket.io frames only mark devices as changed in the store;
- * at most once per animation frame the changes are drained and applied in one pass — setData when
- * devices were added, removed or moved, otherwise one feature-state update per changed device
- * (no re-tiling in the worker). However many frames arrive between two repaints (34 provinces
- * each send one every ~500 ms), the map does the work once, and a hidden tab does none.
+ * at most once per FLUSH_MIN_INTERVAL_MS, in an animation frame, the changes are drained and
+ * applied in one pass — `setData` when devices were added, removed or moved (or the display
+ * options changed), otherwise one `updateData` diff with the changed features' properties
+ * (maplibre re-clusters in its worker). mapbox-gl 1.x has no `updateData`; there every batch is a
+ * `setData`. A hidden tab does no work at all (no animation frames).
  */
 export class DeviceLayer {
   private frame = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private lastFlushAt = 0;
+  private full = true;
   private readonly listeners: ((changes: PendingChanges) => void)[] = [];
+  readonly stats: LayerStats = { framesReceived: 0, readingsReceived: 0, flushes: 0, lastFlushMs: 0 };
 
   constructor(
     private readonly map: MapInstance,
@@ -24,38 +50,87 @@ export class DeviceLayer {
     this.listeners.push(listener);
   }
 
+  /** Counts a socket.io frame (for the bench and the hook). */
+  noteFrame(readings: number): void {
+    this.stats.framesReceived++;
+    this.stats.readingsReceived += readings;
+  }
+
+  /** The next batch replaces the sources' data (after a style change re-created the sources). */
+  invalidate(): void {
+    this.full = true;
+    this.schedule();
+  }
+
   schedule(): void {
-    if (this.frame !== 0) return;
-    this.frame = requestAnimationFrame(() => {
-      this.frame = 0;
-      this.flush();
-    });
+    if (this.frame !== 0 || this.timer !== undefined) return;
+    const wait = this.lastFlushAt + FLUSH_MIN_INTERVAL_MS - performance.now();
+    const request = (): void => {
+      this.timer = undefined;
+      this.frame = requestAnimationFrame(() => {
+        this.frame = 0;
+        this.flush();
+      });
+    };
+    if (wait > 0) this.timer = setTimeout(request, wait);
+    else request();
   }
 
   flush(): void {
-    if (!this.store.hasChanges()) return;
+    if (!this.full && !this.store.hasChanges()) return;
+    const devices = this.map.getSource<GeoJSONSource>(SOURCE.devices);
+    const heat = this.map.getSource<GeoJSONSource>(SOURCE.heat);
+    if (!devices || !heat) return; // the style is being replaced; invalidate() follows
+    const started = performance.now();
+    this.lastFlushAt = started;
     const changes = this.store.takeChanges();
-    const source = this.map.getSource<GeoJSONSource>(SOURCE.devices);
-    if (!source) return;
-    if (changes.membership) {
-      // The new data carries every current colour as properties; states kept from before are
-      // refreshed too so a stale feature-state never outlives a setData.
-      void source.setData(this.store.toFeatureCollection());
-      for (const entry of this.store.all()) this.setState(entry.id);
+    const canDiff = typeof devices.updateData === 'function' && !this.full && !changes.membership;
+    if (canDiff) {
+      const update: NonNullable<GeoJSONSourceDiff['update']> = [];
+      const heatUpdate: NonNullable<GeoJSONSourceDiff['update']> = [];
+      for (const id of changes.changed) {
+        const entry = this.store.get(id);
+        if (!entry || !this.store.isShown(entry)) continue;
+        const properties = this.store.propertiesOf(entry);
+        const diff = { id, addOrUpdateProperties: toPairs(properties) };
+        update.push(diff);
+        if (entry.domain === 'environment') heatUpdate.push(diff);
+      }
+      if (update.length > 0) void devices.updateData({ update });
+      if (heatUpdate.length > 0) void heat.updateData({ update: heatUpdate });
     } else {
-      for (const id of changes.changed) this.setState(id);
+      void devices.setData(this.store.toFeatureCollection());
+      void heat.setData(this.store.toFeatureCollection(isEnvironment));
+      this.full = false;
     }
+    this.stats.flushes++;
+    this.stats.lastFlushMs = performance.now() - started;
+    // One mark per batch: the bench cuts its main-thread trace at these (the trace keeps them;
+    // the page's own timeline does not need to, over a shift of hours).
+    performance.clearMarks(FLUSH_MARK);
+    performance.mark(FLUSH_MARK);
     for (const listener of this.listeners) listener(changes);
-  }
-
-  private setState(id: string): void {
-    const entry = this.store.get(id);
-    if (!entry) return;
-    this.map.setFeatureState({ source: SOURCE.devices, id }, { color: this.store.colorOf(entry), offline: entry.status === 'offline' });
   }
 
   remove(): void {
     cancelAnimationFrame(this.frame);
+    clearTimeout(this.timer);
     this.frame = 0;
+    this.timer = undefined;
   }
+}
+
+function isEnvironment(entry: DeviceEntry): boolean {
+  return entry.domain === 'environment';
+}
+
+/** The properties that change with a reading (the id and domain of a feature never do). */
+function toPairs(p: DeviceFeatureProperties): { key: string; value: unknown }[] {
+  return [
+    { key: 'color', value: p.color },
+    { key: 'rank', value: p.rank },
+    { key: 'offline', value: p.offline },
+    { key: 'alert', value: p.alert },
+    { key: 'aqi', value: p.aqi },
+  ];
 }

@@ -1,13 +1,21 @@
-import { type DeviceStatusEvent, type DeviceView, type Domain, type FieldValue, type LiveFrame } from '@citypulse/contracts';
+import { DOMAINS, type DeviceStatusEvent, type DeviceView, type Domain, type FieldValue, type LiveFrame } from '@citypulse/contracts';
+import {
+  NO_READING_COLOR,
+  displayColor,
+  drawnLocations,
+  featureProperties,
+  type DeviceFeatureCollection,
+  type DeviceFeatureProperties,
+  type DisplayOptions,
+} from './features.js';
+
+export { NO_READING_COLOR };
 
 /**
  * The dashboard's copy of every device it shows: the REST list gives identity and location, the
  * socket.io snapshots and frames give readings. Pure state (no DOM, no map), so it is unit-tested
  * in Node; the map layer drains its change sets once per animation frame.
  */
-
-/** Colour of a device without a usable reading; the same grey contracts' readingState uses. */
-export const NO_READING_COLOR = '#9e9e9e';
 
 /** A reading counts as live when its device time is at most this old (server clock). */
 export const LIVE_WINDOW_MS = 5 * 60_000; // 5 minutes
@@ -33,22 +41,6 @@ export interface DeviceEntry {
   reading: CurrentReading | null;
 }
 
-export interface DeviceFeatureProperties {
-  readonly deviceId: string;
-  readonly domain: Domain;
-  readonly color: string;
-  readonly offline: boolean;
-}
-
-export interface DeviceFeatureCollection {
-  readonly type: 'FeatureCollection';
-  readonly features: {
-    readonly type: 'Feature';
-    readonly properties: DeviceFeatureProperties;
-    readonly geometry: { readonly type: 'Point'; readonly coordinates: [number, number] };
-  }[];
-}
-
 export interface PendingChanges {
   /** Devices were added, removed or moved: the source needs new data. */
   readonly membership: boolean;
@@ -67,6 +59,11 @@ export class DeviceStore {
   private lastList: number | null = null;
   /** server clock − client clock, from frame.sentAt and heartbeats; used for "is this reading live". */
   private clockOffsetMs = 0;
+  private options: DisplayOptions = { scale: 'vn', domains: new Set(DOMAINS) };
+  /** deviceId → alert level (features.ts ALERT_LEVEL) of its most severe active alert. */
+  private alertLevels = new Map<string, number>();
+  /** Where each device is drawn (co-located ones spread out); rebuilt on a membership change. */
+  private drawn: Map<string, [number, number]> | null = null;
 
   get size(): number {
     return this.devices.size;
@@ -98,6 +95,7 @@ export class DeviceStore {
   /** Replaces the device list (it is authoritative for identity and location); keeps the newer reading. */
   replaceDevices(views: readonly DeviceView[], receivedAt: number = Date.now()): void {
     this.lastList = receivedAt;
+    this.drawn = null;
     const seen = new Set<string>();
     for (const view of views) {
       seen.add(view.id);
@@ -213,7 +211,7 @@ export class DeviceStore {
   }
 
   colorOf(entry: DeviceEntry): string {
-    return entry.reading?.state.color ?? NO_READING_COLOR;
+    return displayColor(entry, this.options.scale);
   }
 
   /** deviceId → the fill colour the map shows for it. */
@@ -223,16 +221,66 @@ export class DeviceStore {
     return out;
   }
 
-  toFeatureCollection(): DeviceFeatureCollection {
+  get displayOptions(): DisplayOptions {
+    return this.options;
+  }
+
+  /** A new scale or set of domains: every feature is rebuilt (a membership change). */
+  setDisplayOptions(options: DisplayOptions): void {
+    this.options = options;
+    this.membershipChanged = true;
+  }
+
+  /** The alert level of every device with an active alert; devices whose level changed are marked. */
+  setAlertLevels(levels: ReadonlyMap<string, number>): void {
+    for (const id of new Set([...this.alertLevels.keys(), ...levels.keys()])) {
+      if ((this.alertLevels.get(id) ?? 0) !== (levels.get(id) ?? 0) && this.devices.has(id)) this.changed.add(id);
+    }
+    this.alertLevels = new Map(levels);
+  }
+
+  alertLevel(id: string): number {
+    return this.alertLevels.get(id) ?? 0;
+  }
+
+  /**
+   * Forgets every reading (a replay starts: the map must show only what the replay brings, not
+   * live values of devices without data in the replayed range).
+   */
+  clearReadings(): void {
+    for (const entry of this.devices.values()) entry.reading = null;
+    this.membershipChanged = true;
+  }
+
+  isShown(entry: DeviceEntry): boolean {
+    return this.options.domains.has(entry.domain);
+  }
+
+  /** The map properties of one device now (for an in-place update of its feature). */
+  propertiesOf(entry: DeviceEntry): DeviceFeatureProperties {
+    return featureProperties(entry, this.options, this.alertLevel(entry.id));
+  }
+
+  /** The devices of the shown domains as GeoJSON, co-located ones spread on a small ring. */
+  toFeatureCollection(filter: (entry: DeviceEntry) => boolean = () => true): DeviceFeatureCollection {
+    const drawn = this.drawnLocations();
     const features: DeviceFeatureCollection['features'] = [];
     for (const entry of this.devices.values()) {
-      features.push({
-        type: 'Feature',
-        properties: { deviceId: entry.id, domain: entry.domain, color: this.colorOf(entry), offline: entry.status === 'offline' },
-        geometry: { type: 'Point', coordinates: [entry.location[0], entry.location[1]] },
-      });
+      if (!this.isShown(entry) || !filter(entry)) continue;
+      const at = drawn.get(entry.id) ?? [entry.location[0], entry.location[1]];
+      features.push({ type: 'Feature', properties: this.propertiesOf(entry), geometry: { type: 'Point', coordinates: [at[0], at[1]] } });
     }
     return { type: 'FeatureCollection', features };
+  }
+
+  /** Where a device is drawn (its location, or its place on the ring of co-located devices). */
+  drawnAt(id: string): readonly [number, number] | undefined {
+    return this.drawnLocations().get(id);
+  }
+
+  private drawnLocations(): Map<string, [number, number]> {
+    this.drawn ??= drawnLocations(this.devices.values());
+    return this.drawn;
   }
 }
 

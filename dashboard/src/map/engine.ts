@@ -19,6 +19,7 @@ export interface MapEngine {
   readonly Marker: typeof maplibre.Marker;
   readonly NavigationControl: typeof maplibre.NavigationControl;
   readonly AttributionControl: typeof maplibre.AttributionControl;
+  readonly Popup: typeof maplibre.Popup;
 }
 
 /**
@@ -31,7 +32,7 @@ export async function loadMapEngine(mapboxToken: string | null): Promise<MapEngi
   if (mapboxToken === null) {
     const lib = await import('maplibre-gl');
     lib.setWorkerUrl(maplibreWorkerUrl);
-    return { name: 'maplibre', Map: lib.Map, Marker: lib.Marker, NavigationControl: lib.NavigationControl, AttributionControl: lib.AttributionControl };
+    return { name: 'maplibre', Map: lib.Map, Marker: lib.Marker, NavigationControl: lib.NavigationControl, AttributionControl: lib.AttributionControl, Popup: lib.Popup };
   }
   const [lib] = await Promise.all([import('mapbox-gl'), import('mapbox-gl/dist/mapbox-gl.css')]);
   const mapboxgl = lib.default;
@@ -42,5 +43,6 @@ export async function loadMapEngine(mapboxToken: string | null): Promise<MapEngi
     Marker: mapboxgl.Marker as typeof maplibre.Marker,
     NavigationControl: mapboxgl.NavigationControl as typeof maplibre.NavigationControl,
     AttributionControl: mapboxgl.AttributionControl as typeof maplibre.AttributionControl,
+    Popup: mapboxgl.Popup as typeof maplibre.Popup,
   };
 }

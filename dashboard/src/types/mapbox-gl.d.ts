@@ -9,6 +9,7 @@ declare module 'mapbox-gl' {
     readonly Marker: unknown;
     readonly NavigationControl: unknown;
     readonly AttributionControl: unknown;
+    readonly Popup: unknown;
   };
   export default mapboxgl;
 }

@@ -24,11 +24,6 @@ export function h<K extends keyof HTMLElementTagNameMap>(tag: K, options: Elemen
   return el;
 }
 
-/** A label with Vietnamese first and the English term after it, smaller (operators read Vietnamese first). */
-export function bilingual(vi: string, en: string, tag: 'span' | 'label' | 'h2' | 'h3' = 'span'): HTMLElement {
-  return h(tag, { className: 'bi' }, [vi, ' ', h('small', { className: 'en', text: en })]);
-}
-
 /** A small coloured square for legends. */
 export function swatch(color: string, ring?: string): HTMLElement {
   const el = h('span', { className: 'swatch', attrs: { 'aria-hidden': 'true' } });

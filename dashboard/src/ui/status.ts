@@ -1,9 +1,28 @@
 import { formatDuration, formatTime } from '../format.js';
+import { messages } from '../i18n.js';
 import { type ConnectionState } from '../live/socket.js';
 import { h } from './dom.js';
 
 /** No frame and no heartbeat for longer than this and the data on screen is called stale. */
 export const STALE_AFTER_MS = 15_000;
+
+const M = messages({
+  live: { vi: 'Trực tiếp', en: 'Live' },
+  replay: { vi: 'Đang phát lại', en: 'Replaying' },
+  connecting: { vi: 'Đang kết nối…', en: 'Connecting…' },
+  reconnecting: { vi: 'Mất kết nối, đang thử lại', en: 'Reconnecting' },
+  refused: { vi: 'Máy chủ từ chối', en: 'Refused by the server' },
+  closed: { vi: 'Đã ngắt kết nối', en: 'Disconnected' },
+  staleSince: (time: string) => ({ vi: `Dữ liệu cũ từ ${time}`, en: `Stale since ${time}` }),
+  connected: (n: number) => ({ vi: `Đã kết nối (${n} tỉnh/thành)`, en: `Connected (${n} provinces)` }),
+  reason: (text: string, reason: string) => ({ vi: `${text} (${reason})`, en: `${text} (${reason})` }),
+  online: (live: number, total: number) => ({ vi: `Thiết bị trực tuyến: ${live}/${total}`, en: `Devices online: ${live}/${total}` }),
+  noFrame: { vi: 'Chưa nhận khung dữ liệu', en: 'No frame received yet' },
+  lastFrame: (time: string) => ({ vi: `Khung cuối: ${time} (giờ VN)`, en: `Last frame: ${time} (Vietnam time)` }),
+  stale: (silence: string) => ({ vi: `⚠ Dữ liệu cũ: ${silence} không có tín hiệu từ máy chủ`, en: `⚠ Stale data: no word from the server for ${silence}` }),
+  status: { vi: 'Trạng thái', en: 'Status' },
+  batch: (ms: string) => ({ vi: `Cập nhật bản đồ: ${ms} ms`, en: `Map update: ${ms} ms` }),
+});
 
 /**
  * How long the server has been silent (no frame, no heartbeat) if that makes the data stale, else
@@ -17,36 +36,64 @@ export function staleFor(connection: ConnectionState, lastSignAt: number | null,
 
 export interface StatusInputs {
   readonly connection: ConnectionState;
+  readonly mode: 'live' | 'replay';
   readonly liveDevices: number;
   readonly totalDevices: number;
   readonly lastFrameAt: number | null;
   readonly lastSignAt: number | null;
   readonly now: number;
   readonly message: string | null;
+  /** Main-thread time of the last map batch, ms. */
+  readonly lastBatchMs: number;
 }
 
-/** The bottom bar: connection, live devices, last frame, and the stale-data warning. */
+/** The header's connection indicator: live, replaying, reconnecting, or stale since a time. */
+export function indicatorState(s: Pick<StatusInputs, 'connection' | 'mode' | 'lastSignAt' | 'now'>): { readonly kind: 'live' | 'replay' | 'connecting' | 'reconnecting' | 'stale' | 'refused' | 'closed'; readonly text: string } {
+  const silent = staleFor(s.connection, s.lastSignAt, s.now);
+  if (s.connection.kind === 'refused') return { kind: 'refused', text: M.refused() };
+  if (s.connection.kind === 'closed') return { kind: 'closed', text: M.closed() };
+  if (silent !== null && s.lastSignAt !== null) return { kind: 'stale', text: M.staleSince(formatTime(s.lastSignAt)) };
+  if (s.connection.kind === 'reconnecting') return { kind: 'reconnecting', text: M.reconnecting() };
+  if (s.connection.kind === 'connecting') return { kind: 'connecting', text: M.connecting() };
+  return s.mode === 'replay' ? { kind: 'replay', text: M.replay() } : { kind: 'live', text: M.live() };
+}
+
+/** The pill in the header; `data-state` is what the browser test and the CSS read. */
+export class ConnectionIndicator {
+  readonly el = h('span', { className: 'connection-indicator', attrs: { role: 'status', 'aria-live': 'polite', 'data-testid': 'connection' } });
+
+  render(s: Pick<StatusInputs, 'connection' | 'mode' | 'lastSignAt' | 'now'>): void {
+    const { kind, text } = indicatorState(s);
+    if (this.el.dataset.state !== kind) this.el.dataset.state = kind;
+    const full = `● ${text}`;
+    if (this.el.textContent !== full) this.el.textContent = full;
+  }
+}
+
+/** The bottom bar: connection detail, live devices, last frame, the stale-data warning, errors. */
 export class StatusBar {
   readonly el: HTMLElement;
   private readonly connection = h('span', { className: 'status-item status-connection' });
   private readonly devices = h('span', { className: 'status-item', attrs: { 'data-testid': 'live-count' } });
   private readonly lastFrame = h('span', { className: 'status-item' });
+  private readonly batch = h('span', { className: 'status-item muted' });
   private readonly stale = h('span', { className: 'status-item status-stale', attrs: { role: 'alert' } });
   private readonly message = h('span', { className: 'status-item status-message' });
 
   constructor() {
-    this.el = h('footer', { className: 'statusbar', attrs: { 'aria-label': 'Trạng thái' } }, [this.connection, this.devices, this.lastFrame, this.stale, this.message]);
+    this.el = h('footer', { className: 'statusbar', attrs: { 'aria-label': M.status() } }, [this.connection, this.devices, this.lastFrame, this.batch, this.stale, this.message]);
   }
 
   render(s: StatusInputs): void {
     const [text, kind] = describeConnection(s.connection);
-    this.connection.textContent = text;
+    this.connection.textContent = `● ${text}`;
     this.connection.dataset.state = kind;
-    this.devices.textContent = `Thiết bị trực tuyến: ${s.liveDevices}/${s.totalDevices}`;
-    this.lastFrame.textContent = s.lastFrameAt === null ? 'Chưa nhận khung dữ liệu' : `Khung cuối: ${formatTime(s.lastFrameAt)} (giờ VN)`;
+    this.devices.textContent = M.online(s.liveDevices, s.totalDevices);
+    this.lastFrame.textContent = s.lastFrameAt === null ? M.noFrame() : M.lastFrame(formatTime(s.lastFrameAt));
+    this.batch.textContent = M.batch(s.lastBatchMs.toFixed(1));
     const silentFor = staleFor(s.connection, s.lastSignAt, s.now);
     this.stale.hidden = silentFor === null;
-    this.stale.textContent = silentFor === null ? '' : `⚠ Dữ liệu cũ: ${formatDuration(silentFor)} không có tín hiệu từ máy chủ / stale data`;
+    this.stale.textContent = silentFor === null ? '' : M.stale(formatDuration(silentFor));
     this.el.classList.toggle('is-stale', silentFor !== null);
     this.message.hidden = s.message === null;
     this.message.textContent = s.message ?? '';
@@ -56,15 +103,15 @@ export class StatusBar {
 function describeConnection(state: ConnectionState): [string, string] {
   switch (state.kind) {
     case 'connecting':
-      return ['● Đang kết nối…', 'connecting'];
+      return [M.connecting(), 'connecting'];
     case 'connected':
-      return [`● Đã kết nối (${state.provinces.length} tỉnh/thành)`, 'connected'];
+      return [M.connected(state.provinces.length), 'connected'];
     case 'reconnecting':
-      return [`● Mất kết nối, đang thử lại (${state.reason})`, 'reconnecting'];
+      return [M.reason(M.reconnecting(), state.reason), 'reconnecting'];
     case 'refused':
-      return [`● Máy chủ từ chối: ${state.reason}`, 'refused'];
+      return [M.reason(M.refused(), state.reason), 'refused'];
     case 'closed':
-      return ['● Đã ngắt kết nối', 'closed'];
+      return [M.closed(), 'closed'];
     default: {
       const unreachable: never = state;
       return [String(unreachable), 'unknown'];
