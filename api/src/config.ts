@@ -19,5 +19,5 @@ export const API_CONFIG = {
   SESSION_TTL_HOURS: { kind: 'int', default: '12', min: 1, max: 720, description: 'operator session lifetime' },
   COOKIE_SECURE: { kind: 'bool', default: 'false', description: 'mark the session cookie Secure (set true behind HTTPS)' },
   API_CORS_ORIGINS: { kind: 'string', optional: true, description: 'comma-separated origins allowed to call the API from a browser (CORS); unset: none' },
-  MAPBOX_ACCESS_TOKEN: { kind: 'string', optional: true, secret: true, description: 'optional Mapbox token; without it the map uses maplibre-gl and the shipped style' },
+  MAPBOX_ACCESS_TOKEN: { kind: 'string', optional: true, secret: true, description: 'optional Mapbox token; without it the map uses maplibre-gl and the shipped offline style; with it the dashboard loads mapbox-gl 1.x and offers Mapbox base maps, falling back to the offline style when Mapbox cannot be reached' },
 } as const satisfies ConfigSpec;
