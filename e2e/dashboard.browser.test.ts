@@ -509,6 +509,21 @@ describe('dashboard in Chromium against the whole stack', () => {
     expect(await page.locator('.logout').textContent()).toBe('Đăng xuất');
   });
 
+  it('fits a 1920×1080 wall screen and a 1366×768 laptop without scrolling', async () => {
+    for (const size of [{ width: 1920, height: 1080 }, { width: 1366, height: 768 }]) {
+      await page.setViewportSize(size);
+      await settled();
+      const overflow = await page.evaluate(() => ({ x: document.documentElement.scrollWidth - window.innerWidth, y: document.documentElement.scrollHeight - window.innerHeight }));
+      expect(overflow, `${size.width}×${size.height}`).toEqual({ x: 0, y: 0 });
+      // The map keeps most of the screen.
+      const map = await mapCanvas().boundingBox();
+      expect((map?.width ?? 0) * (map?.height ?? 0)).toBeGreaterThan(size.width * size.height * 0.45);
+      await page.screenshot({ path: join(ARTIFACTS, `dashboard-${size.width}x${size.height}.png`) });
+    }
+    await page.setViewportSize(VIEWPORT);
+    await settled();
+  });
+
   it('offers a viewer no acknowledgement and no replay, and the api refuses one anyway', async () => {
     if (!stack) throw new Error('no stack');
     const viewer = await offlineContext(origin, outside);

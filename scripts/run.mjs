@@ -129,10 +129,18 @@ function runTests(pnpm) {
   process.exit(status);
 }
 
-/** Every package's `bench` script, one after the other (they measure, so never in parallel). */
+/**
+ * Every package's `bench` script, one after the other (they measure, so never in parallel): the
+ * services' benches first, then the dashboard's (Chromium against the whole platform, with the
+ * dashboard built).
+ */
 function runBenchmarks(pnpm) {
   say('benchmarks (figures go to BENCHMARKS.md by hand, with the machine they came from) …');
-  process.exit(run([...pnpm, '--recursive', '--workspace-concurrency=1', '--if-present', 'run', 'bench']));
+  const services = run([...pnpm, '--recursive', '--workspace-concurrency=1', '--if-present', '--filter', '!@citypulse/dashboard', 'run', 'bench']);
+  if (services !== 0) process.exit(services);
+  buildDashboard(pnpm, false);
+  say('dashboard bench (main-thread time per live frame in headless Chromium) …');
+  process.exit(run([...pnpm, '--filter', '@citypulse/dashboard', 'run', 'bench']));
 }
 
 function startPlatform() {
@@ -171,6 +179,7 @@ switch (command) {
       ['/usr/bin/influxd', 'influxdb'],
       ['/usr/sbin/mosquitto', 'mosquitto'],
       ['/usr/bin/redis-server', 'redis-server'],
+      ['/usr/bin/chromium', 'chromium'],
     ]);
     runBenchmarks(pnpm);
     break;

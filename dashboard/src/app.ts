@@ -320,6 +320,7 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
       layer?.schedule();
     }
     if (map?.getLayer(LAYER.heatmap)) map.setLayoutProperty(LAYER.heatmap, 'visibility', next.heatmap ? 'visible' : 'none');
+    layer?.setHeatVisible(next.heatmap);
     if (next.choropleth !== previous.choropleth) renderChoropleth();
     if (next.base !== previous.base) setBase(next.base);
   }
@@ -473,10 +474,10 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
       if (frame.mode === 'replay' && mode === 'live' && replayRequested) setMode('replay', null);
       // A live frame that overtook the start of a replay (or a replay frame its end) is dropped.
       if (frame.mode !== mode) return;
-      deviceLayer.noteFrame(frame.readings.length);
       if (store.applyFrame(frame, Date.now()) > 0) scheduleDeviceRefresh();
       if (frame.mode === 'replay' && frame.clock !== undefined) replayClock = frame.clock;
       deviceLayer.schedule();
+      deviceLayer.noteFrame(frame.readings.length);
     },
     status: (event) => {
       if (!store.applyStatus(event)) scheduleDeviceRefresh();

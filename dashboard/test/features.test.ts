@@ -36,8 +36,9 @@ describe('displayColor', () => {
     expect(displayColor(station, 'vn')).toBe(VN_AQI_BANDS[1]?.color);
     expect(displayColor(station, 'epa')).toBe(usEpaBand(102).color);
     expect(displayColor(station, 'epa')).not.toBe(displayColor(station, 'vn'));
-    expect(featureProperties(station, { scale: 'epa', domains: new Set() }, 0).aqi).toBe(102);
-    expect(featureProperties(station, { scale: 'vn', domains: new Set() }, 2)).toMatchObject({ aqi: 72, alert: 2 });
+    // The heatmap weight, in steps of 10.
+    expect(featureProperties(station, { scale: 'epa', domains: new Set() }, 0).aqi).toBe(100);
+    expect(featureProperties(station, { scale: 'vn', domains: new Set() }, 2)).toMatchObject({ aqi: 70, alert: 2 });
   });
 
   it('leaves other domains on their own colours whatever the scale', () => {

@@ -77,6 +77,9 @@ export function epaAqiOf(entry: DeviceEntry): number | undefined {
   return usEpaAqiIndicative({ pm25: num('pm25'), pm10: num('pm10'), o3: num('o3'), no2: num('no2'), co: num('co'), so2: num('so2') })?.aqi;
 }
 
+/** Resolution of the heatmap's weight (AQI units). */
+export const HEAT_WEIGHT_STEP = 10;
+
 export interface DeviceFeatureProperties {
   readonly deviceId: string;
   readonly domain: Domain;
@@ -86,7 +89,7 @@ export interface DeviceFeatureProperties {
   readonly offline: boolean;
   /** ALERT_LEVEL of the device's most severe active alert, 0 for none. */
   readonly alert: number;
-  /** Environment only: VN_AQI (or EPA AQI on that scale), the heatmap's weight; 0 without one. */
+  /** Environment only: VN_AQI (or EPA AQI on that scale) in steps of HEAT_WEIGHT_STEP, the heatmap's weight; 0 without one. */
   readonly aqi: number;
 }
 
@@ -106,7 +109,9 @@ export function featureProperties(entry: DeviceEntry, options: DisplayOptions, a
   let aqi = 0;
   if (entry.domain === 'environment' && entry.reading) {
     const value = options.scale === 'epa' ? epaAqiOf(entry) : entry.reading.derived.vnAqi;
-    if (typeof value === 'number' && Number.isFinite(value)) aqi = value;
+    // In steps of HEAT_WEIGHT_STEP: the heatmap cannot show a finer difference, and a reading that
+    // keeps its station in the same step and band changes nothing on the map.
+    if (typeof value === 'number' && Number.isFinite(value)) aqi = Math.round(value / HEAT_WEIGHT_STEP) * HEAT_WEIGHT_STEP;
   }
   return { deviceId: entry.id, domain: entry.domain, color, rank: rankOf(color), offline: entry.status === 'offline', alert: alertLevel, aqi };
 }

@@ -6,13 +6,16 @@ import { type DeviceEntry, type DeviceStore, type PendingChanges } from './store
 
 /**
  * At most this often the map's sources get the changes (one batch). Devices report at ~1 Hz and
- * the api sends each province's frame every ~500 ms, so four batches a second show every change
- * promptly while the map regroups its clusters four times a second, not sixty.
+ * the api coalesces each province's frame over 500 ms, so two batches a second show every change
+ * within a second while the map regroups its clusters and repaints twice a second, not sixty
+ * (software-rendered wall screens cannot afford more; see BENCHMARKS.md).
  */
-export const FLUSH_MIN_INTERVAL_MS = 250;
+export const FLUSH_MIN_INTERVAL_MS = 500;
 
 /** The User Timing mark of each applied batch. */
 export const FLUSH_MARK = 'citypulse:flush';
+/** The User Timing mark of each socket.io live frame, once applied to the store. */
+export const FRAME_MARK = 'citypulse:frame';
 
 /** What the layer has done, for the status bar, the test hook and the bench. */
 export interface LayerStats {
@@ -37,6 +40,11 @@ export class DeviceLayer {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private lastFlushAt = 0;
   private full = true;
+  /** What each feature on the map shows now (a signature of its drawn properties). */
+  private readonly drawn = new Map<string, string>();
+  /** The heatmap's source is only fed while the heatmap shows; it is refilled when it comes back. */
+  private heatVisible = false;
+  private heatStale = true;
   private readonly listeners: ((changes: PendingChanges) => void)[] = [];
   readonly stats: LayerStats = { framesReceived: 0, readingsReceived: 0, flushes: 0, lastFlushMs: 0 };
 
@@ -50,16 +58,25 @@ export class DeviceLayer {
     this.listeners.push(listener);
   }
 
-  /** Counts a socket.io frame (for the bench and the hook). */
+  /** Counts a socket.io frame applied to the store (for the bench and the hook) and marks it. */
   noteFrame(readings: number): void {
     this.stats.framesReceived++;
     this.stats.readingsReceived += readings;
+    performance.clearMarks(FRAME_MARK);
+    performance.mark(FRAME_MARK);
   }
 
   /** The next batch replaces the sources' data (after a style change re-created the sources). */
   invalidate(): void {
     this.full = true;
+    this.heatStale = true;
     this.schedule();
+  }
+
+  /** Whether the heatmap shows: its source gets data only then. */
+  setHeatVisible(visible: boolean): void {
+    this.heatVisible = visible;
+    if (visible && this.heatStale) this.schedule();
   }
 
   schedule(): void {
@@ -77,7 +94,8 @@ export class DeviceLayer {
   }
 
   flush(): void {
-    if (!this.full && !this.store.hasChanges()) return;
+    const heatDue = this.heatVisible && this.heatStale;
+    if (!this.full && !heatDue && !this.store.hasChanges()) return;
     const devices = this.map.getSource<GeoJSONSource>(SOURCE.devices);
     const heat = this.map.getSource<GeoJSONSource>(SOURCE.heat);
     if (!devices || !heat) return; // the style is being replaced; invalidate() follows
@@ -86,22 +104,37 @@ export class DeviceLayer {
     const changes = this.store.takeChanges();
     const canDiff = typeof devices.updateData === 'function' && !this.full && !changes.membership;
     if (canDiff) {
+      // Only features whose drawn look changed go to the map: a reading that keeps its device in
+      // the same band costs no re-clustering and no repaint.
       const update: NonNullable<GeoJSONSourceDiff['update']> = [];
       const heatUpdate: NonNullable<GeoJSONSourceDiff['update']> = [];
       for (const id of changes.changed) {
         const entry = this.store.get(id);
         if (!entry || !this.store.isShown(entry)) continue;
         const properties = this.store.propertiesOf(entry);
+        const signature = signatureOf(properties);
+        if (this.drawn.get(id) === signature) continue;
+        this.drawn.set(id, signature);
         const diff = { id, addOrUpdateProperties: toPairs(properties) };
         update.push(diff);
         if (entry.domain === 'environment') heatUpdate.push(diff);
       }
       if (update.length > 0) void devices.updateData({ update });
-      if (heatUpdate.length > 0) void heat.updateData({ update: heatUpdate });
+      if (heatUpdate.length > 0) {
+        if (this.heatVisible && !this.heatStale) void heat.updateData({ update: heatUpdate });
+        else this.heatStale = true;
+      }
     } else {
-      void devices.setData(this.store.toFeatureCollection());
-      void heat.setData(this.store.toFeatureCollection(isEnvironment));
+      const collection = this.store.toFeatureCollection();
+      this.drawn.clear();
+      for (const feature of collection.features) this.drawn.set(feature.properties.deviceId, signatureOf(feature.properties));
+      void devices.setData(collection);
+      this.heatStale = true;
       this.full = false;
+    }
+    if (this.heatVisible && this.heatStale) {
+      void heat.setData(this.store.toFeatureCollection(isEnvironment));
+      this.heatStale = false;
     }
     this.stats.flushes++;
     this.stats.lastFlushMs = performance.now() - started;
@@ -122,6 +155,10 @@ export class DeviceLayer {
 
 function isEnvironment(entry: DeviceEntry): boolean {
   return entry.domain === 'environment';
+}
+
+function signatureOf(p: DeviceFeatureProperties): string {
+  return `${p.color}|${p.rank}|${p.offline ? 1 : 0}|${p.alert}|${p.aqi}`;
 }
 
 /** The properties that change with a reading (the id and domain of a feature never do). */
