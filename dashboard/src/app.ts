@@ -12,7 +12,7 @@ import { applyChoropleth } from './map/choropleth.js';
 import { loadMapEngine, type MapEngine, type MapInstance } from './map/engine.js';
 import { MapInteraction } from './map/interaction.js';
 import { ProvinceLabels } from './map/labels.js';
-import { LAYER, PALETTE, VIETNAM_BOUNDS, addOverlay, boundsOf, buildStyle, deviceFilter, provinceFilter } from './map/style.js';
+import { LAYER, PALETTE, SOURCE, VIETNAM_BOUNDS, addOverlay, boundsOf, buildStyle, deviceFilter, provinceFilter } from './map/style.js';
 import { AlertsPanel } from './ui/alerts.js';
 import { h } from './ui/dom.js';
 import { KpiHeader } from './ui/kpis.js';
@@ -76,7 +76,8 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
   const langButton = tx(tx(h('button', { className: 'lang-toggle', attrs: { type: 'button', 'data-testid': 'lang-toggle' } }), M.switchLanguage), M.switchLanguageLabel, 'aria-label');
   let destroyed = false;
   let connection: ConnectionState = { kind: 'connecting' };
-  let message: string | null = null;
+  /** The status bar's error line, as a message so that it follows a language change. */
+  let message: (() => string) | null = null;
   let live: LiveConnection | null = null;
   let map: MapInstance | null = null;
   let engine: MapEngine | null = null;
@@ -89,6 +90,9 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
   /** A replay was asked for: its frames may arrive before the state that says it started. */
   let replayRequested = false;
   let layers: LayerState = DEFAULT_LAYERS;
+  /** The latest base-map request (a late answer to an older one is ignored) and its timeout. */
+  let baseRequest = 0;
+  let baseTimer: ReturnType<typeof setTimeout> | undefined;
   let alertsVersion = -1;
   let refreshTimer: ReturnType<typeof setTimeout> | undefined;
   let lastDeviceFetch = 0;
@@ -192,7 +196,7 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
       lastFrameAt: store.lastFrameAt(),
       lastSignAt: store.lastSignAt(),
       now,
-      message,
+      message: message?.() ?? null,
       lastBatchMs: layer?.stats.lastFlushMs ?? 0,
     };
     statusBar.render(inputs);
@@ -225,6 +229,8 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
     if (destroyed) return;
     destroyed = true;
     for (const timer of timers) clearInterval(timer);
+    clearTimeout(baseTimer);
+    layerControl.destroy();
     for (const off of unsubscribe) off();
     clearTimeout(refreshTimer);
     alertsPanel.destroy();
@@ -300,9 +306,16 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
 
   /** Replay started (the map shows only what the replay brings) or stopped (live snapshots follow). */
   function setMode(next: 'live' | 'replay', state: ReplayState | null): void {
+    const leaving = next === 'live' && mode === 'replay';
     if (next === 'replay' && mode === 'live') store.clearReadings();
     if (next === 'live') replayRequested = false;
     mode = next;
+    if (leaving) {
+      // Back to live: nothing replayed may stay on the map. The live snapshots and the device
+      // list's latest readings fill it again.
+      store.clearReadings();
+      fetchDevices().catch(failed);
+    }
     replayClock = next === 'replay' ? (state?.clock ?? null) : null;
     panel.setClock(replayClock);
     document.body.classList.toggle('is-replay', next === 'replay');
@@ -336,40 +349,48 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
   }
 
   /**
-   * The base map (Mapbox token configured only). A Mapbox style that cannot load (no network,
-   * bad token) falls back to the offline style, so the live layers keep working either way.
+   * The base map (Mapbox token configured only). One `style.load` handler (registered once the map
+   * exists) puts our layers back over whichever style loaded. A Mapbox style that cannot load (no
+   * network, bad token) within BASE_STYLE_TIMEOUT_MS falls back to the offline style, so the live
+   * layers keep working either way; a Mapbox style arriving after that is replaced again.
    */
   function setBase(base: BaseMap): void {
     const m = map;
     if (!m) return;
+    const request = ++baseRequest;
+    clearTimeout(baseTimer);
     if (base === 'offline') {
-      m.setStyle(buildStyle());
-      m.once('style.load', restoreOverlay);
+      // Not a diff: mapbox-gl 1.x would patch the style in place without a `style.load`.
+      m.setStyle(buildStyle(), { diff: false });
       return;
     }
-    let settled = false;
-    const fallBack = (): void => {
-      if (settled || destroyed) return;
-      settled = true;
-      m.off('error', onError);
-      message = M.baseFailed();
-      renderStatus();
-      layerControl.setBase('offline');
-      layers = { ...layers, base: 'offline' };
+    baseTimer = setTimeout(() => baseFailed(request), BASE_STYLE_TIMEOUT_MS);
+    m.setStyle(MAPBOX_STYLES[base], { diff: false });
+  }
+
+  /** A Mapbox base did not load: back to the offline style, and say so. */
+  function baseFailed(request: number): void {
+    if (request !== baseRequest || destroyed || layers.base === 'offline') return;
+    message = M.baseFailed;
+    renderStatus();
+    layers = { ...layers, base: 'offline' };
+    layerControl.setBase('offline');
+    setBase('offline');
+  }
+
+  /** Any style finished loading: our sources and layers over it, and what they show re-applied. */
+  function onStyleLoad(): void {
+    const m = map;
+    if (!m) return;
+    const ours = m.getLayer(LAYER.sea) !== undefined;
+    if (layers.base === 'offline' && !ours) {
+      // A Mapbox style that arrived after we gave up on it.
       setBase('offline');
-    };
-    const onError = (): void => fallBack();
-    const timer = setTimeout(fallBack, BASE_STYLE_TIMEOUT_MS);
-    m.on('error', onError);
-    m.once('style.load', () => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      m.off('error', onError);
-      addOverlay(m);
-      restoreOverlay();
-    });
-    m.setStyle(MAPBOX_STYLES[base]);
+      return;
+    }
+    if (layers.base !== 'offline') clearTimeout(baseTimer);
+    if (!m.getSource(SOURCE.devices)) addOverlay(m);
+    restoreOverlay();
   }
 
   const failed = (error: unknown): void => {
@@ -378,7 +399,8 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
       sessionExpired();
       return;
     }
-    message = M.error(error instanceof Error ? error.message : String(error));
+    const text = error instanceof Error ? error.message : String(error);
+    message = () => M.error(text);
     renderStatus();
   };
 
@@ -386,7 +408,8 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
     lastDeviceFetch = Date.now();
     return listDevices().then((views) => {
       if (destroyed) return;
-      store.replaceDevices(views);
+      // During a replay the list's live readings must not mix into the replayed state.
+      store.replaceDevices(views, Date.now(), mode === 'live');
       alertsPanel.invalidate();
       alertsPanel.render();
       message = null;
@@ -441,9 +464,16 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
   m.addControl(new engine.NavigationControl({ showCompass: false }), 'top-right');
   m.addControl(new engine.AttributionControl({ compact: true, customAttribution: M.attribution() }), 'bottom-right');
   m.on('error', (event: { error?: unknown }) => {
-    message = M.mapError(event.error instanceof Error ? event.error.message : M.unknownError());
+    // While a Mapbox base is loading, an error is most likely its style failing to load.
+    if (layers.base !== 'offline' && !m.getLayer(LAYER.sea) && !m.getSource(SOURCE.devices)) {
+      baseFailed(baseRequest);
+      return;
+    }
+    const text = event.error instanceof Error ? event.error.message : M.unknownError();
+    message = () => M.mapError(text);
     renderStatus();
   });
+  m.on('style.load', onStyleLoad);
   await Promise.all([new Promise<void>((resolve) => m.once('load', () => resolve())), devicesLoaded]);
   if (destroyed) return { destroy };
 
@@ -469,17 +499,20 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
   // each province's domain to one frame per interval and the layer applies at most one batch per
   // FLUSH_MIN_INTERVAL_MS, so the cost is bounded by the number of devices, not the message rate.
   live = connectLive(provinces, {
-    frame: (frame) => {
+    frame: (frame, kind) => {
       // The replay's first snapshot can come before its first state: it starts the replay mode.
       if (frame.mode === 'replay' && mode === 'live' && replayRequested) setMode('replay', null);
       // A live frame that overtook the start of a replay (or a replay frame its end) is dropped.
       if (frame.mode !== mode) return;
-      if (store.applyFrame(frame, Date.now()) > 0) scheduleDeviceRefresh();
+      // Replayed history may name devices deleted since: only live data asks for the list again.
+      if (store.applyFrame(frame, Date.now(), kind) > 0 && mode === 'live') scheduleDeviceRefresh();
       if (frame.mode === 'replay' && frame.clock !== undefined) replayClock = frame.clock;
       deviceLayer.schedule();
       deviceLayer.noteFrame(frame.readings.length);
     },
     status: (event) => {
+      // Statuses are live: a replayed point does not fade with today's outage.
+      if (mode === 'replay') return;
       if (!store.applyStatus(event)) scheduleDeviceRefresh();
       deviceLayer.schedule();
     },

@@ -129,6 +129,36 @@ describe('DeviceStore', () => {
   });
 });
 
+describe('DeviceStore in a replay', () => {
+  it('clears the devices of a province and domain that a replay snapshot does not mention', () => {
+    const store = new DeviceStore();
+    store.replaceDevices([view('env-a'), view('env-b'), { ...view('tr-a'), domain: 'traffic' }]);
+    store.applyFrame(frame([reading('env-a', NOW, 'rgb(0,228,0)'), reading('env-b', NOW, 'rgb(0,228,0)')], 'replay'), NOW);
+    store.applyFrame({ ...frame([], 'replay'), domain: 'traffic', readings: [{ ...reading('tr-a', NOW, '#1a9850'), domain: 'traffic' }] }, NOW);
+    // A seek back: only env-a had a reading by then.
+    store.applyFrame(frame([reading('env-a', NOW - 60_000, 'rgb(255,255,0)')], 'replay'), NOW, 'snapshot');
+    expect(store.get('env-a')?.reading?.ts).toBe(NOW - 60_000);
+    expect(store.get('env-b')?.reading).toBeNull();
+    expect(store.get('tr-a')?.reading).not.toBeNull(); // another domain's snapshot is its own
+  });
+
+  it('keeps replayed readings when the device list is refetched during a replay', () => {
+    const store = new DeviceStore();
+    store.replaceDevices([view('env-a')]);
+    store.applyFrame(frame([reading('env-a', NOW - 3_600_000, 'rgb(0,228,0)')], 'replay'), NOW);
+    const live = { ts: NOW, seq: 9, values: { pm25: 80 }, derived: { vnAqi: 160 }, state: { level: 'bad', color: 'rgb(255,0,0)' } };
+    store.replaceDevices([view('env-a', live)], NOW, false);
+    expect(store.get('env-a')?.reading?.ts).toBe(NOW - 3_600_000);
+  });
+
+  it('asks for the device list once per unknown device, not on every reading of it', () => {
+    const store = new DeviceStore();
+    store.replaceDevices([]);
+    expect(store.applyFrame(frame([reading('ghost', NOW, 'rgb(0,228,0)')]), NOW)).toBe(1);
+    expect(store.applyFrame(frame([reading('ghost', NOW + 1000, 'rgb(0,228,0)')]), NOW)).toBe(0);
+  });
+});
+
 function fail(): never {
   throw new Error('missing');
 }

@@ -92,8 +92,11 @@ export class DeviceStore {
     return latest;
   }
 
-  /** Replaces the device list (it is authoritative for identity and location); keeps the newer reading. */
-  replaceDevices(views: readonly DeviceView[], receivedAt: number = Date.now()): void {
+  /**
+   * Replaces the device list (it is authoritative for identity and location); keeps the newer
+   * reading, unless `readings` is false (during a replay the list's live readings must not mix in).
+   */
+  replaceDevices(views: readonly DeviceView[], receivedAt: number = Date.now(), readings = true): void {
     this.lastList = receivedAt;
     this.drawn = null;
     const seen = new Set<string>();
@@ -101,7 +104,7 @@ export class DeviceStore {
       seen.add(view.id);
       this.unknown.delete(view.id);
       const existing = this.devices.get(view.id);
-      const reading = newer(existing?.reading ?? null, view.latest);
+      const reading = readings ? newer(existing?.reading ?? null, view.latest) : (existing?.reading ?? null);
       if (!existing) {
         this.devices.set(view.id, {
           id: view.id,
@@ -140,15 +143,26 @@ export class DeviceStore {
    * Applies a snapshot or frame. Live readings older than the one held are dropped (frames can
    * overtake each other across reconnects); replay frames are applied as they come, since seeking
    * back in a replay legitimately moves time backwards.
-   * @returns how many readings were for devices not in the list (the caller refetches the list).
+   * A replay snapshot is the whole state of its province and domain: devices there without a
+   * reading in it lose the one they had (a seek back, or a new range).
+   * @returns how many devices not in the list were seen for the first time (the caller refetches
+   * the list; an id it still lacks after that, e.g. a deleted device, is not asked for again).
    */
-  applyFrame(frame: LiveFrame, receivedAt: number): number {
+  applyFrame(frame: LiveFrame, receivedAt: number, kind: 'snapshot' | 'frame' = 'frame'): number {
     let unknown = 0;
+    if (frame.mode === 'replay' && kind === 'snapshot') {
+      const present = new Set(frame.readings.map((r) => r.deviceId));
+      for (const entry of this.devices.values()) {
+        if (entry.province !== frame.province || entry.domain !== frame.domain || present.has(entry.id) || entry.reading === null) continue;
+        entry.reading = null;
+        this.changed.add(entry.id);
+      }
+    }
     for (const reading of frame.readings) {
       const entry = this.devices.get(reading.deviceId);
       if (!entry) {
+        if (!this.unknown.has(reading.deviceId)) unknown++;
         this.unknown.add(reading.deviceId);
-        unknown++;
         continue;
       }
       if (frame.mode === 'live' && entry.reading && reading.ts < entry.reading.ts) continue;
@@ -165,8 +179,9 @@ export class DeviceStore {
   applyStatus(event: DeviceStatusEvent): boolean {
     const entry = this.devices.get(event.deviceId);
     if (!entry) {
+      const known = this.unknown.has(event.deviceId);
       this.unknown.add(event.deviceId);
-      return false;
+      return known;
     }
     if (entry.status !== event.state) {
       entry.status = event.state;

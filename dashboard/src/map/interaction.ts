@@ -1,7 +1,7 @@
-import { provinceByCode } from '@citypulse/contracts';
+import { US_EPA_AQI_METHOD, provinceByCode } from '@citypulse/contracts';
 import { DOMAIN_LABELS, formatAge, formatDateTime, headline } from '../format.js';
 import { messages, pick } from '../i18n.js';
-import { SEVERITY_PALETTE } from '../live/features.js';
+import { SEVERITY_PALETTE, epaAqiOf } from '../live/features.js';
 import { type DeviceStore } from '../live/store.js';
 import { h } from '../ui/dom.js';
 import { type MapEngine, type MapInstance } from './engine.js';
@@ -65,6 +65,8 @@ export class MapInteraction {
   /** Re-renders the open popup (new reading, or a language change). */
   refresh(): void {
     if (typeof this.hovered === 'string') this.showDevice(this.hovered);
+    // A cluster's popup is rebuilt on the next pointer move (its members may have changed).
+    else if (typeof this.hovered === 'number') this.hidePopup();
   }
 
   remove(): void {
@@ -148,13 +150,16 @@ export class MapInteraction {
     const swatch = h('span', { className: 'popup-swatch', attrs: { 'aria-hidden': 'true' } });
     swatch.style.background = store.colorOf(entry);
     const head = reading ? headline(entry.domain, reading.values, reading.derived) : null;
+    // On the EPA scale the swatch is the EPA colour: the EPA figure goes beside it, labelled.
+    const epa = store.displayOptions.scale === 'epa' && entry.domain === 'environment' ? epaAqiOf(entry) : undefined;
     this.popup
       .setLngLat([at[0], at[1]])
       .setDOMContent(
         h('div', { className: 'popup', attrs: { 'data-testid': 'map-popup', 'data-device-id': entry.id } }, [
           h('strong', { className: 'popup-name', text: entry.name }),
           h('div', { className: 'muted', text: `${entry.id} · ${pick(DOMAIN_LABELS[entry.domain])} · ${province?.name ?? entry.province}` }),
-          head ? h('div', { className: 'popup-headline' }, [swatch, ' ', h('strong', { text: head.title }), ` ${head.detail}`]) : h('div', { text: M.noReading() }),
+          epa !== undefined ? h('div', { className: 'popup-headline' }, [swatch, ' ', h('strong', { text: `${US_EPA_AQI_METHOD} ${Math.round(epa)}` })]) : null,
+          head ? h('div', { className: 'popup-headline' }, [epa === undefined ? swatch : null, ' ', h('strong', { text: head.title }), ` ${head.detail}`]) : h('div', { text: M.noReading() }),
           reading ? h('div', { className: 'muted', text: `${formatDateTime(reading.ts)} · ${formatAge(Date.now() - reading.ts)}` }) : null,
           store.alertLevel(entry.id) > 0 ? h('div', { className: 'popup-alert', text: `⚠ ${M.alert()}` }) : null,
           h('div', { className: 'muted', text: M.openDetail() }),
@@ -192,7 +197,11 @@ export class MapInteraction {
 
   private updateCounts(): void {
     const { map, engine } = this.deps;
-    if (!map.getLayer(LAYER.clusters)) return;
+    if (!map.getLayer(LAYER.clusters)) {
+      for (const { marker } of this.counts.values()) marker.remove();
+      this.counts.clear();
+      return;
+    }
     const seen = new Set<number>();
     const visible = map.getLayoutProperty(LAYER.clusters, 'visibility') !== 'none';
     const features = visible ? map.queryRenderedFeatures({ layers: [LAYER.clusters] }) : [];

@@ -56,6 +56,7 @@ export class LayerControl {
   private readonly body = h('div', { className: 'legend-body' });
 
   private mapbox: boolean;
+  private readonly unsubscribe: () => void;
 
   constructor(
     initial: LayerState,
@@ -67,7 +68,11 @@ export class LayerControl {
     tx(summary, M.title);
     this.el = h('details', { className: 'legend', attrs: { open: '', 'data-testid': 'layers' } }, [summary, this.body]);
     this.render();
-    onLanguageChange(() => this.render());
+    this.unsubscribe = onLanguageChange(() => this.render());
+  }
+
+  destroy(): void {
+    this.unsubscribe();
   }
 
   get current(): LayerState {
