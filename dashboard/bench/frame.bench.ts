@@ -438,7 +438,7 @@ function table(analysis: TraceAnalysis, run: Run | undefined): string {
     row('devices live on the page at start / end of the window', `${fmt(run.liveAtStart)} / ${fmt(run.liveAtEnd)}`);
     row('socket.io frames received by the page, per s', run.page ? fmt(run.page.framesPerS, 1) : 'no stats() hook');
     row('readings received by the page, per s', run.page ? fmt(run.page.readingsPerS) : 'no stats() hook');
-    row('batches applied (live frames), per s (stats)', run.page ? fmt(run.page.flushesPerS, 2) : 'no stats() hook');
+    row('batches applied to the map, per s (stats)', run.page ? fmt(run.page.flushesPerS, 2) : 'no stats() hook');
   }
   row(`'${FLUSH_MARK}' marks in the trace (per s)`, `${fmt(analysis.marks[FLUSH_MARK] ?? 0)} (${fmt(perS(analysis.marks[FLUSH_MARK] ?? 0), 2)})`);
   row('**main-thread time per live frame** (the task receiving and applying one socket.io LiveFrame), p50 / p95 / p99 / max (ms)', `**${dist(analysis.frameTaskMs)}**`);
@@ -476,7 +476,7 @@ function breakdown(analysis: TraceAnalysis): string {
 
 function notes(analysis: TraceAnalysis, run: Run | undefined): string {
   const lines = [
-    `- Live frame: the interval between two consecutive '${FLUSH_MARK}' marks (one per batch of live changes applied to the map); its main-thread time is the summed duration of the page renderer's top-level tasks (RunTask on CrRendererMain) that start in it, a mark inside a task counting from that task's start. Everything the main thread did is in it: socket.io messages, the batch, maplibre's rendering, style, layout, paint, GC.`,
+    `- Live frame: one socket.io LiveFrame (a province and domain's coalesced readings); its main-thread time is the renderer's top-level task (RunTask on CrRendererMain) holding its '${FRAME_MARK}' mark: the WebSocket message, socket.io's decoding and the store update (a task carrying several frames is shared between them). Drawing is batched: the '${FLUSH_MARK}' marks cut the trace into batches, and everything the main thread did between two of them (the batch, maplibre's rendering, style, layout, paint, GC, waiting on the software GPU) is reported beside it.`,
     `- Renderer: pid ${analysis.renderer?.pid ?? '?'}, found by ${analysis.renderer?.foundBy ?? 'nothing'}; ${fmt(analysis.events)} trace events over ${fmt(analysis.windowMs / 1000, 1)} s, categories ${TRACE_CATEGORIES.join(', ')} (tracing itself costs the page some time).`,
   ];
   if (run) {
