@@ -36,17 +36,14 @@ import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { API_PREFIX, PROVINCE_CODES } from '@citypulse/contracts';
-import { DeviceRegistry } from '@citypulse/broker/registry';
 import { freePort, Influx, SERVICE_NODE_FLAGS, startInfluxd } from '@citypulse/infra';
 import { summariseCpuProfile, type CpuProfile, type ProfileSummary } from '../../broker/bench/profile.js';
-import { fleetDevice } from '../../ingest/bench/fleet.js';
+import { provisionBenchFleet } from './fleet-accounts.js';
 import { BenchChild, cpuSeconds, exitCleanup, listening, residentBytes, startBrokerService, startService, waitUntil, type Service } from '../../ingest/bench/services.js';
 import { REALTIME_DEFAULTS } from '../src/realtime.js';
-import { OperatorStore } from '../src/operators.js';
 import {
   LatencyHistogram,
   TRANSPORTS,
-  type BenchGateway,
   type ClientsCommand,
   type ClientsReply,
   type PublisherCommand,
@@ -110,38 +107,11 @@ interface Platform {
   readonly publishers: readonly BenchChild<PublisherCommand, PublisherReply>[];
 }
 
-async function provision(dataDir: string): Promise<{ apiSecret: string; gateways: BenchGateway[] }> {
-  const registry = await DeviceRegistry.open(dataDir);
-  try {
-    const apiSecret = await registry.upsertService('api', 'api');
-    const gateways: BenchGateway[] = [];
-    for (let g = 0; g < GATEWAYS; g++) {
-      const username = `bench-gateway-${g}`;
-      const password = await registry.upsertService(username, 'gateway');
-      gateways.push({ username, password, devices: Array.from({ length: Math.ceil((DEVICES - g) / GATEWAYS) }, (_, k) => g + k * GATEWAYS) });
-    }
-    // Devices behind gateways have no secret of their own: cheap to register by the ten thousand.
-    const behind = gateways.flatMap((gateway) => gateway.devices.map((n) => ({ n, gateway: gateway.username })));
-    await registry.upsertDevices(
-      behind.map(({ n, gateway }) => {
-        const d = fleetDevice(n);
-        return { id: d.id, province: d.province, domain: d.domain, kind: d.kind, location: d.location, gateway, ...(d.profile ? { profile: d.profile } : {}) };
-      }),
-    );
-    const operators = await OperatorStore.open(dataDir);
-    await operators.create(VIEWER.username, 'viewer', VIEWER.password);
-    operators.close();
-    return { apiSecret, gateways };
-  } finally {
-    registry.close();
-  }
-}
-
 async function setUp(): Promise<Platform> {
   const root = await mkdtemp(join(tmpdir(), 'citypulse-live-bench-'));
   cleanups.push(() => rm(root, { recursive: true, force: true }));
   const dataDir = join(root, 'data');
-  const { apiSecret, gateways } = await provision(dataDir);
+  const { apiSecret, gateways } = await provisionBenchFleet(dataDir, { devices: DEVICES, gateways: GATEWAYS, operator: { ...VIEWER, role: 'viewer' } });
   log(`provisioned ${fmt(DEVICES)} devices behind ${GATEWAYS} gateway accounts, the api account and a viewer`);
 
   const influxd = await startInfluxd({ dataDir: join(root, 'influxdb'), log });

@@ -38,12 +38,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type CDPSession, type Page } from 'playwright-core';
 import { API_PREFIX } from '@citypulse/contracts';
-import { DeviceRegistry } from '@citypulse/broker/registry';
 import { freePort, Influx, startInfluxd } from '@citypulse/infra';
-import { OperatorStore } from '@citypulse/api';
-import { fleetDevice } from '../../ingest/bench/fleet.js';
+import { provisionBenchFleet } from '../../api/bench/fleet-accounts.js';
 import { BenchChild, cpuSeconds, exitCleanup, listening, residentBytes, startBrokerService, startService, waitUntil, type Service } from '../../ingest/bench/services.js';
-import { type BenchGateway, type PublisherCommand, type PublisherReply } from '../../api/bench/protocol.js';
+import { type PublisherCommand, type PublisherReply } from '../../api/bench/protocol.js';
 import { analyseTrace, TraceCollector, type Distribution, type TraceAnalysis } from './trace.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -116,34 +114,6 @@ interface Platform {
   readonly publishers: readonly BenchChild<PublisherCommand, PublisherReply>[];
 }
 
-async function provision(dataDir: string): Promise<{ apiSecret: string; gateways: BenchGateway[] }> {
-  const registry = await DeviceRegistry.open(dataDir);
-  try {
-    const apiSecret = await registry.upsertService('api', 'api');
-    const gateways: BenchGateway[] = [];
-    for (let g = 0; g < GATEWAYS; g++) {
-      const username = `bench-gateway-${g}`;
-      const password = await registry.upsertService(username, 'gateway');
-      gateways.push({ username, password, devices: Array.from({ length: Math.ceil((DEVICES - g) / GATEWAYS) }, (_, k) => g + k * GATEWAYS) });
-    }
-    // Devices behind gateways have no secret of their own: cheap to register by the ten thousand.
-    await registry.upsertDevices(
-      gateways.flatMap((gateway) =>
-        gateway.devices.map((n) => {
-          const d = fleetDevice(n);
-          return { id: d.id, province: d.province, domain: d.domain, kind: d.kind, location: d.location, gateway: gateway.username, ...(d.profile ? { profile: d.profile } : {}) };
-        }),
-      ),
-    );
-    const operators = await OperatorStore.open(dataDir);
-    await operators.upsert(ADMIN.username, 'admin', ADMIN.password);
-    operators.close();
-    return { apiSecret, gateways };
-  } finally {
-    registry.close();
-  }
-}
-
 async function startApi(dataDir: string, mqttUrl: string, influxUrl: string, apiSecret: string): Promise<{ service: Service; url: string }> {
   const port = await freePort();
   const service = startService('api', API_DIR, {
@@ -180,7 +150,7 @@ async function setUp(): Promise<Platform> {
   const root = await mkdtemp(join(tmpdir(), 'citypulse-frame-bench-'));
   cleanups.push(() => rm(root, { recursive: true, force: true }));
   const dataDir = join(root, 'data');
-  const { apiSecret, gateways } = await provision(dataDir);
+  const { apiSecret, gateways } = await provisionBenchFleet(dataDir, { devices: DEVICES, gateways: GATEWAYS, operator: { ...ADMIN, role: 'admin' } });
   log(`provisioned ${fmt(DEVICES)} devices behind ${GATEWAYS} gateway accounts, the api account and an admin operator`);
 
   const influxd = await startInfluxd({ dataDir: join(root, 'influxdb'), log });
