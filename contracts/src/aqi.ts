@@ -133,12 +133,26 @@ export function vnAqiIndicative(c: { pm25?: number; pm10?: number; o3?: number; 
 
 function combine(concentrations: Partial<Record<VnAqiParameter, number | undefined>>): VnAqiResult | undefined {
   if (concentrations.pm25 === undefined && concentrations.pm10 === undefined) return undefined;
-  const subIndices: Partial<Record<VnAqiParameter, number>> = {};
-  let dominant: VnAqiParameter | undefined;
+  const worst = maxSubIndex(Object.keys(concentrations) as VnAqiParameter[], concentrations, vnAqiSubIndex);
+  return worst && { aqi: Math.round(worst.max), subIndices: worst.subIndices, dominant: worst.dominant };
+}
+
+/**
+ * Both scales' index of a reading: every pollutant's sub-index, the largest of them and the
+ * pollutant that gave it (the dominant one); undefined when no pollutant has one.
+ */
+function maxSubIndex<P extends string>(
+  parameters: readonly P[],
+  concentrations: Partial<Record<P, number | undefined>>,
+  subIndex: (parameter: P, concentration: number) => number | undefined,
+): { max: number; dominant: P; subIndices: Partial<Record<P, number>> } | undefined {
+  const subIndices: Partial<Record<P, number>> = {};
+  let dominant: P | undefined;
   let max = -1;
-  for (const [parameter, c] of Object.entries(concentrations) as [VnAqiParameter, number | undefined][]) {
-    if (c === undefined) continue;
-    const index = vnAqiSubIndex(parameter, c);
+  for (const parameter of parameters) {
+    const concentration = concentrations[parameter];
+    if (concentration === undefined) continue;
+    const index = subIndex(parameter, concentration);
     if (index === undefined) continue;
     subIndices[parameter] = index;
     if (index > max) {
@@ -146,8 +160,7 @@ function combine(concentrations: Partial<Record<VnAqiParameter, number | undefin
       dominant = parameter;
     }
   }
-  if (dominant === undefined) return undefined;
-  return { aqi: Math.round(max), subIndices, dominant };
+  return dominant === undefined ? undefined : { max, dominant, subIndices };
 }
 
 /** Band keys of VN_AQI (Decision 1459/QĐ-TCMT). */
@@ -338,22 +351,8 @@ export interface UsEpaAqiResult {
  * Unlike VN_AQI, no PM is required; undefined when no pollutant has a usable concentration.
  */
 export function usEpaAqiIndicative(c: { pm25?: number; pm10?: number; o3?: number; no2?: number; co?: number; so2?: number }): UsEpaAqiResult | undefined {
-  const subIndices: Partial<Record<UsEpaAqiParameter, number>> = {};
-  let dominant: UsEpaAqiParameter | undefined;
-  let max = -1;
-  for (const parameter of US_EPA_PARAMETERS) {
-    const concentration = c[parameter];
-    if (concentration === undefined) continue;
-    const index = usEpaSubIndex(parameter, concentration);
-    if (index === undefined) continue;
-    subIndices[parameter] = index;
-    if (index > max) {
-      max = index;
-      dominant = parameter;
-    }
-  }
-  if (dominant === undefined) return undefined;
-  return { method: US_EPA_AQI_METHOD, aqi: max, dominant, subIndices };
+  const worst = maxSubIndex(US_EPA_PARAMETERS, c, usEpaSubIndex);
+  return worst && { method: US_EPA_AQI_METHOD, aqi: worst.max, dominant: worst.dominant, subIndices: worst.subIndices };
 }
 
 /** Band keys of the US EPA AQI. */
