@@ -506,6 +506,12 @@ describe('dashboard in Chromium against the whole stack', () => {
     expect(await page.locator('.logout').textContent()).toBe('Sign out');
     await expect.poll(() => page.locator('[data-testid=layers]').textContent()).toContain('Layers');
     await expect.poll(() => page.locator('[data-testid=connection]').textContent()).toContain('Live');
+    expect(await page.locator('footer.statusbar').getAttribute('aria-label')).toBe('Status');
+    expect(await page.getByText('VN_AQI (indicative)').count()).toBeGreaterThan(0);
+    expect(await page.locator('select.province-picker option[value=""]').textContent()).toBe('Whole country');
+    // Texts built from readings and times follow too: alert ages, the device panel's headline.
+    await expect.poll(() => page.locator('.alert-age').first().textContent()).toMatch(/ ago$/);
+    expect(await page.locator('.alert-age').first().textContent()).not.toContain('trước');
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-english.png') });
     await page.click('[data-testid=lang-toggle]');
     expect(await page.locator('.logout').textContent()).toBe('Đăng xuất');
@@ -530,7 +536,16 @@ describe('dashboard in Chromium against the whole stack', () => {
     if (!stack) throw new Error('no stack');
     const viewer = await offlineContext(origin, outside);
     try {
-      await signIn(viewer.page, stack.apiUrl, stack.viewer);
+      // Scoped to Đà Nẵng (48), where the alert rule fires: nothing outside the scope is offered either.
+      await signIn(viewer.page, stack.apiUrl, stack.scopedViewer);
+      expect(await viewer.page.locator('select.province-picker option[value="79"]').count()).toBe(0);
+      const search = viewer.page.locator('[data-testid=device-search]');
+      await search.fill('Ho Chi Minh');
+      await expect.poll(() => viewer.page.locator('.search-empty').isVisible()).toBe(true);
+      expect(await viewer.page.locator('[data-testid=search-option]').count()).toBe(0);
+      await search.fill('Da Nang');
+      await expect.poll(() => viewer.page.locator('[data-testid=search-option][data-kind=province]').getAttribute('data-code')).toBe('48');
+      await search.fill('');
       await expect.poll(() => viewer.page.locator('[data-testid=alert-item]').count(), { timeout: 30_000 }).toBeGreaterThan(0);
       expect(await viewer.page.locator('[data-testid=alert-ack]').count()).toBe(0);
       expect(await viewer.page.locator('[data-testid=alert-replay]').count()).toBe(0);

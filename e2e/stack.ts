@@ -38,6 +38,8 @@ export interface Stack {
   readonly operator: { readonly username: string; readonly password: string };
   /** A viewer (sees everything, may change nothing). */
   readonly viewer: { readonly username: string; readonly password: string };
+  /** A viewer scoped to one province, Đà Nẵng (48): sees only it. */
+  readonly scopedViewer: { readonly username: string; readonly password: string; readonly provinces: readonly string[] };
   readonly registry: DeviceRegistry;
   readonly broker: PlatformBroker;
   readonly ingest: IngestPipeline;
@@ -96,6 +98,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await operators.upsert(operator.username, 'admin', operator.password);
     const viewer = { username: 'viewer', password: 'e2e-viewer-password' };
     await operators.upsert(viewer.username, 'viewer', viewer.password);
+    const scopedViewer = { username: 'viewer-48', password: 'e2e-scoped-viewer-password', provinces: ['48'] };
+    await operators.upsert(scopedViewer.username, 'viewer', scopedViewer.password, scopedViewer.provinces);
     const sessions = await SessionSigner.fromDataDir(dataDir, 3_600_000);
     let apiNodes = 0;
     const startApiNode = async (extra: ExtraApiOptions = {}): Promise<{ api: ApiApp; url: string }> => {
@@ -144,6 +148,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       dataDir,
       operator,
       viewer,
+      scopedViewer,
       registry,
       broker,
       ingest,

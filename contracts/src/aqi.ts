@@ -179,15 +179,16 @@ export interface AqiBand<K extends string = VnAqiBandKey> {
   /** The scale's official RGB colour (VN_AQI: the decision's; US EPA: the TAD's). */
   readonly color: string;
   readonly adviceVi: string;
+  readonly adviceEn: string;
 }
 
 export const VN_AQI_BANDS: readonly AqiBand[] = [
-  { key: 'good', min: 0, max: 50, labelVi: 'Tốt', labelEn: 'Good', color: 'rgb(0,228,0)', adviceVi: 'Tự do thực hiện các hoạt động ngoài trời.' },
-  { key: 'moderate', min: 51, max: 100, labelVi: 'Trung bình', labelEn: 'Moderate', color: 'rgb(255,255,0)', adviceVi: 'Nhóm nhạy cảm nên hạn chế thời gian ở bên ngoài.' },
-  { key: 'poor', min: 101, max: 150, labelVi: 'Kém', labelEn: 'Poor', color: 'rgb(255,126,0)', adviceVi: 'Nhóm nhạy cảm hạn chế ra ngoài; mọi người giảm hoạt động mạnh ngoài trời.' },
-  { key: 'bad', min: 151, max: 200, labelVi: 'Xấu', labelEn: 'Bad', color: 'rgb(255,0,0)', adviceVi: 'Mọi người hạn chế hoạt động ngoài trời; nhóm nhạy cảm tránh ra ngoài.' },
-  { key: 'very-bad', min: 201, max: 300, labelVi: 'Rất xấu', labelEn: 'Very bad', color: 'rgb(143,63,151)', adviceVi: 'Mọi người hạn chế tối đa thời gian ở bên ngoài.' },
-  { key: 'hazardous', min: 301, max: 500, labelVi: 'Nguy hại', labelEn: 'Hazardous', color: 'rgb(126,0,35)', adviceVi: 'Mọi người nên ở trong nhà, đóng cửa.' },
+  { key: 'good', min: 0, max: 50, labelVi: 'Tốt', labelEn: 'Good', color: 'rgb(0,228,0)', adviceVi: 'Tự do thực hiện các hoạt động ngoài trời.', adviceEn: 'Enjoy outdoor activities freely.' },
+  { key: 'moderate', min: 51, max: 100, labelVi: 'Trung bình', labelEn: 'Moderate', color: 'rgb(255,255,0)', adviceVi: 'Nhóm nhạy cảm nên hạn chế thời gian ở bên ngoài.', adviceEn: 'Sensitive groups should limit their time outdoors.' },
+  { key: 'poor', min: 101, max: 150, labelVi: 'Kém', labelEn: 'Poor', color: 'rgb(255,126,0)', adviceVi: 'Nhóm nhạy cảm hạn chế ra ngoài; mọi người giảm hoạt động mạnh ngoài trời.', adviceEn: 'Sensitive groups should limit going out; everyone should reduce strenuous outdoor activity.' },
+  { key: 'bad', min: 151, max: 200, labelVi: 'Xấu', labelEn: 'Bad', color: 'rgb(255,0,0)', adviceVi: 'Mọi người hạn chế hoạt động ngoài trời; nhóm nhạy cảm tránh ra ngoài.', adviceEn: 'Everyone should limit outdoor activity; sensitive groups should avoid going out.' },
+  { key: 'very-bad', min: 201, max: 300, labelVi: 'Rất xấu', labelEn: 'Very bad', color: 'rgb(143,63,151)', adviceVi: 'Mọi người hạn chế tối đa thời gian ở bên ngoài.', adviceEn: 'Everyone should keep time outdoors to a minimum.' },
+  { key: 'hazardous', min: 301, max: 500, labelVi: 'Nguy hại', labelEn: 'Hazardous', color: 'rgb(126,0,35)', adviceVi: 'Mọi người nên ở trong nhà, đóng cửa.', adviceEn: 'Everyone should stay indoors with doors and windows closed.' },
 ];
 
 export function vnAqiBand(aqi: number): AqiBand {
@@ -364,12 +365,12 @@ export type UsEpaAqiBandKey = 'good' | 'moderate' | 'unhealthy-sensitive' | 'unh
  * US_EPA_AQI_METHOD wherever shown.
  */
 export const US_EPA_AQI_BANDS: readonly AqiBand<UsEpaAqiBandKey>[] = [
-  { key: 'good', min: 0, max: 50, labelVi: 'Tốt', labelEn: 'Good', color: 'rgb(0,228,0)', adviceVi: 'Chất lượng không khí đạt yêu cầu; tự do hoạt động ngoài trời.' },
-  { key: 'moderate', min: 51, max: 100, labelVi: 'Trung bình', labelEn: 'Moderate', color: 'rgb(255,255,0)', adviceVi: 'Người đặc biệt nhạy cảm nên cân nhắc giảm hoạt động gắng sức kéo dài ngoài trời.' },
-  { key: 'unhealthy-sensitive', min: 101, max: 150, labelVi: 'Kém cho nhóm nhạy cảm', labelEn: 'Unhealthy for Sensitive Groups', color: 'rgb(255,126,0)', adviceVi: 'Nhóm nhạy cảm nên giảm hoạt động gắng sức kéo dài ngoài trời.' },
-  { key: 'unhealthy', min: 151, max: 200, labelVi: 'Có hại', labelEn: 'Unhealthy', color: 'rgb(255,0,0)', adviceVi: 'Nhóm nhạy cảm tránh hoạt động gắng sức kéo dài ngoài trời; mọi người giảm hoạt động gắng sức.' },
-  { key: 'very-unhealthy', min: 201, max: 300, labelVi: 'Rất có hại', labelEn: 'Very Unhealthy', color: 'rgb(143,63,151)', adviceVi: 'Nhóm nhạy cảm tránh mọi hoạt động ngoài trời; mọi người tránh hoạt động gắng sức kéo dài.' },
-  { key: 'hazardous', min: 301, max: 500, labelVi: 'Nguy hại', labelEn: 'Hazardous', color: 'rgb(126,0,35)', adviceVi: 'Mọi người tránh mọi hoạt động ngoài trời; nhóm nhạy cảm ở trong nhà.' },
+  { key: 'good', min: 0, max: 50, labelVi: 'Tốt', labelEn: 'Good', color: 'rgb(0,228,0)', adviceVi: 'Chất lượng không khí đạt yêu cầu; tự do hoạt động ngoài trời.', adviceEn: 'Air quality is satisfactory; enjoy outdoor activities.' },
+  { key: 'moderate', min: 51, max: 100, labelVi: 'Trung bình', labelEn: 'Moderate', color: 'rgb(255,255,0)', adviceVi: 'Người đặc biệt nhạy cảm nên cân nhắc giảm hoạt động gắng sức kéo dài ngoài trời.', adviceEn: 'Unusually sensitive people should consider reducing prolonged or heavy exertion outdoors.' },
+  { key: 'unhealthy-sensitive', min: 101, max: 150, labelVi: 'Kém cho nhóm nhạy cảm', labelEn: 'Unhealthy for Sensitive Groups', color: 'rgb(255,126,0)', adviceVi: 'Nhóm nhạy cảm nên giảm hoạt động gắng sức kéo dài ngoài trời.', adviceEn: 'Sensitive groups should reduce prolonged or heavy exertion outdoors.' },
+  { key: 'unhealthy', min: 151, max: 200, labelVi: 'Có hại', labelEn: 'Unhealthy', color: 'rgb(255,0,0)', adviceVi: 'Nhóm nhạy cảm tránh hoạt động gắng sức kéo dài ngoài trời; mọi người giảm hoạt động gắng sức.', adviceEn: 'Sensitive groups should avoid prolonged or heavy exertion outdoors; everyone else should reduce it.' },
+  { key: 'very-unhealthy', min: 201, max: 300, labelVi: 'Rất có hại', labelEn: 'Very Unhealthy', color: 'rgb(143,63,151)', adviceVi: 'Nhóm nhạy cảm tránh mọi hoạt động ngoài trời; mọi người tránh hoạt động gắng sức kéo dài.', adviceEn: 'Sensitive groups should avoid all outdoor physical activity; everyone else should avoid prolonged or heavy exertion.' },
+  { key: 'hazardous', min: 301, max: 500, labelVi: 'Nguy hại', labelEn: 'Hazardous', color: 'rgb(126,0,35)', adviceVi: 'Mọi người tránh mọi hoạt động ngoài trời; nhóm nhạy cảm ở trong nhà.', adviceEn: 'Everyone should avoid all outdoor physical activity; sensitive groups should remain indoors.' },
 ];
 
 /** US EPA category of an index (rounded to an integer first; above 500 stays Hazardous). */

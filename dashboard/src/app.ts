@@ -1,5 +1,5 @@
 import { PROVINCE_CODES, PROVINCES, provinceByCode, type AlertView, type ProvinceSummary, type ReplayState, type SessionInfo } from '@citypulse/contracts';
-import { acknowledgeAlert, getHistory, getUiConfig, isUnauthorized, listDevices, logout, me } from './api.js';
+import { acknowledgeAlert, getHistory, getUiConfig, isUnauthorized, listDevices, logout, me, type UiConfig } from './api.js';
 import { installHook, removeHook } from './hook.js';
 import { lang, messages, onLanguageChange, setLang, tx } from './i18n.js';
 import { ActiveAlerts } from './live/alerts.js';
@@ -8,7 +8,7 @@ import { kpisFromDevices, kpisFromSummaries, type Kpis } from './live/kpis.js';
 import { DeviceLayer } from './live/layer.js';
 import { connectLive, type ConnectionState, type LiveConnection } from './live/socket.js';
 import { DeviceStore, LIVE_WINDOW_MS } from './live/store.js';
-import { applyChoropleth } from './map/choropleth.js';
+import { ProvinceChoropleth } from './map/choropleth.js';
 import { loadMapEngine, type MapEngine, type MapInstance } from './map/engine.js';
 import { MapInteraction } from './map/interaction.js';
 import { ProvinceLabels } from './map/labels.js';
@@ -47,6 +47,9 @@ const STATUS_TICK_MS = 1_000;
 const BASE_STYLE_TIMEOUT_MS = 10_000;
 /** Zoom a device is shown at when picked in the search or the alert list. */
 const DEVICE_ZOOM = 14;
+/** The UI config is retried after 1 s, 2 s, 4 s… up to every 30 s. */
+const CONFIG_RETRY_FIRST_MS = 1_000;
+const CONFIG_RETRY_MAX_MS = 30_000;
 
 const MAPBOX_STYLES: Readonly<Record<Exclude<BaseMap, 'offline'>, string>> = {
   'mapbox-dark': 'mapbox://styles/mapbox/dark-v10',
@@ -80,6 +83,7 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
   let message: (() => string) | null = null;
   let live: LiveConnection | null = null;
   let map: MapInstance | null = null;
+  let choropleth: ProvinceChoropleth | null = null;
   let engine: MapEngine | null = null;
   let labels: ProvinceLabels | null = null;
   let layer: DeviceLayer | null = null;
@@ -128,6 +132,7 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
   });
   const search = new DeviceSearch({
     entries: () => store.all(),
+    provinces,
     onPickDevice: (id) => flyToDevice(id),
     onPickProvince: (code) => {
       picker.value = code;
@@ -149,7 +154,7 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
       })
     : null;
   const layerControl = new LayerControl(layers, { mapbox: false, onChange: (next) => applyLayers(next) });
-  const picker = renderProvincePicker((code) => flyToProvince(code));
+  const picker = renderProvincePicker(provinces, (code) => flyToProvince(code));
 
   const areaLabel = tx(h('span'), M.area);
   root.replaceChildren(
@@ -209,7 +214,7 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
   };
 
   const renderChoropleth = (): void => {
-    if (map && !destroyed) applyChoropleth(map, layers.choropleth, (code) => kpisOf(code));
+    if (!destroyed) choropleth?.apply(layers.choropleth, (code) => kpisOf(code));
   };
 
   const renderAlerts = (): void => {
@@ -344,6 +349,7 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
     if (map.getLayer(LAYER.heatmap)) map.setLayoutProperty(LAYER.heatmap, 'visibility', layers.heatmap ? 'visible' : 'none');
     map.setFilter(LAYER.deviceSelected, deviceFilter(panel.selected));
     map.setFilter(LAYER.provinceSelected, provinceFilter(province));
+    choropleth?.invalidate();
     renderChoropleth();
     layer?.invalidate();
   }
@@ -404,6 +410,24 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
     renderStatus();
   };
 
+  /** The map waits for the api's UI config; a failure is shown and retried with backoff until it loads. */
+  async function loadUiConfig(): Promise<UiConfig | null> {
+    for (let attempt = 0; !destroyed; attempt++) {
+      try {
+        const loaded = await getUiConfig();
+        message = null;
+        renderStatus();
+        return loaded;
+      } catch (error) {
+        failed(error);
+        if (isUnauthorized(error)) return null;
+        // Not cleared on destroy: the loop sees `destroyed` when it wakes and ends.
+        await new Promise<void>((resolve) => setTimeout(resolve, Math.min(CONFIG_RETRY_MAX_MS, CONFIG_RETRY_FIRST_MS * 2 ** attempt)));
+      }
+    }
+    return null;
+  }
+
   function fetchDevices(): Promise<void> {
     lastDeviceFetch = Date.now();
     return listDevices().then((views) => {
@@ -438,10 +462,7 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
     failed(error);
     scheduleDeviceRefresh();
   });
-  const config = await getUiConfig().catch((error: unknown) => {
-    failed(error);
-    return null;
-  });
+  const config = await loadUiConfig();
   if (config === null || destroyed) return { destroy };
   engine = await loadMapEngine(config.mapboxAccessToken);
   if (destroyed) return { destroy };
@@ -461,8 +482,19 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
     maxZoom: 17,
   });
   map = m;
+  choropleth = new ProvinceChoropleth(m);
   m.addControl(new engine.NavigationControl({ showCompass: false }), 'top-right');
-  m.addControl(new engine.AttributionControl({ compact: true, customAttribution: M.attribution() }), 'bottom-right');
+  // The attribution's text is fixed at construction: a language change swaps the control.
+  const mapEngine = engine;
+  let attribution = new mapEngine.AttributionControl({ compact: true, customAttribution: M.attribution() });
+  m.addControl(attribution, 'bottom-right');
+  unsubscribe.push(
+    onLanguageChange(() => {
+      m.removeControl(attribution);
+      attribution = new mapEngine.AttributionControl({ compact: true, customAttribution: M.attribution() });
+      m.addControl(attribution, 'bottom-right');
+    }),
+  );
   m.on('error', (event: { error?: unknown }) => {
     // While a Mapbox base is loading, an error is most likely its style failing to load.
     if (layers.base !== 'offline' && !m.getLayer(LAYER.sea) && !m.getSource(SOURCE.devices)) {

@@ -1,8 +1,9 @@
 import { LOS_COLORS, VN_AQI_METHOD, vnAqiBand, type Domain, type FieldValue } from '@citypulse/contracts';
+import { lang, messages, pick, type Lang, type Translation } from './i18n.js';
 
 /**
- * How readings are shown to operators: Vietnamese labels first, units, number formats. Pure (no
- * DOM), so it is unit-tested in Node. Field names are the contract's (FIWARE Smart Data Models
+ * How readings are shown to operators: labels, units and number formats in the current language
+ * (Vietnamese first, English as the toggle: "42,5" / "42.5"). No DOM, so it is unit-tested in Node. Field names are the contract's (FIWARE Smart Data Models
  * plus the derived fields of contracts/enrich.ts, flattened with '_').
  */
 
@@ -15,18 +16,28 @@ export const DOMAIN_LABELS: Readonly<Record<Domain, { readonly vi: string; reado
   energy: { vi: 'Năng lượng', en: 'Energy' },
 };
 
-export const STATUS_LABELS: Readonly<Record<string, string>> = {
-  online: 'Trực tuyến / online',
-  offline: 'Mất kết nối / offline',
-  unknown: 'Chưa rõ / unknown',
-};
+const M = messages({
+  yes: { vi: 'có', en: 'yes' },
+  no: { vi: 'không', en: 'no' },
+  noDust: { vi: 'chưa đủ dữ liệu bụi (PM2.5/PM10)', en: 'not enough dust data (PM2.5/PM10)' },
+  dominant: (name: string) => ({ vi: ` · chất chính ${name}`, en: ` · dominant ${name}` }),
+  indicative: { vi: `Chỉ số tức thời theo ${VN_AQI_METHOD}, không phải AQI giờ chính thức.`, en: `Indicative index after ${VN_AQI_METHOD}, not the official hourly AQI.` },
+  speed: (speed: string) => ({ vi: `tốc độ TB ${speed}`, en: `average speed ${speed}` }),
+  load: (load: string) => ({ vi: `Tải ${load}`, en: `Load ${load}` }),
+  frequency: (band: string) => ({ vi: `tần số ${band}`, en: `frequency ${band}` }),
+  outOfBand: { vi: ' · NGOÀI DẢI', en: ' · OUT OF BAND' },
+  minutes: (n: string) => ({ vi: `${n} phút`, en: `${n} min` }),
+  hours: (n: string) => ({ vi: `${n} giờ`, en: `${n} h` }),
+  ago: (duration: string) => ({ vi: `${duration} trước`, en: `${duration} ago` }),
+});
 
 type Kind = 'number' | 'integer' | 'fraction-percent' | 'power' | 'text' | 'bool';
 
 interface FieldSpec {
   readonly vi: string;
   readonly en: string;
-  readonly unit?: string;
+  /** A symbol ('µg/m³') or, for words, the unit in both languages. */
+  readonly unit?: string | Translation;
   readonly kind: Kind;
   /** Decimal places for 'number' (and for percentages). */
   readonly digits?: number;
@@ -36,6 +47,8 @@ const pollutant = (vi: string, en: string): FieldSpec => ({ vi, en, unit: 'µg/m
 const phase = (vi: string, en: string, unit: string, digits: number): FieldSpec => ({ vi, en, unit, kind: 'number', digits });
 
 /** Catalogue order is display order. */
+const VEHICLES: Translation = { vi: 'xe', en: 'veh' };
+
 const FIELDS: Readonly<Record<string, FieldSpec>> = {
   // environment (concentrations in µg/m³, CO too, as VN_AQI expects)
   vnAqi: { vi: 'VN_AQI (tức thời)', en: 'indicative VN_AQI', kind: 'integer' },
@@ -52,9 +65,9 @@ const FIELDS: Readonly<Record<string, FieldSpec>> = {
   // traffic (FIWARE TrafficFlowObserved)
   los: { vi: 'Mức phục vụ (LOS)', en: 'level of service', kind: 'text' },
   averageVehicleSpeed: { vi: 'Tốc độ trung bình', en: 'average speed', unit: 'km/h', kind: 'number', digits: 1 },
-  intensity: { vi: 'Lưu lượng trong kỳ', en: 'vehicles in period', unit: 'xe', kind: 'integer' },
-  flowVehPerHour: { vi: 'Lưu lượng', en: 'flow', unit: 'xe/h', kind: 'integer' },
-  densityPcPerMiLn: { vi: 'Mật độ', en: 'density', unit: 'pcu/mi/làn', kind: 'number', digits: 1 },
+  intensity: { vi: 'Lưu lượng trong kỳ', en: 'vehicles in period', unit: VEHICLES, kind: 'integer' },
+  flowVehPerHour: { vi: 'Lưu lượng', en: 'flow', unit: { vi: 'xe/h', en: 'veh/h' }, kind: 'integer' },
+  densityPcPerMiLn: { vi: 'Mật độ', en: 'density', unit: { vi: 'pcu/mi/làn', en: 'pcu/mi/lane' }, kind: 'number', digits: 1 },
   occupancy: { vi: 'Độ chiếm dụng', en: 'occupancy', kind: 'fraction-percent', digits: 0 },
   periodSeconds: { vi: 'Chu kỳ đếm', en: 'period', unit: 's', kind: 'integer' },
   averageVehicleLength: { vi: 'Chiều dài xe TB', en: 'average length', unit: 'm', kind: 'number', digits: 1 },
@@ -62,12 +75,12 @@ const FIELDS: Readonly<Record<string, FieldSpec>> = {
   congested: { vi: 'Ùn tắc', en: 'congested', kind: 'bool' },
   laneId: { vi: 'Làn', en: 'lane', kind: 'integer' },
   laneDirection: { vi: 'Hướng', en: 'direction', kind: 'text' },
-  intensityByVehicleType_motorcycle: { vi: 'Xe máy', en: 'motorcycles', unit: 'xe', kind: 'integer' },
-  intensityByVehicleType_car: { vi: 'Ô tô con', en: 'cars', unit: 'xe', kind: 'integer' },
-  intensityByVehicleType_bus: { vi: 'Xe buýt', en: 'buses', unit: 'xe', kind: 'integer' },
-  intensityByVehicleType_lorry: { vi: 'Xe tải', en: 'lorries', unit: 'xe', kind: 'integer' },
-  intensityByVehicleType_van: { vi: 'Xe van', en: 'vans', unit: 'xe', kind: 'integer' },
-  intensityByVehicleType_bicycle: { vi: 'Xe đạp', en: 'bicycles', unit: 'xe', kind: 'integer' },
+  intensityByVehicleType_motorcycle: { vi: 'Xe máy', en: 'motorcycles', unit: VEHICLES, kind: 'integer' },
+  intensityByVehicleType_car: { vi: 'Ô tô con', en: 'cars', unit: VEHICLES, kind: 'integer' },
+  intensityByVehicleType_bus: { vi: 'Xe buýt', en: 'buses', unit: VEHICLES, kind: 'integer' },
+  intensityByVehicleType_lorry: { vi: 'Xe tải', en: 'lorries', unit: VEHICLES, kind: 'integer' },
+  intensityByVehicleType_van: { vi: 'Xe van', en: 'vans', unit: VEHICLES, kind: 'integer' },
+  intensityByVehicleType_bicycle: { vi: 'Xe đạp', en: 'bicycles', unit: VEHICLES, kind: 'integer' },
   // energy (FIWARE ThreePhaseAcMeasurement)
   loadFactor: { vi: 'Hệ số tải', en: 'load factor', kind: 'fraction-percent', digits: 0 },
   totalActivePower: { vi: 'Công suất tác dụng', en: 'active power', unit: 'W', kind: 'power' },
@@ -97,28 +110,33 @@ const HIDDEN_FIELDS = new Set(['seq', 'ts']);
 const FIELD_ORDER = new Map(Object.keys(FIELDS).map((name, i) => [name, i]));
 
 /** VN_AQI parameter keys (contracts/aqi.ts) as operators read them, and the field each one comes from. */
-const POLLUTANT_NAMES: Readonly<Record<string, { readonly label: string; readonly field: string }>> = {
-  pm25: { label: 'PM2.5', field: 'pm25' },
-  pm10: { label: 'PM10', field: 'pm10' },
-  o3_1h: { label: 'O₃ (1 giờ)', field: 'o3' },
-  o3_8h: { label: 'O₃ (8 giờ)', field: 'o3' },
-  no2: { label: 'NO₂', field: 'no2' },
-  co: { label: 'CO', field: 'co' },
-  so2: { label: 'SO₂', field: 'so2' },
+const same = (text: string): Translation => ({ vi: text, en: text });
+const POLLUTANT_NAMES: Readonly<Record<string, { readonly label: Translation; readonly field: string }>> = {
+  pm25: { label: same('PM2.5'), field: 'pm25' },
+  pm10: { label: same('PM10'), field: 'pm10' },
+  o3_1h: { label: { vi: 'O₃ (1 giờ)', en: 'O₃ (1 h)' }, field: 'o3' },
+  o3_8h: { label: { vi: 'O₃ (8 giờ)', en: 'O₃ (8 h)' }, field: 'o3' },
+  no2: { label: same('NO₂'), field: 'no2' },
+  co: { label: same('CO'), field: 'co' },
+  so2: { label: same('SO₂'), field: 'so2' },
 };
 
-const FREQUENCY_BANDS: Readonly<Record<string, string>> = {
-  normal: 'bình thường (±0,2 Hz)',
-  unstable: 'dao động (±0,5 Hz)',
-  outside: 'ngoài dải',
+const FREQUENCY_BANDS: Readonly<Record<string, Translation>> = {
+  normal: { vi: 'bình thường (±0,2 Hz)', en: 'normal (±0.2 Hz)' },
+  unstable: { vi: 'dao động (±0,5 Hz)', en: 'unstable (±0.5 Hz)' },
+  outside: { vi: 'ngoài dải', en: 'outside the band' },
 };
 
-const numberFormats = new Map<number, Intl.NumberFormat>();
+/** Number style per language: Vietnamese "1.234,5", English "1,234.5". */
+const LOCALES: Readonly<Record<Lang, string>> = { vi: 'vi-VN', en: 'en-GB' };
+
+const numberFormats = new Map<string, Intl.NumberFormat>();
 function numberFormat(digits: number): Intl.NumberFormat {
-  let format = numberFormats.get(digits);
+  const key = `${lang()}:${digits}`;
+  let format = numberFormats.get(key);
   if (!format) {
-    format = new Intl.NumberFormat('vi-VN', { minimumFractionDigits: digits, maximumFractionDigits: digits });
-    numberFormats.set(digits, format);
+    format = new Intl.NumberFormat(LOCALES[lang()], { minimumFractionDigits: digits, maximumFractionDigits: digits });
+    numberFormats.set(key, format);
   }
   return format;
 }
@@ -136,7 +154,8 @@ export function formatPower(value: number, unit: string): string {
 }
 
 export function pollutantName(parameter: string): string {
-  return POLLUTANT_NAMES[parameter]?.label ?? parameter;
+  const name = POLLUTANT_NAMES[parameter];
+  return name ? pick(name.label) : parameter;
 }
 
 export function fieldLabel(name: string): { readonly vi: string; readonly en: string } {
@@ -147,29 +166,37 @@ export function fieldLabel(name: string): { readonly vi: string; readonly en: st
 export function fieldUnit(name: string): string {
   const spec = FIELDS[name];
   if (!spec) return '';
-  return spec.kind === 'fraction-percent' ? '%' : (spec.unit ?? '');
+  return spec.kind === 'fraction-percent' ? '%' : unitText(spec.unit);
 }
 
-/** A value with its unit, e.g. "42,5 µg/m³", "73 %", "1,2 kW", "có". */
+function unitText(unit: string | Translation | undefined): string {
+  if (unit === undefined) return '';
+  return typeof unit === 'string' ? unit : pick(unit);
+}
+
+/** A value with its unit in the current language, e.g. "42,5 µg/m³", "73 %", "1,2 kW", "có". */
 export function formatFieldValue(name: string, value: FieldValue): string {
   const spec = FIELDS[name];
-  if (typeof value === 'boolean') return value ? 'có' : 'không';
+  if (typeof value === 'boolean') return value ? M.yes() : M.no();
   if (typeof value === 'string') {
     if (name === 'vnAqiDominant') return pollutantName(value);
-    if (name === 'frequencyBand') return FREQUENCY_BANDS[value] ?? value;
+    if (name === 'frequencyBand') {
+      const band = FREQUENCY_BANDS[value];
+      return band ? pick(band) : value;
+    }
     return value;
   }
   if (!Number.isFinite(value)) return '—';
   if (!spec) return formatNumber(value, Number.isInteger(value) ? 0 : 2);
   switch (spec.kind) {
     case 'integer':
-      return withUnit(formatNumber(Math.round(value), 0), spec.unit);
+      return withUnit(formatNumber(Math.round(value), 0), unitText(spec.unit));
     case 'number':
-      return withUnit(formatNumber(value, spec.digits ?? 1), spec.unit);
+      return withUnit(formatNumber(value, spec.digits ?? 1), unitText(spec.unit));
     case 'fraction-percent':
       return `${formatNumber(value * 100, spec.digits ?? 0)} %`;
     case 'power':
-      return formatPower(value, spec.unit ?? 'W');
+      return formatPower(value, unitText(spec.unit) || 'W');
     case 'text':
     case 'bool':
       return String(value);
@@ -180,7 +207,7 @@ export function formatFieldValue(name: string, value: FieldValue): string {
   }
 }
 
-function withUnit(text: string, unit: string | undefined): string {
+function withUnit(text: string, unit: string): string {
   return unit ? `${text} ${unit}` : text;
 }
 
@@ -215,29 +242,30 @@ export interface Headline {
   readonly note?: string;
 }
 
-/** The one-line summary the panel leads with, per domain. */
+/** The one-line summary the panel leads with, per domain, in the current language. */
 export function headline(domain: Domain, values: Readonly<Record<string, FieldValue>>, derived: Readonly<Record<string, FieldValue>>): Headline {
   switch (domain) {
     case 'environment': {
       const aqi = typeof derived.vnAqi === 'number' ? derived.vnAqi : undefined;
-      if (aqi === undefined) return { title: 'VN_AQI —', detail: 'chưa đủ dữ liệu bụi (PM2.5/PM10)' };
+      if (aqi === undefined) return { title: 'VN_AQI —', detail: M.noDust() };
       const band = vnAqiBand(aqi);
-      const dominant = typeof derived.vnAqiDominant === 'string' ? ` · chất chính ${pollutantName(derived.vnAqiDominant)}` : '';
+      const dominant = typeof derived.vnAqiDominant === 'string' ? M.dominant(pollutantName(derived.vnAqiDominant)) : '';
       return {
         title: `VN_AQI ${formatNumber(aqi, 0)}`,
-        detail: `${band.labelVi} (${band.labelEn})${dominant}`,
-        note: `${band.adviceVi} Chỉ số tức thời theo ${VN_AQI_METHOD}, không phải AQI giờ chính thức.`,
+        // The band keeps its official Vietnamese name beside the English one.
+        detail: `${lang() === 'en' ? `${band.labelEn} (${band.labelVi})` : `${band.labelVi} (${band.labelEn})`}${dominant}`,
+        note: `${pick({ vi: band.adviceVi, en: band.adviceEn })} ${M.indicative()}`,
       };
     }
     case 'traffic': {
       const los = typeof derived.los === 'string' && derived.los in LOS_COLORS ? derived.los : undefined;
       const speed = typeof values.averageVehicleSpeed === 'number' ? formatFieldValue('averageVehicleSpeed', values.averageVehicleSpeed) : '—';
-      return { title: `LOS ${los ?? '—'}`, detail: `tốc độ TB ${speed}` };
+      return { title: `LOS ${los ?? '—'}`, detail: M.speed(speed) };
     }
     case 'energy': {
       const load = typeof derived.loadFactor === 'number' ? formatFieldValue('loadFactor', derived.loadFactor) : '—';
       const band = typeof derived.frequencyBand === 'string' ? formatFieldValue('frequencyBand', derived.frequencyBand) : '—';
-      return { title: `Tải ${load}`, detail: `tần số ${band}${derived.outOfBand === true ? ' · NGOÀI DẢI' : ''}` };
+      return { title: M.load(load), detail: `${M.frequency(band)}${derived.outOfBand === true ? M.outOfBand() : ''}` };
     }
     default: {
       const unreachable: never = domain;
@@ -265,28 +293,31 @@ export function formatDateTime(ms: number): string {
   return `${dayFormat.format(ms)} ${timeFormat.format(ms)}`;
 }
 
-/** "12 s", "3 phút", "1,5 giờ". */
+/** "12 s", "3 phút", "1,5 giờ" (English: "12 s", "3 min", "1.5 h"). */
 export function formatDuration(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
   if (s < 60) return `${s} s`;
   const m = Math.round(s / 60);
-  if (m < 60) return `${m} phút`;
-  return `${formatNumber(m / 60, 1)} giờ`;
+  if (m < 60) return M.minutes(String(m));
+  return M.hours(formatNumber(m / 60, 1));
 }
 
-/** "12 s trước", "3 phút trước". */
+/** "12 s trước", "3 phút trước" (English: "12 s ago"). */
 export function formatAge(ms: number): string {
-  return `${formatDuration(ms)} trước`;
+  return M.ago(formatDuration(ms));
 }
 
-const compactFormat = new Intl.NumberFormat('vi-VN', { notation: 'compact', maximumFractionDigits: 1 });
+const compactFormats: Readonly<Record<Lang, Intl.NumberFormat>> = {
+  vi: new Intl.NumberFormat(LOCALES.vi, { notation: 'compact', maximumFractionDigits: 1 }),
+  en: new Intl.NumberFormat(LOCALES.en, { notation: 'compact', maximumFractionDigits: 1 }),
+};
 
 /**
  * Chart axis ticks: as many decimals as the tick increment needs (so 20,2 / 20,4 never both read
  * "20"), compact notation from 10 000 up.
  */
 export function formatAxisValue(value: number, increment: number): string {
-  if (Math.abs(value) >= 10_000 && increment >= 1000) return compactFormat.format(value);
+  if (Math.abs(value) >= 10_000 && increment >= 1000) return compactFormats[lang()].format(value);
   const digits = increment > 0 && Number.isFinite(increment) ? Math.min(4, Math.max(0, -Math.floor(Math.log10(increment) + 1e-9))) : 0;
   return formatNumber(value, digits);
 }

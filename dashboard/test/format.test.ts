@@ -1,5 +1,8 @@
-import { describe, expect, it } from 'vitest';
-import { describeReading, formatAxisValue, formatDateTime, formatFieldValue, formatPower, formatTime, headline } from '../src/format.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { describeReading, formatAge, formatAxisValue, formatDateTime, formatDuration, formatFieldValue, formatPower, formatTime, headline } from '../src/format.js';
+import { setLang } from '../src/i18n.js';
+
+afterEach(() => setLang('vi'));
 
 describe('formatFieldValue', () => {
   it('formats concentrations, percentages and power with Vietnamese number style and units', () => {
@@ -63,5 +66,43 @@ describe('formatAxisValue', () => {
     expect(formatAxisValue(150, 50)).toBe('150');
     expect(formatAxisValue(0.25, 0.05)).toBe('0,25');
     expect(formatAxisValue(250_000, 50_000)).toMatch(/^250\sN$/); // ICU puts a no-break space before N (nghìn)
+  });
+});
+
+describe('in English', () => {
+  it('formats numbers, units, booleans and bands in English', () => {
+    setLang('en');
+    expect(formatFieldValue('pm25', 42.51)).toBe('42.5 µg/m³');
+    expect(formatFieldValue('flowVehPerHour', 1234.4)).toBe('1,234 veh/h');
+    expect(formatFieldValue('intensityByVehicleType_motorcycle', 12)).toBe('12 veh');
+    expect(formatFieldValue('congested', false)).toBe('no');
+    expect(formatFieldValue('outOfBand', true)).toBe('yes');
+    expect(formatFieldValue('frequencyBand', 'unstable')).toBe('unstable (±0.5 Hz)');
+    expect(formatFieldValue('vnAqiDominant', 'o3_8h')).toBe('O₃ (8 h)');
+    expect(formatPower(1_234_567, 'W')).toBe('1.23 MW');
+    expect(formatAxisValue(20.2, 0.2)).toBe('20.2');
+  });
+
+  it('writes headlines without Vietnamese, keeping the official band name beside the English one', () => {
+    setLang('en');
+    const env = headline('environment', { pm25: 20 }, { vnAqi: 61, vnAqiDominant: 'no2' });
+    expect(env.title).toBe('VN_AQI 61');
+    expect(env.detail).toBe('Moderate (Trung bình) · dominant NO₂');
+    expect(env.note).toBe('Sensitive groups should limit their time outdoors. Indicative index after VN_AQI (QĐ 1459/QĐ-TCMT, 2019), not the official hourly AQI.');
+    expect(headline('environment', {}, {}).detail).toBe('not enough dust data (PM2.5/PM10)');
+    expect(headline('traffic', { averageVehicleSpeed: 42 }, { los: 'C' }).detail).toBe('average speed 42.0 km/h');
+    const energy = headline('energy', {}, { loadFactor: 0.72, frequencyBand: 'outside', outOfBand: true });
+    expect(energy).toEqual({ title: 'Load 72 %', detail: 'frequency outside the band · OUT OF BAND' });
+  });
+
+  it('writes durations and ages in English, and Vietnamese again after switching back', () => {
+    setLang('en');
+    expect(formatDuration(12_000)).toBe('12 s');
+    expect(formatAge(180_000)).toBe('3 min ago');
+    expect(formatAge(90 * 60_000)).toBe('1.5 h ago');
+    setLang('vi');
+    expect(formatAge(180_000)).toBe('3 phút trước');
+    expect(formatAge(90 * 60_000)).toBe('1,5 giờ trước');
+    expect(formatFieldValue('congested', false)).toBe('không');
   });
 });

@@ -75,19 +75,39 @@ export function noDataLabel(): string {
 
 /**
  * Colours the provinces by `kpi` (feature-state `color` per province; the layer draws nothing
- * where it is absent) or hides the layer for 'none'. Cheap: 34 feature-states.
+ * where it is absent) or hides the layer for 'none'. Called every second: it remembers what the
+ * map holds and sets only the provinces whose colour changed, and nothing at all while hidden.
  */
-export function applyChoropleth(map: MapInstance, kpi: ChoroplethKpi, kpisOf: (province: string) => Kpis | undefined): void {
-  if (!map.getLayer(LAYER.choropleth)) return;
-  map.setLayoutProperty(LAYER.choropleth, 'visibility', kpi === 'none' ? 'none' : 'visible');
-  for (const code of PROVINCE_CODES) {
-    let color: string | null = null;
-    if (kpi !== 'none') {
-      const scale = CHOROPLETH_SCALES[kpi];
+export class ProvinceChoropleth {
+  /** Colour per province as last set on the map (null: cleared). */
+  private readonly drawn = new Map<string, string | null>();
+  private visible: boolean | null = null;
+
+  constructor(private readonly map: MapInstance) {}
+
+  /** After a style load the layer and its feature-states are new: the next apply sets them all. */
+  invalidate(): void {
+    this.drawn.clear();
+    this.visible = null;
+  }
+
+  apply(kpi: ChoroplethKpi, kpisOf: (province: string) => Kpis | undefined): void {
+    if (!this.map.getLayer(LAYER.choropleth)) return;
+    const visible = kpi !== 'none';
+    if (visible !== this.visible) {
+      this.map.setLayoutProperty(LAYER.choropleth, 'visibility', visible ? 'visible' : 'none');
+      this.visible = visible;
+    }
+    // Hidden, the colours are left as they were: they are recomputed before the layer shows again.
+    if (!visible) return;
+    const scale = CHOROPLETH_SCALES[kpi];
+    for (const code of PROVINCE_CODES) {
       const kpis = kpisOf(code);
       const value = kpis ? scale.value(kpis) : undefined;
-      if (value !== undefined && Number.isFinite(value)) color = scale.color(value);
+      const color = value !== undefined && Number.isFinite(value) ? scale.color(value) : null;
+      if (this.drawn.get(code) === color && this.drawn.has(code)) continue;
+      this.map.setFeatureState({ source: SOURCE.provinces, id: code }, { color });
+      this.drawn.set(code, color);
     }
-    map.setFeatureState({ source: SOURCE.provinces, id: code }, { color });
   }
 }

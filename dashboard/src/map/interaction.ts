@@ -5,7 +5,7 @@ import { SEVERITY_PALETTE, epaAqiOf } from '../live/features.js';
 import { type DeviceStore } from '../live/store.js';
 import { h } from '../ui/dom.js';
 import { type MapEngine, type MapInstance } from './engine.js';
-import { LAYER } from './style.js';
+import { LAYER, SOURCE } from './style.js';
 
 const M = messages({
   devices: (n: number) => ({ vi: `${n} thiết bị`, en: `${n} devices` }),
@@ -47,7 +47,7 @@ interface ClusterProps {
 export class MapInteraction {
   private readonly popup: InstanceType<MapEngine['Popup']>;
   private hovered: string | number | null = null;
-  private readonly counts = new Map<number, { marker: InstanceType<MapEngine['Marker']>; el: HTMLElement }>();
+  private readonly counts = new Map<number, { marker: InstanceType<MapEngine['Marker']>; el: HTMLElement; lng: number; lat: number }>();
   private countTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly off: (() => void)[] = [];
 
@@ -58,7 +58,10 @@ export class MapInteraction {
     this.listen('mouseout', () => this.hidePopup());
     this.listen('click', (event) => this.onClick(event.point));
     this.listen('moveend', () => this.scheduleCounts());
-    this.listen('sourcedata', () => this.scheduleCounts());
+    // Only the devices source's data moves clusters (the provinces and heat sources do not).
+    this.listen('sourcedata', (event) => {
+      if (event.sourceId === SOURCE.devices) this.scheduleCounts();
+    });
     this.scheduleCounts();
   }
 
@@ -77,7 +80,7 @@ export class MapInteraction {
     this.counts.clear();
   }
 
-  private listen(type: 'mousemove' | 'mouseout' | 'click' | 'moveend' | 'sourcedata', handler: (event: { point: { x: number; y: number } }) => void): void {
+  private listen(type: 'mousemove' | 'mouseout' | 'click' | 'moveend' | 'sourcedata', handler: (event: { point: { x: number; y: number }; sourceId?: string }) => void): void {
     const map = this.deps.map as unknown as { on(t: string, f: (e: never) => void): void; off(t: string, f: (e: never) => void): void };
     const fn = (event: never): void => handler(event);
     map.on(type, fn);
@@ -215,12 +218,17 @@ export class MapInteraction {
       const text = props.point_count >= 1000 ? `${Math.round(props.point_count / 100) / 10}k` : String(props.point_count);
       const held = this.counts.get(props.cluster_id);
       if (held) {
-        held.marker.setLngLat([lng, lat]);
-        held.el.textContent = text;
+        // Readings change colours, not clusters: most refreshes find every label as it was.
+        if (held.lng !== lng || held.lat !== lat) {
+          held.marker.setLngLat([lng, lat]);
+          held.lng = lng;
+          held.lat = lat;
+        }
+        if (held.el.textContent !== text) held.el.textContent = text;
         continue;
       }
       const el = h('div', { className: 'cluster-count', text, attrs: { 'aria-hidden': 'true' } });
-      this.counts.set(props.cluster_id, { el, marker: new engine.Marker({ element: el }).setLngLat([lng, lat]).addTo(map) });
+      this.counts.set(props.cluster_id, { el, lng, lat, marker: new engine.Marker({ element: el }).setLngLat([lng, lat]).addTo(map) });
     }
     for (const [id, held] of this.counts) {
       if (seen.has(id)) continue;

@@ -38,7 +38,7 @@ export class ProvinceLabels {
       const el = document.createElement('div');
       el.className = 'province-label';
       el.textContent = province.name;
-      el.title = `${province.name} (${province.nameEn}) · mã ${province.code}`;
+      el.title = `${province.name} (${province.nameEn}) · ${province.code}`;
       el.dataset.code = province.code;
       const marker = new engine.Marker({ element: el, anchor: 'top', offset: [0, LABEL_OFFSET_Y_PX] }).setLngLat([province.label[0], province.label[1]]).addTo(map);
       return { province, el, marker, width: 0, height: 0 };

@@ -1,6 +1,6 @@
 import { provinceByCode, type AlertSeverity, type AlertView } from '@citypulse/contracts';
 import { ApiError } from '../api.js';
-import { DOMAIN_LABELS, formatAge, formatDateTime, formatDuration } from '../format.js';
+import { DOMAIN_LABELS, formatAge, formatDateTime } from '../format.js';
 import { lang, messages, onLanguageChange, pick, tx } from '../i18n.js';
 import type { ActiveAlerts } from '../live/alerts.js';
 import { h } from './dom.js';
@@ -45,17 +45,7 @@ const M = messages({
   conflict: { vi: 'Cảnh báo này đã được xác nhận.', en: 'This alert was already acknowledged.' },
   failed: { vi: 'Không gửi được xác nhận, vui lòng thử lại.', en: 'Could not send the acknowledgement; try again.' },
   replay: { vi: 'Phát lại từ đây', en: 'Replay from here' },
-  ago: (ms: number) => ({ vi: formatAge(ms), en: `${englishDuration(ms)} ago` }),
 });
-
-/** format.ts writes durations in Vietnamese only; the English toggle needs its own. */
-function englishDuration(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 60) return `${s} s`;
-  const m = Math.round(s / 60);
-  if (m < 60) return `${m} min`;
-  return formatDuration(ms).replace('giờ', 'h');
-}
 
 export interface AlertsPanelDeps {
   readonly book: ActiveAlerts;
@@ -203,7 +193,7 @@ export class AlertsPanel {
     const province = provinceByCode(alert.province);
     const provinceName = province ? (language === 'en' ? province.nameEn : province.name) : alert.province;
     const name = this.deps.deviceName(alert.deviceId) ?? alert.deviceId;
-    const age = h('span', { className: 'alert-age', text: M.ago(this.now() - alert.raisedAt) });
+    const age = h('span', { className: 'alert-age', text: formatAge(this.now() - alert.raisedAt) });
     const form = this.forms.get(alert.id);
     const actions: HTMLElement[] = [];
     if (this.deps.canAcknowledge && alert.ack === null && !form && !this.sent.has(alert.id)) {
@@ -369,7 +359,7 @@ export class AlertsPanel {
   private refreshAges(): void {
     if (!this.el.isConnected) return;
     const now = this.now();
-    for (const item of this.items.values()) item.age.textContent = M.ago(now - item.alert.raisedAt);
+    for (const item of this.items.values()) item.age.textContent = formatAge(now - item.alert.raisedAt);
   }
 
   /** Which alert and which control of it has the focus, so a redraw can give it back. */

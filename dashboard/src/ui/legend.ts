@@ -36,6 +36,7 @@ const M = messages({
   alerts: { vi: 'Vòng cảnh báo: thông tin / cảnh báo / nghiêm trọng', en: 'Alert ring: info / warning / critical' },
   cluster: { vi: 'Cụm: màu của thiết bị xấu nhất, số là số thiết bị', en: 'Cluster: colour of its worst device, number of devices' },
   ring: { vi: 'Viền: lĩnh vực', en: 'Outline: domain' },
+  vnAqiIndicative: { vi: 'VN_AQI (chỉ số tức thời)', en: 'VN_AQI (indicative)' },
 });
 
 export type BaseMap = 'offline' | 'mapbox-dark' | 'mapbox-streets';
@@ -174,7 +175,7 @@ export class LayerControl {
     const children: (HTMLElement | null)[] = [
       h('label', { className: 'legend-field' }, [h('span', { text: M.scale() }), scaleSelect]),
       s.scale === 'epa' ? h('p', { className: 'legend-warning', text: `⚠ ${M.epaNote()}`, attrs: { 'data-testid': 'epa-note' } }) : null,
-      domainSection('environment', envRows, s.scale === 'epa' ? 'US EPA AQI' : 'VN_AQI (chỉ số tức thời)'),
+      domainSection('environment', envRows, s.scale === 'epa' ? 'US EPA AQI' : M.vnAqiIndicative()),
       check('heatmap', M.heatmap(), s.heatmap, (heatmap) => this.set({ heatmap })),
       domainSection('traffic', LOS_LEVELS.map((los) => row(LOS_COLORS[los], los)), M.los()),
       domainSection('energy', energyRows, M.load()),

@@ -1,4 +1,4 @@
-import { PROVINCES, provinceByCode, type Province } from '@citypulse/contracts';
+import { provinceByCode, type Province } from '@citypulse/contracts';
 import { DOMAIN_LABELS } from '../format.js';
 import { lang, messages, onLanguageChange, pick, tx } from '../i18n.js';
 import type { DeviceEntry } from '../live/store.js';
@@ -160,6 +160,8 @@ const M = messages({
 
 export interface DeviceSearchDeps {
   entries(): Iterable<DeviceEntry>;
+  /** The provinces the operator may watch (their scope): no other province is offered. */
+  readonly provinces: readonly string[];
   onPickDevice(id: string): void;
   onPickProvince(code: string): void;
 }
@@ -182,9 +184,11 @@ export class DeviceSearch {
   private options: HTMLLIElement[] = [];
   private active = -1;
   private readonly unsubscribe: () => void;
+  private readonly provinces: readonly Province[];
 
   constructor(deps: DeviceSearchDeps) {
     this.deps = deps;
+    this.provinces = deps.provinces.map((code) => provinceByCode(code)).filter((p): p is Province => p !== undefined);
     this.listbox.id = this.listId;
     this.listbox.setAttribute('role', 'listbox');
     tx(this.listbox, M.label, 'aria-label');
@@ -246,7 +250,7 @@ export class DeviceSearch {
       this.close();
       return;
     }
-    this.results = searchDevices(query, this.deps.entries(), PROVINCES);
+    this.results = searchDevices(query, this.deps.entries(), this.provinces);
     this.active = this.results.length > 0 ? 0 : -1;
     this.draw();
   }

@@ -1,5 +1,5 @@
 import { formatDuration, formatTime } from '../format.js';
-import { messages } from '../i18n.js';
+import { messages, tx } from '../i18n.js';
 import { type ConnectionState } from '../live/socket.js';
 import { h } from './dom.js';
 
@@ -65,8 +65,7 @@ export class ConnectionIndicator {
   render(s: Pick<StatusInputs, 'connection' | 'mode' | 'lastSignAt' | 'now'>): void {
     const { kind, text } = indicatorState(s);
     if (this.el.dataset.state !== kind) this.el.dataset.state = kind;
-    const full = `● ${text}`;
-    if (this.el.textContent !== full) this.el.textContent = full;
+    setText(this.el, `● ${text}`);
   }
 }
 
@@ -81,23 +80,28 @@ export class StatusBar {
   private readonly message = h('span', { className: 'status-item status-message' });
 
   constructor() {
-    this.el = h('footer', { className: 'statusbar', attrs: { 'aria-label': M.status() } }, [this.connection, this.devices, this.lastFrame, this.batch, this.stale, this.message]);
+    this.el = tx(h('footer', { className: 'statusbar' }, [this.connection, this.devices, this.lastFrame, this.batch, this.stale, this.message]), M.status, 'aria-label');
   }
 
+  /** Called every second and on every change: touches the DOM only where a text changed. */
   render(s: StatusInputs): void {
     const [text, kind] = describeConnection(s.connection);
-    this.connection.textContent = `● ${text}`;
-    this.connection.dataset.state = kind;
-    this.devices.textContent = M.online(s.liveDevices, s.totalDevices);
-    this.lastFrame.textContent = s.lastFrameAt === null ? M.noFrame() : M.lastFrame(formatTime(s.lastFrameAt));
-    this.batch.textContent = M.batch(s.lastBatchMs.toFixed(1));
+    setText(this.connection, `● ${text}`);
+    if (this.connection.dataset.state !== kind) this.connection.dataset.state = kind;
+    setText(this.devices, M.online(s.liveDevices, s.totalDevices));
+    setText(this.lastFrame, s.lastFrameAt === null ? M.noFrame() : M.lastFrame(formatTime(s.lastFrameAt)));
+    setText(this.batch, M.batch(s.lastBatchMs.toFixed(1)));
     const silentFor = staleFor(s.connection, s.lastSignAt, s.now);
-    this.stale.hidden = silentFor === null;
-    this.stale.textContent = silentFor === null ? '' : M.stale(formatDuration(silentFor));
-    this.el.classList.toggle('is-stale', silentFor !== null);
-    this.message.hidden = s.message === null;
-    this.message.textContent = s.message ?? '';
+    if (this.stale.hidden !== (silentFor === null)) this.stale.hidden = silentFor === null;
+    setText(this.stale, silentFor === null ? '' : M.stale(formatDuration(silentFor)));
+    if (this.el.classList.contains('is-stale') !== (silentFor !== null)) this.el.classList.toggle('is-stale', silentFor !== null);
+    if (this.message.hidden !== (s.message === null)) this.message.hidden = s.message === null;
+    setText(this.message, s.message ?? '');
   }
+}
+
+function setText(el: HTMLElement, text: string): void {
+  if (el.textContent !== text) el.textContent = text;
 }
 
 function describeConnection(state: ConnectionState): [string, string] {
