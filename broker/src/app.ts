@@ -15,7 +15,7 @@ import { LoginThrottle, RateLimiter, type RateWindow } from './limits.js';
 import { BrokerMetrics, domainOfTopic, type ClientErrorKind, type DomainLabel, type RefusalReason } from './metrics.js';
 import type { DeviceRegistry, Principal } from './registry.js';
 import { memoryPersistence } from './persistence.js';
-import { createRouter } from './router.js';
+import { createRouter, type Router } from './router.js';
 
 export { BROKER_DEFAULTS, type BrokerLimits };
 
@@ -53,6 +53,11 @@ export interface BuildBrokerOptions {
    * in the store are seen as another broker's and published, and message numbers never collide.
    */
   readonly id?: string;
+  /**
+   * Aedes' router (mqemitter). Default: one node's own (router.ts createRouter); a cluster passes
+   * createRedisRouter's, shared by every node through Redis.
+   */
+  readonly mq?: Router;
 }
 
 const CONNACK = { UNACCEPTABLE_PROTOCOL: 1, IDENTIFIER_REJECTED: 2, SERVER_UNAVAILABLE: 3, BAD_USERNAME_OR_PASSWORD: 4, NOT_AUTHORIZED: 5 } as const;
@@ -149,7 +154,7 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
   const aedesOptions: AedesOptions = {
     id: options.id ?? `citypulse-${hostname()}-${process.pid}-${Date.now().toString(36)}`,
     concurrency: limits.concurrency,
-    mq: createRouter(limits.concurrency),
+    mq: (options.mq ?? createRouter(limits.concurrency)) as AedesOptions['mq'],
     connectTimeout: limits.connectTimeoutMs,
     heartbeatInterval: limits.heartbeatIntervalMs,
     drainTimeout: limits.drainTimeoutMs,

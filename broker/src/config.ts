@@ -49,6 +49,8 @@ const limitVars = Object.fromEntries(
 
 /** Where the broker keeps MQTT sessions (see persistence.ts). */
 export const BROKER_STORES = ['memory', 'disk', 'redis'] as const;
+/** How messages travel between broker nodes (see router.ts). */
+export const BROKER_MQS = ['local', 'redis'] as const;
 
 export const BROKER_CONFIG = {
   ...COMMON_CONFIG,
@@ -63,6 +65,7 @@ export const BROKER_CONFIG = {
   BROKER_HTTP_PORT: { kind: 'port', default: '9102', description: 'port of the broker\'s /metrics (Prometheus) and /healthz (0 turns it off)' },
   BROKER_AUTH: { kind: 'bool', default: 'true', description: 'device logins and the ACL; false only for MQTT conformance tools on a closed network' },
   BROKER_STORE: { kind: 'enum', default: 'disk', values: BROKER_STORES, description: 'where sessions and queued QoS 1/2 messages live: disk (DATA_DIR/mqtt-sessions and DATA_DIR/mqtt-queue), redis, or memory (lost on restart)' },
-  REDIS_URL: { kind: 'url', default: 'redis://127.0.0.1:6379/0', values: ['redis', 'rediss'], description: 'Redis for BROKER_STORE=redis (npm start runs a private one when nothing answers on a loopback address)' },
+  BROKER_MQ: { kind: 'enum', default: 'local', values: BROKER_MQS, description: 'how messages reach subscribers: local (one broker), or redis (a cluster: every node\'s subscribers get what any node receives, through Redis pub/sub; needs BROKER_STORE=redis)' },
+  REDIS_URL: { kind: 'url', default: 'redis://127.0.0.1:6379/0', values: ['redis', 'rediss'], description: 'Redis for BROKER_STORE=redis and BROKER_MQ=redis (npm start runs a private one when nothing answers on a loopback address)' },
   ...limitVars,
 } as const satisfies ConfigSpec;

@@ -20,7 +20,6 @@ export const BROKER_STORE_DEFAULTS = {
   diskFolder: 'mqtt-sessions',
   /** Folder of the queued-message journal inside DATA_DIR (beside LevelDB's: it would take the segment files for its own logs). */
   queueFolder: 'mqtt-queue',
-  redisConnectTimeoutMs: 5_000,
   /** Longest close() waits for the persistence to let go before dropping the connection. */
   closeTimeoutMs: 5_000,
 } as const;
@@ -57,19 +56,6 @@ interface AedesPersistence {
 interface BrokerCounter {
   counter: number;
 }
-
-/** The slice of ioredis used here (it comes with aedes-persistence-redis; the broker does not depend on it). */
-interface RedisConnection {
-  readonly status: string;
-  connect(): Promise<void>;
-  ping(): Promise<string>;
-  smembers(key: string): Promise<string[]>;
-  llen(key: string): Promise<number>;
-  quit(): Promise<unknown>;
-  disconnect(): void;
-  on(event: 'error', listener: (err: Error) => void): unknown;
-}
-type RedisConstructor = new (options: RedisConnectionOptions & { lazyConnect: boolean; connectTimeout: number }) => RedisConnection;
 
 export interface RedisConnectionOptions {
   host: string;
@@ -152,32 +138,10 @@ async function openDisk(options: OpenBrokerStoreOptions): Promise<BrokerStore> {
 
 async function openRedis(options: OpenBrokerStoreOptions): Promise<BrokerStore> {
   const { logger } = options;
-  const connection = parseRedisUrl(options.redisUrl);
-  const where = `redis://${connection.host}:${connection.port}/${connection.db}`;
-  // One connection, made here, so a Redis that is down fails the start with a clear message
-  // instead of aedes-persistence-redis queueing commands and retrying forever.
-  const Redis = createRequire(requireCjs.resolve('aedes-persistence-redis'))('ioredis') as RedisConstructor;
-  const conn = new Redis({ ...connection, lazyConnect: true, connectTimeout: BROKER_STORE_DEFAULTS.redisConnectTimeoutMs });
-  let lastError: Error | undefined;
-  let lastLoggedAt = 0;
-  conn.on('error', (err) => {
-    lastError = err;
-    // ioredis reports every failed reconnect; one line per 10 s is enough to see an outage.
-    if (Date.now() - lastLoggedAt > 10_000) {
-      lastLoggedAt = Date.now();
-      logger.warn({ code: 'E_UPSTREAM', err, redis: where }, 'MQTT session store (Redis) unavailable');
-    }
-  });
-  try {
-    await conn.connect();
-    await conn.ping();
-  } catch (err) {
-    conn.disconnect();
-    const reason = lastError?.message ?? (err as Error).message;
-    throw new CodedError('E_UPSTREAM', `cannot reach Redis at ${where} (${reason}): start it (Debian: apt-get install redis-server) or fix REDIS_URL`, { cause: err });
-  }
-  lastLoggedAt = 0;
-  const createRedisPersistence = requireCjs('aedes-persistence-redis') as (opts: { conn: RedisConnection; maxSessionDelivery: number }) => AedesPersistence;
+  // Imported here: ioredis is loaded only when a Redis store is chosen.
+  const { connectRedis } = await import('./redis.js');
+  const { conn, where } = await connectRedis(options.redisUrl, 'MQTT session store', logger);
+  const createRedisPersistence = requireCjs('aedes-persistence-redis') as (opts: { conn: unknown; maxSessionDelivery: number }) => AedesPersistence;
   // maxSessionDelivery -1 replays the whole queue on reconnect: the default (1000) leaves the
   // rest of a long outage's backlog waiting until the client's next reconnect.
   const persistence = withUniqueCounters(createRedisPersistence({ conn, maxSessionDelivery: -1 }));

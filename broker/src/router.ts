@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import type { Logger } from 'pino';
 
 /**
  * Aedes' router (mqemitter) with a queue that stays cheap when it backs up.
@@ -50,17 +51,57 @@ type MQEmitterFactory = (options: { concurrency: number; matchEmptyLevels: boole
   _messageCallbacks: unknown;
 };
 
+const requireCjs = createRequire(import.meta.url);
 // mqemitter comes with aedes (the broker does not depend on it): load it from there.
 const requireAedes = createRequire(createRequire(import.meta.url).resolve('aedes'));
 const mqemitter = requireAedes('mqemitter') as MQEmitterFactory;
 
 /** What Aedes builds when given no `mq` (mqemitter, empty topic levels match [MQTT-4.7.1-3]), with O(1) queues. */
 export function createRouter(concurrency: number): Router {
-  const router = mqemitter({ concurrency, matchEmptyLevels: true });
+  return withFifoQueues(mqemitter({ concurrency, matchEmptyLevels: true }));
+}
+
+function withFifoQueues<R extends Router & { _messageQueue: unknown; _messageCallbacks: unknown }>(router: R): R {
   if (!Array.isArray(router._messageQueue) || !Array.isArray(router._messageCallbacks)) {
     throw new Error('mqemitter changed: _messageQueue/_messageCallbacks are no longer arrays; review broker/src/router.ts');
   }
   router._messageQueue = new Fifo();
   router._messageCallbacks = new Fifo();
   return router;
+}
+
+export interface RedisRouter {
+  /** Pass to buildBroker({ mq }); Aedes closes it (and its two connections) when it closes. */
+  readonly router: Router;
+  /** For logs: redis://host:port/db. */
+  readonly where: string;
+}
+
+/**
+ * The router of a broker cluster: mqemitter-redis, so a message published on any node reaches the
+ * subscribers of every node (each message is one Redis PUBLISH, and comes back to every node,
+ * this one included, through its subscriber connection). Sessions, queued messages and retained
+ * messages are shared separately, by the Redis store (BROKER_STORE=redis). Both connections are
+ * made and checked before the broker starts, so a Redis that is down fails the start clearly.
+ */
+export async function createRedisRouter(concurrency: number, redisUrl: string | undefined, logger: Logger): Promise<RedisRouter> {
+  const { connectRedis } = await import('./redis.js');
+  const pub = await connectRedis(redisUrl, 'MQTT cluster router (publish)', logger);
+  let sub: Awaited<ReturnType<typeof connectRedis>>;
+  try {
+    sub = await connectRedis(redisUrl, 'MQTT cluster router (subscribe)', logger);
+  } catch (err) {
+    pub.conn.disconnect();
+    throw err;
+  }
+  const MQEmitterRedis = requireCjs('mqemitter-redis') as (options: Record<string, unknown>) => Router & {
+    _messageQueue: unknown;
+    _messageCallbacks: unknown;
+    state: { on(event: 'error', listener: (err: Error) => void): void };
+  };
+  const router = withFifoQueues(MQEmitterRedis({ pubConn: pub.conn, subConn: sub.conn, concurrency, matchEmptyLevels: true }));
+  // The connections log their own outages (connectRedis); without a listener the emitter's
+  // 'error' would throw.
+  router.state.on('error', () => undefined);
+  return { router, where: pub.where };
 }

@@ -6,6 +6,7 @@ import { buildBroker, listenMqttTcp, listenMqttTls, listenMqttWebSocket, type Tl
 import { BROKER_CONFIG, limitsFromConfig } from './config.js';
 import { openBrokerStore, type BrokerStoreKind } from './persistence.js';
 import { DeviceRegistry } from './registry.js';
+import { createRedisRouter, type RedisRouter } from './router.js';
 
 const logger = pino({ name: 'broker', level: process.env.LOG_LEVEL ?? 'info' });
 
@@ -14,13 +15,26 @@ runService(logger, async () => {
   const limits = limitsFromConfig(config);
   const tls = await readTls(config.TLS_CERT_FILE, config.TLS_KEY_FILE);
   const registry = await DeviceRegistry.open(config.DATA_DIR, { watch: true });
+  if (config.BROKER_MQ === 'redis' && config.BROKER_STORE !== 'redis') {
+    // A node's subscribers would get every node's messages, but sessions, queued QoS 1 messages and
+    // retained messages would stay on the node that took them: lost for the others.
+    throw new CodedError('E_CONFIG', `BROKER_MQ=redis (a broker cluster) needs BROKER_STORE=redis, so sessions, queued and retained messages are shared by every node (BROKER_STORE is ${config.BROKER_STORE})`);
+  }
   const store = await openBrokerStore({ kind: config.BROKER_STORE as BrokerStoreKind, dataDir: config.DATA_DIR, redisUrl: config.REDIS_URL, logger });
+  let cluster: RedisRouter | undefined;
+  try {
+    if (config.BROKER_MQ === 'redis') cluster = await createRedisRouter(limits.concurrency, config.REDIS_URL, logger);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   if (!config.BROKER_AUTH) logger.warn('BROKER_AUTH=false: anyone may connect, publish and subscribe. Only for conformance tools on a closed network.');
   const broker = await buildBroker({
     registry,
     logger,
     limits,
     persistence: store.persistence,
+    ...(cluster ? { mq: cluster.router } : {}),
     authentication: config.BROKER_AUTH,
     ...(store.queuedMessages ? { queuedMessages: () => (store.queuedMessages as () => Promise<number>)() } : {}),
   });
@@ -40,6 +54,7 @@ runService(logger, async () => {
       tls: tls ? 'on' : 'off (set TLS_CERT_FILE and TLS_KEY_FILE)',
       ops: ops?.address(),
       store: store.description,
+      router: cluster ? `redis (${cluster.where}): a cluster node` : 'local',
       authentication: config.BROKER_AUTH,
       devices: registry.devices.length,
       limits,

@@ -3,6 +3,7 @@ export * from './influxd.js';
 export * from './mosquitto.js';
 export * from './ports.js';
 export * from './system.js';
+export * from './tcp-front.js';
 export * from './process.js';
 export * from './redis.js';
 export * from './ops-http.js';
