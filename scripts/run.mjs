@@ -143,9 +143,9 @@ function runBenchmarks(pnpm) {
   process.exit(run([...pnpm, '--filter', '@citypulse/dashboard', 'run', 'bench']));
 }
 
-function startPlatform() {
+function startPlatform(extraArgs = []) {
   const tsx = join(ROOT, 'node_modules', '.bin', 'tsx');
-  const child = spawn(tsx, [join(ROOT, 'scripts', 'start.ts'), ...process.argv.slice(3)], { cwd: ROOT, stdio: 'inherit' });
+  const child = spawn(tsx, [join(ROOT, 'scripts', 'start.ts'), ...extraArgs, ...process.argv.slice(3)], { cwd: ROOT, stdio: 'inherit' });
   const forward = (signal) => child.kill(signal);
   process.on('SIGINT', forward);
   process.on('SIGTERM', forward);
@@ -161,6 +161,12 @@ switch (command) {
     if (!process.env.INFLUX_URL) ensureDebianPackages([['/usr/bin/influxd', 'influxdb']]);
     buildDashboard(pnpm, false);
     startPlatform();
+    break;
+  case 'cluster':
+    // The local cluster of issue 8: Redis, two brokers behind a TCP front, two ingest shards, two api nodes.
+    ensureDebianPackages([['/usr/bin/redis-server', 'redis-server'], ...(process.env.INFLUX_URL ? [] : [['/usr/bin/influxd', 'influxdb']])]);
+    buildDashboard(pnpm, false);
+    startPlatform(['--cluster']);
     break;
   case 'test':
     ensureDebianPackages([
@@ -184,5 +190,5 @@ switch (command) {
     runBenchmarks(pnpm);
     break;
   default:
-    fail(`unknown command "${command}": use start, test or bench`);
+    fail(`unknown command "${command}": use start, cluster, test or bench`);
 }

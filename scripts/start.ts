@@ -3,6 +3,11 @@
  * (unless INFLUX_URL points at one), the broker, ingest, the api with the dashboard, and the
  * simulators, each as its own process; generates local credentials at first start; prints the
  * dashboard URL, the login and a working mosquitto_pub line.
+ *
+ * `npm run cluster` (`--cluster`): the same platform as a local cluster, for trying scale-out on
+ * one machine: a Redis, two brokers sharing it (BROKER_MQ=redis, BROKER_STORE=redis) behind a TCP
+ * front on MQTT_PORT, two ingest workers (INGEST_SHARD 1/2 and 2/2) and two api nodes joined
+ * through Redis (API_ADAPTER=redis).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
@@ -16,7 +21,7 @@ import { deviceTopic, readConfig, type DeviceAddress } from '@citypulse/contract
 import { START_CONFIG } from './start-config.js';
 import { DeviceRegistry, generateSecret } from '@citypulse/broker';
 import { OperatorStore } from '@citypulse/api';
-import { Influx, isPortFree, freePort, startInfluxd, startRedis, SERVICE_NODE_FLAGS, type RunningInfluxd, type RunningRedis } from '@citypulse/infra';
+import { Influx, isPortFree, freePort, startInfluxd, startRedis, startTcpFront, SERVICE_NODE_FLAGS, type RunningInfluxd, type RunningRedis, type TcpFront } from '@citypulse/infra';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -40,6 +45,18 @@ interface Service {
   readonly child: ChildProcess;
 }
 
+/** Which processes run, on which ports: one of each service, or the local cluster. */
+interface Topology {
+  /** The TCP front devices connect to (cluster only; otherwise they connect to the broker). */
+  readonly front?: number;
+  readonly brokers: readonly { readonly name: string; readonly env: Record<string, string>; readonly mqttPort: number }[];
+  readonly ingest: readonly { readonly name: string; readonly env: Record<string, string>; readonly shard: string }[];
+  readonly apis: readonly { readonly name: string; readonly env: Record<string, string>; readonly port: number }[];
+}
+
+const CLUSTER = process.argv.includes('--cluster');
+const CLUSTER_NODES = 2;
+
 const say = (line: string) => console.log(`[citypulse] ${line}`);
 
 async function main(): Promise<void> {
@@ -54,11 +71,13 @@ async function main(): Promise<void> {
       throw new Error(`port ${port} is in use: stop what listens there, or set ${name} to another port (in .env or the environment)`);
     }
   }
+  const topology = CLUSTER ? await clusterTopology(config) : singleTopology(config);
 
   const credentials = await ensureCredentials(dataDir);
   const services: Service[] = [];
   let influxd: RunningInfluxd | undefined;
   let redis: RunningRedis | undefined;
+  let front: TcpFront | undefined;
   let stopping = false;
   const stopAll = async (code: number) => {
     if (stopping) return;
@@ -66,9 +85,10 @@ async function main(): Promise<void> {
     say('stopping …');
     // Devices first (they publish their offline status), then the readers, then the broker, then the database.
     for (const group of [['simulators'], ['api', 'ingest'], ['broker']]) {
-      const members = services.filter((s) => group.includes(s.name) && s.child.exitCode === null);
+      const members = services.filter((s) => group.some((g) => s.name === g || s.name.startsWith(`${g}-`)) && s.child.exitCode === null);
       for (const s of members) s.child.kill('SIGTERM');
       await Promise.all(members.map((s) => new Promise((r) => s.child.once('exit', r))));
+      if (group[0] === 'api') await front?.close();
     }
     await redis?.stop();
     await influxd?.stop();
@@ -77,7 +97,7 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void stopAll(0));
   process.on('SIGTERM', () => void stopAll(0));
 
-  if (config.BROKER_STORE === 'redis') redis = await ensureRedis(config.REDIS_URL, join(dataDir, 'redis'));
+  if (config.BROKER_STORE === 'redis' || CLUSTER) redis = await ensureRedis(config.REDIS_URL, join(dataDir, 'redis'));
 
   let influxUrl = config.INFLUX_URL;
   if (!influxUrl) {
@@ -93,14 +113,15 @@ async function main(): Promise<void> {
     ...process.env,
     DATA_DIR: dataDir,
     INFLUX_URL: influxUrl,
+    // In a cluster the services, like the devices, go through the front.
     MQTT_URL: `mqtt://127.0.0.1:${config.MQTT_PORT}`,
     INGEST_MQTT_PASSWORD: credentials.services.ingest,
     API_MQTT_PASSWORD: credentials.services.api,
     CITYPULSE_SUPERVISED: '1',
   };
-  const launch = (name: string, script: string, args: string[] = []) => {
+  const launch = (name: string, script: string, args: string[] = [], own: Record<string, string> = {}) => {
     // stdin stays open: a supervised child stops by itself when this process dies (see onShutdown).
-    const child = spawn(join(ROOT, 'node_modules', '.bin', 'tsx'), [...SERVICE_NODE_FLAGS, join(ROOT, script), ...args], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(join(ROOT, 'node_modules', '.bin', 'tsx'), [...SERVICE_NODE_FLAGS, join(ROOT, script), ...args], { cwd: ROOT, env: { ...env, ...own }, stdio: ['pipe', 'pipe', 'pipe'] });
     const log = createWriteStream(join(dataDir, 'logs', `${name}.log`), { flags: 'a' });
     for (const stream of [child.stdout, child.stderr]) {
       createInterface({ input: stream }).on('line', (line) => {
@@ -117,12 +138,15 @@ async function main(): Promise<void> {
     services.push({ name, child });
   };
 
-  launch('broker', 'broker/src/server.ts');
-  await waitForPort(config.MQTT_PORT, 30_000, 'broker');
-  launch('ingest', 'ingest/src/server.ts');
-  launch('api', 'api/src/server.ts');
+  for (const broker of topology.brokers) launch(broker.name, 'broker/src/server.ts', [], broker.env);
+  for (const broker of topology.brokers) await waitForPort(broker.mqttPort, 30_000, broker.name);
+  if (topology.front !== undefined) {
+    front = await startTcpFront({ backends: topology.brokers.map((b) => ({ host: '127.0.0.1', port: b.mqttPort })), port: topology.front, host: '0.0.0.0' });
+  }
+  for (const worker of topology.ingest) launch(worker.name, 'ingest/src/server.ts', [], worker.env);
+  for (const api of topology.apis) launch(api.name, 'api/src/server.ts', [], api.env);
   const apiUrl = `http://localhost:${config.API_PORT}`;
-  await waitForHealth(`http://127.0.0.1:${config.API_PORT}/healthz`, 60_000);
+  for (const api of topology.apis) await waitForHealth(`http://127.0.0.1:${api.port}/healthz`, 60_000);
 
   const provinces = config.SIM_PROVINCES.split(',').map((p) => p.trim()).filter(Boolean);
   const simulating = config.SIM_SCENARIO !== undefined || (provinces.length > 0 && config.SIM_DEVICES_PER_PROVINCE > 0);
@@ -138,9 +162,10 @@ async function main(): Promise<void> {
   console.log(`
   CityPulse VN is running — smart-city telemetry for Vietnam's provinces.
 
-    Dashboard   ${apiUrl}
+    Dashboard   ${topology.apis.map((a) => `http://localhost:${a.port}`).join('  or  ')}${CLUSTER ? '  (api nodes joined through Redis)' : ''}
     Login       ${credentials.admin.username} / ${credentials.admin.password}
-    MQTT        mqtt://localhost:${config.MQTT_PORT} (MQTT 3.1.1)${config.MQTT_WS_PORT ? `, ws://localhost:${config.MQTT_WS_PORT}` : ''}${config.BROKER_HTTP_PORT ? ` · metrics http://localhost:${config.BROKER_HTTP_PORT}/metrics` : ''}
+    MQTT        mqtt://localhost:${config.MQTT_PORT} (MQTT 3.1.1)${config.MQTT_WS_PORT ? `, ws://localhost:${config.MQTT_WS_PORT}` : ''}${config.BROKER_HTTP_PORT ? ` · metrics http://localhost:${config.BROKER_HTTP_PORT}/metrics` : ''}${CLUSTER ? `
+    Cluster     TCP front :${config.MQTT_PORT} → brokers ${topology.brokers.map((b) => `${b.name} :${b.mqttPort}`).join(', ')} · ingest ${topology.ingest.map((w) => `${w.name} (${w.shard})`).join(', ')} · Redis ${redis?.url ?? config.REDIS_URL}` : ''}
     InfluxDB    ${influxUrl} (database ${config.INFLUX_DATABASE})${config.INGEST_HTTP_PORT ? ` · ingest metrics http://localhost:${config.INGEST_HTTP_PORT}/metrics` : ''}
     Simulated   ${config.SIM_SCENARIO !== undefined ? `scenario ${config.SIM_SCENARIO}` : simulating ? `${provinces.length} provinces × ${config.SIM_DEVICES_PER_PROVINCE} devices per domain, every ${config.SIM_INTERVAL_MS} ms` : 'off'}${config.SIM_FAULTS ? `, faults ${config.SIM_FAULTS}` : ''}
 
@@ -156,6 +181,48 @@ async function main(): Promise<void> {
     const first = await waitForFirstReading(`http://127.0.0.1:${config.API_PORT}`, credentials.admin, 120_000);
     if (first) say(`first live reading on the map ${((Date.now() - startedAt) / 1000).toFixed(1)} s after npm start (device ${first})`);
   }
+}
+
+/** npm start: one broker, one ingest worker owning every province, one api; ports from the configuration. */
+function singleTopology(config: ReturnType<typeof readConfig<typeof START_CONFIG>>): Topology {
+  return {
+    brokers: [{ name: 'broker', env: {}, mqttPort: config.MQTT_PORT }],
+    ingest: [{ name: 'ingest', env: {}, shard: '1/1' }],
+    apis: [{ name: 'api', env: {}, port: config.API_PORT }],
+  };
+}
+
+/**
+ * npm run cluster: the front takes MQTT_PORT; node 1 of each service keeps the configured ports
+ * (WebSocket, metrics, the api's), node 2 takes free ones, printed at start.
+ */
+async function clusterTopology(config: ReturnType<typeof readConfig<typeof START_CONFIG>>): Promise<Topology> {
+  const nodes = Array.from({ length: CLUSTER_NODES }, (_, i) => i + 1);
+  const orFree = async (port: number, node: number) => (port === 0 ? 0 : node === 1 ? port : await freePort());
+  const brokers = [];
+  for (const n of nodes) {
+    const mqttPort = await freePort();
+    const env = {
+      MQTT_PORT: String(mqttPort),
+      MQTT_WS_PORT: String(await orFree(config.MQTT_WS_PORT, n)),
+      BROKER_HTTP_PORT: String(await orFree(config.BROKER_HTTP_PORT, n)),
+      BROKER_STORE: 'redis',
+      BROKER_MQ: 'redis',
+      REDIS_URL: config.REDIS_URL,
+    };
+    brokers.push({ name: `broker-${n}`, env, mqttPort });
+  }
+  const ingest = [];
+  for (const n of nodes) {
+    const shard = `${n}/${CLUSTER_NODES}`;
+    ingest.push({ name: `ingest-${n}`, env: { INGEST_SHARD: shard, INGEST_HTTP_PORT: String(await orFree(config.INGEST_HTTP_PORT, n)) }, shard });
+  }
+  const apis = [];
+  for (const n of nodes) {
+    const port = n === 1 ? config.API_PORT : (await isPortFree(config.API_PORT + 1, '0.0.0.0')) ? config.API_PORT + 1 : await freePort();
+    apis.push({ name: `api-${n}`, env: { API_PORT: String(port), API_ADAPTER: 'redis', REDIS_URL: config.REDIS_URL }, port });
+  }
+  return { front: config.MQTT_PORT, brokers, ingest, apis };
 }
 
 /**
