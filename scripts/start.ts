@@ -145,7 +145,6 @@ async function main(): Promise<void> {
   }
   for (const worker of topology.ingest) launch(worker.name, 'ingest/src/server.ts', [], worker.env);
   for (const api of topology.apis) launch(api.name, 'api/src/server.ts', [], api.env);
-  const apiUrl = `http://localhost:${config.API_PORT}`;
   for (const api of topology.apis) await waitForHealth(`http://127.0.0.1:${api.port}/healthz`, 60_000);
 
   const provinces = config.SIM_PROVINCES.split(',').map((p) => p.trim()).filter(Boolean);
