@@ -154,7 +154,7 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
   const aedesOptions: AedesOptions = {
     id: options.id ?? `citypulse-${hostname()}-${process.pid}-${Date.now().toString(36)}`,
     concurrency: limits.concurrency,
-    mq: (options.mq ?? createRouter(limits.concurrency)) as AedesOptions['mq'],
+    mq: options.mq ?? createRouter(limits.concurrency),
     connectTimeout: limits.connectTimeoutMs,
     heartbeatInterval: limits.heartbeatIntervalMs,
     drainTimeout: limits.drainTimeoutMs,
