@@ -141,10 +141,10 @@ async function openRedis(options: OpenBrokerStoreOptions): Promise<BrokerStore> 
   // Imported here: ioredis is loaded only when a Redis store is chosen.
   const { connectRedis } = await import('./redis.js');
   const { conn, where } = await connectRedis(options.redisUrl, 'MQTT session store', logger);
-  const createRedisPersistence = requireCjs('aedes-persistence-redis') as (opts: { conn: unknown; maxSessionDelivery: number }) => AedesPersistence;
+  const createRedisPersistence = requireCjs('aedes-persistence-redis') as (opts: { conn: unknown; maxSessionDelivery: number }) => AedesPersistence & { addSubscriptions(client: unknown, subs: readonly unknown[]): Promise<unknown> };
   // maxSessionDelivery -1 replays the whole queue on reconnect: the default (1000) leaves the
   // rest of a long outage's backlog waiting until the client's next reconnect.
-  const persistence = withUniqueCounters(createRedisPersistence({ conn, maxSessionDelivery: -1 }));
+  const persistence = withUniqueCounters(withOneStorePerSubscribe(createRedisPersistence({ conn, maxSessionDelivery: -1 })));
   return {
     kind: 'redis',
     persistence,
@@ -207,6 +207,29 @@ function withUniqueCounters<P extends AedesPersistence>(persistence: P): P {
   persistence.setup = async (broker: BrokerCounter) => {
     broker.counter = Math.max(broker.counter, Date.now() * 1000);
     await setup(broker);
+  };
+  return persistence;
+}
+
+/**
+ * Aedes (1.2, lib/handlers/subscribe.js) stores a persistent client's SUBSCRIBE once per filter
+ * in it, each time with all of the packet's filters. aedes-persistence-redis then broadcasts each
+ * store on `$SYS/sub/add` and waits for it to come back, keyed by client id and first filter, so
+ * the waits of one packet overwrite each other: only one is ever released. With the local router
+ * the broadcast comes back before the next store starts; through Redis (BROKER_MQ=redis) it does
+ * not, and the SUBACK of a packet with two or more filters never came (ingest subscribes to 34).
+ * Storing each packet's filters once, as the calls all carry the same array, removes the race and
+ * N − 1 Redis round trips per SUBSCRIBE.
+ */
+function withOneStorePerSubscribe<P extends AedesPersistence & { addSubscriptions(client: unknown, subs: readonly unknown[]): Promise<unknown> }>(persistence: P): P {
+  const add = persistence.addSubscriptions.bind(persistence);
+  const inFlight = new WeakMap<readonly unknown[], Promise<unknown>>();
+  persistence.addSubscriptions = (client: unknown, subs: readonly unknown[]) => {
+    const pending = inFlight.get(subs);
+    if (pending) return pending;
+    const stored = add(client, subs);
+    inFlight.set(subs, stored);
+    return stored;
   };
   return persistence;
 }

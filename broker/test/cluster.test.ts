@@ -222,6 +222,19 @@ describe('broker cluster (BROKER_MQ=redis, BROKER_STORE=redis)', () => {
     }
   });
 
+  it('answers a persistent session\'s SUBSCRIBE of many filters (ingest\'s 34) with one SUBACK', async () => {
+    // Through Redis, aedes-persistence-redis' broadcast of each stored filter list came back after
+    // the next store had overwritten its wait: the SUBACK of two or more filters never came.
+    const [, b] = nodes as [BrokerNode, BrokerNode];
+    const filters = Array.from({ length: 17 }, (_, i) => String(i + 1).padStart(2, '0')).flatMap((p) => [TOPIC_FILTERS.provinceTelemetry(p), TOPIC_FILTERS.provinceStatus(p)]);
+    const ingest = await connect(b.url, { clientId: `${INGEST_ID}-many`, username: INGEST_ID, password: ingestSecret, clean: false, reconnectPeriod: 0 });
+    const granted = await ingest.subscribeAsync(filters, { qos: 1 });
+    expect(granted.map((g) => g.qos)).toEqual(filters.map(() => 1));
+    // And again on a session that has them (ingest's reconnect).
+    expect((await ingest.subscribeAsync(filters, { qos: 1 })).length).toBe(34);
+    await ingest.endAsync();
+  });
+
   it('refuses BROKER_MQ=redis without BROKER_STORE=redis, saying why', async () => {
     const node = await startNode('misconfigured', { BROKER_STORE: 'disk', DATA_DIR: join(workDir, 'misconfigured') });
     expect(await node.exited).toBe(1);
