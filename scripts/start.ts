@@ -97,7 +97,7 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void stopAll(0));
   process.on('SIGTERM', () => void stopAll(0));
 
-  if (config.BROKER_STORE === 'redis' || CLUSTER) redis = await ensureRedis(config.REDIS_URL, join(dataDir, 'redis'));
+  if (config.BROKER_STORE === 'redis' || config.API_ADAPTER === 'redis' || CLUSTER) redis = await ensureRedis(config.REDIS_URL, join(dataDir, 'redis'));
 
   let influxUrl = config.INFLUX_URL;
   if (!influxUrl) {
@@ -225,14 +225,14 @@ async function clusterTopology(config: ReturnType<typeof readConfig<typeof START
 }
 
 /**
- * The broker's Redis when BROKER_STORE=redis: the one at REDIS_URL if something listens there (or it
+ * The Redis of BROKER_STORE=redis, API_ADAPTER=redis or the local cluster: the one at REDIS_URL if something listens there (or it
  * is not on this machine: the broker then says whether it answers), else a private one on that port.
  */
 async function ensureRedis(redisUrl: string, folder: string): Promise<RunningRedis | undefined> {
   const url = new URL(redisUrl);
   const port = Number(url.port || 6379);
   if (!['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname) || !(await isPortFree(port))) return undefined;
-  say(`starting Redis on 127.0.0.1:${port} for the broker's sessions (data in ${folder}) …`);
+  say(`starting Redis on 127.0.0.1:${port} (data in ${folder}) …`);
   return startRedis({ dataDir: folder, port, appendOnly: true, log: say });
 }
 

@@ -33,6 +33,11 @@ export class AlertBook {
   readonly #cleared = new Set<string>();
   /** Acknowledgements being stored, by alert id: the operator (a second one at the same time is E_CONFLICT). */
   readonly #acknowledging = new Map<string, string>();
+  /**
+   * Acknowledgements another api node stored for alerts this one has not heard of yet (its MQTT
+   * delivery of the raise can lag the peer's message), oldest first: applied when the raise comes.
+   */
+  readonly #earlyAcks = new Map<string, AlertAck>();
   readonly #influx: Influx;
   readonly #logger: Logger;
   rejected = 0;
@@ -75,7 +80,8 @@ export class AlertBook {
   /** Applies an alert event; undefined when it changes nothing (a raise of an alert already cleared: a redelivery). */
   apply(event: AlertEvent): AlertView | undefined {
     const previous = this.#active.get(event.id);
-    const view: AlertView = { ...event, ack: previous?.ack ?? null };
+    const view: AlertView = { ...event, ack: previous?.ack ?? this.#earlyAcks.get(event.id) ?? null };
+    this.#earlyAcks.delete(event.id);
     if (event.state === 'raised') {
       if (this.#cleared.has(event.id)) return undefined;
       this.#active.set(event.id, view);
@@ -103,7 +109,8 @@ export class AlertBook {
     for (const event of active.values()) {
       if (this.#cleared.has(event.id)) continue;
       const current = this.#active.get(event.id);
-      this.#active.set(event.id, { ...event, ack: current?.ack ?? ackById.get(event.id) ?? null });
+      this.#active.set(event.id, { ...event, ack: current?.ack ?? this.#earlyAcks.get(event.id) ?? ackById.get(event.id) ?? null });
+      this.#earlyAcks.delete(event.id);
     }
     return this.#active.size;
   }
@@ -133,6 +140,32 @@ export class AlertBook {
     if (current) this.#active.set(id, updated);
     return { alert: updated, ack };
   }
+
+  /**
+   * An acknowledgement another api node stored (cluster mode): kept as if made here, not stored
+   * again. Two nodes may each store one for the same alert at the same moment; every node keeps
+   * the earliest, as a restore from InfluxDB would, so they agree. Returns the alert as it now
+   * stands, or undefined when it is not active here (yet: see #earlyAcks).
+   */
+  applyAck(ack: AlertAck): AlertView | undefined {
+    const alert = this.#active.get(ack.id);
+    if (!alert) {
+      if (this.#cleared.has(ack.id)) return undefined;
+      const early = this.#earlyAcks.get(ack.id);
+      if (!early || earlier(ack, early)) this.#earlyAcks.set(ack.id, ack);
+      if (this.#earlyAcks.size > ALERT_DEFAULTS.clearedMemory) this.#earlyAcks.delete(this.#earlyAcks.keys().next().value as string);
+      return undefined;
+    }
+    if (alert.ack && !earlier(ack, alert.ack)) return alert;
+    const updated: AlertView = { ...alert, ack };
+    this.#active.set(ack.id, updated);
+    return updated;
+  }
+}
+
+/** Whether `a` was stored before `b` (ties by operator name, so every node picks the same one). */
+function earlier(a: AlertAck, b: AlertAck): boolean {
+  return a.ts < b.ts || (a.ts === b.ts && a.operator < b.operator);
 }
 
 function matches(alert: AlertEvent, filter: AlertFilter): boolean {

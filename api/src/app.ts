@@ -17,6 +17,7 @@ import type { Influx } from '@citypulse/infra';
 import { rulesFileIn } from '@citypulse/ingest';
 import { AlertBook } from './alerts.js';
 import { AuditLog } from './audit.js';
+import { joinCluster } from './cluster.js';
 import { LiveState } from './live.js';
 import type { OperatorStore } from './operators.js';
 import { attachRealtime, type CityIo } from './realtime.js';
@@ -57,6 +58,12 @@ export interface ApiOptions {
   /** The alert rules file (INGEST_RULES_FILE); default DATA_DIR/alert-rules.yaml. */
   readonly rulesFile?: string;
   readonly expensiveQueriesPerMinute?: number;
+  /**
+   * How api nodes share socket.io events (API_ADAPTER): `local` (default) for a single node;
+   * `redis` joins the nodes using the same Redis (REDIS_URL) through @socket.io/redis-adapter.
+   * `peerTimeoutMs` (CLUSTER_DEFAULTS) is for tests.
+   */
+  readonly adapter?: { readonly kind: 'local' } | { readonly kind: 'redis'; readonly url: string; readonly peerTimeoutMs?: number } | undefined;
 }
 
 function createFastify(logger: Logger) {
@@ -105,6 +112,8 @@ const OPS_PREFIX = `${OPS_ROOT}/`;
  */
 export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   const { influx, registry, operators, sessions, logger } = options;
+  // First: a Redis that does not answer fails the start before anything else is opened.
+  const cluster = options.adapter?.kind === 'redis' ? await joinCluster({ url: options.adapter.url, logger, peerTimeoutMs: options.adapter.peerTimeoutMs }) : undefined;
   const app = createFastify(logger);
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   const live = new LiveState(registry, logger);
@@ -268,6 +277,7 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
     readSessionCookie: (header) => readCookie(header, SESSION_COOKIE),
     frameIntervalMs: options.frameIntervalMs,
     maxSocketBacklog: options.maxSocketBacklog,
+    cluster,
   });
 
   mqttClient.on('message', (topic, payload) => {
@@ -305,9 +315,10 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
     alerts,
     mqtt: mqttClient,
     async close() {
-      await realtime.close();
+      await realtime.close(); // unsubscribes the adapter from Redis
       await mqttClient.endAsync();
       await app.close();
+      await cluster?.close();
       await audit.flush();
     },
   };

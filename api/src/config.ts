@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { COMMON_CONFIG, type ConfigSpec } from '@citypulse/contracts';
-import { INFLUX_CONFIG } from '@citypulse/infra';
+import { INFLUX_CONFIG, REDIS_CONFIG } from '@citypulse/infra';
 import { RULES_CONFIG } from '@citypulse/ingest';
 
 const BUILT_DASHBOARD = fileURLToPath(new URL('../../dashboard/dist', import.meta.url));
@@ -19,5 +19,7 @@ export const API_CONFIG = {
   SESSION_TTL_HOURS: { kind: 'int', default: '12', min: 1, max: 720, description: 'operator session lifetime' },
   COOKIE_SECURE: { kind: 'bool', default: 'false', description: 'mark the session cookie Secure (set true behind HTTPS)' },
   API_CORS_ORIGINS: { kind: 'string', optional: true, description: 'comma-separated origins allowed to call the API from a browser (CORS); unset: none' },
+  API_ADAPTER: { kind: 'enum', default: 'local', values: ['local', 'redis'], description: 'how api nodes share socket.io events: local = one node; redis = nodes joined through @socket.io/redis-adapter over REDIS_URL' },
+  ...REDIS_CONFIG,
   MAPBOX_ACCESS_TOKEN: { kind: 'string', optional: true, secret: true, description: 'optional Mapbox token; without it the map uses maplibre-gl and the shipped offline style; with it the dashboard loads mapbox-gl 1.x and offers Mapbox base maps, falling back to the offline style when Mapbox cannot be reached' },
 } as const satisfies ConfigSpec;

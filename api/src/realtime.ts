@@ -1,15 +1,18 @@
 import type { Server as HttpServer } from 'node:http';
 import { Server as SocketServer, type Socket } from 'socket.io';
+import Type, { type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
 import type { Logger } from 'pino';
 import {
+  AlertAck,
   DOMAINS,
   isDomain,
   isProvinceCode,
+  ProvinceCode,
   ReplayControlRequest,
+  ReplayId,
   ReplayStartRequest,
   SOCKET_IO_PATH,
-  type AlertAck,
   type AlertView,
   type ClientToServerEvents,
   type DeviceStatusEvent,
@@ -17,15 +20,17 @@ import {
   type ProvinceSummary,
   type Rejection,
   type ReplayAck,
+  type ReplayState,
   type ServerToClientEvents,
 } from '@citypulse/contracts';
 import type { Influx } from '@citypulse/infra';
 import type { AlertBook } from './alerts.js';
 import type { AuditLog } from './audit.js';
+import type { ClusterLink } from './cluster.js';
 import { parseTime } from './history.js';
 import type { LiveState } from './live.js';
 import { REPLAY_DEFAULTS, ReplaySession } from './replay.js';
-import { canSeeProvince, hasRole } from './rights.js';
+import { canSeeProvince, hasRole, type Principal } from './rights.js';
 import type { AuthPrincipal } from './routes/context.js';
 
 /** Live delivery knobs (units in the names). */
@@ -36,6 +41,11 @@ export const REALTIME_DEFAULTS = {
   maxSocketBacklog: 64,
   /** Largest socket.io message a dashboard may send (subscribe, replay controls). */
   maxClientMessageBytes: 16 * 1024,
+  /**
+   * A replay's state goes to its operator's other screens on every change of state or speed, and
+   * with a moving clock at most this often (it changes every frame interval; this crosses Redis).
+   */
+  operatorEchoIntervalMs: 1000,
 } as const;
 
 export interface RealtimeOptions {
@@ -52,6 +62,8 @@ export interface RealtimeOptions {
   readonly readSessionCookie: (cookieHeader: string | undefined) => string | undefined;
   readonly frameIntervalMs?: number | undefined;
   readonly maxSocketBacklog?: number | undefined;
+  /** Cluster mode (API_ADAPTER=redis): the adapter joining the api nodes; absent for a single node. */
+  readonly cluster?: Pick<ClusterLink, 'adapter' | 'peerTimeoutMs'> | undefined;
 }
 
 interface SocketData {
@@ -62,8 +74,41 @@ interface SocketData {
   replay: ReplaySession | undefined;
 }
 
-type CitySocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
-export type CityIo = SocketServer<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+/** Who sends a replay control another node holds: the caller's rights as their node checked them at the time. */
+const PeerCaller = Type.Object(
+  {
+    username: Type.String({ minLength: 1, maxLength: 64 }),
+    role: Type.Union([Type.Literal('viewer'), Type.Literal('operator'), Type.Literal('admin')]),
+    provinces: Type.Union([Type.Array(ProvinceCode, { maxItems: 34 }), Type.Null()]),
+  },
+  { additionalProperties: false },
+);
+const PeerReplayControl = Type.Object({ replayId: ReplayId, request: ReplayControlRequest, by: PeerCaller }, { additionalProperties: false });
+type PeerReplayControl = Static<typeof PeerReplayControl>;
+
+/**
+ * What api nodes tell each other through the adapter in cluster mode (io.serverSideEmit). They
+ * come from Redis: each is checked against its schema before it counts.
+ */
+interface PeerEvents {
+  /** An acknowledgement one node stored: the others keep it in their AlertBook (not stored again). */
+  alertAcked: (ack: AlertAck) => void;
+  /** A control for a replay another node's socket started: its node answers with the ReplayAck, the others with null. */
+  replayControl: (message: PeerReplayControl, answer: (result: ReplayAck | null) => void) => void;
+}
+
+type CitySocket = Socket<ClientToServerEvents, ServerToClientEvents, PeerEvents, SocketData>;
+export type CityIo = SocketServer<ClientToServerEvents, ServerToClientEvents, PeerEvents, SocketData>;
+
+/** A replay running on this node, by its id. */
+interface HeldReplay {
+  readonly session: ReplaySession;
+  /** The screen that started it: it gets the frames. */
+  readonly socket: CitySocket;
+  readonly owner: string;
+  /** What the operator's other screens were last sent. */
+  echoed: { readonly state: ReplayState['state']; readonly speed: number; readonly at: number } | undefined;
+}
 
 /** The room of one province's domain: what a dashboard subscribes to and what frames go to. */
 const ROOM_PREFIX = 'live:';
@@ -75,8 +120,21 @@ function parseRoom(room: string): { province: string; domain: Domain } | undefin
   return isDomain(domain) ? { province, domain } : undefined;
 }
 
+/** Every screen of one operator, on any node: where their replays' states go. */
+const operatorRoom = (username: string): string => `operator:${username}`;
+
 const checkReplayStart = Compile(ReplayStartRequest);
 const checkReplayControl = Compile(ReplayControlRequest);
+const checkPeerControl = Compile(PeerReplayControl);
+const checkAck = Compile(AlertAck);
+
+/** A peer's answer to a forwarded replay control, as far as it must be trusted (it goes back to the caller as is). */
+function isReplayAck(value: unknown): value is ReplayAck {
+  if (typeof value !== 'object' || value === null) return false;
+  const answer = value as { ok?: unknown; replay?: unknown; error?: { code?: unknown; message?: unknown } };
+  if (answer.ok === true) return typeof answer.replay === 'object' && answer.replay !== null;
+  return answer.ok === false && typeof answer.error?.code === 'string' && typeof answer.error.message === 'string';
+}
 
 export interface Realtime {
   readonly io: CityIo;
@@ -92,11 +150,23 @@ export interface Realtime {
  * frames broadcast once per room (encoded once, whatever the number of screens), alert and summary
  * events as they come, a heartbeat, and replay sessions. A screen that lags skips frames and is
  * resynced with a snapshot once it drains; it never delays the others.
+ *
+ * In cluster mode every node subscribes to MQTT and builds the same live state itself, so what
+ * comes from it (frames, snapshots, statuses, alerts raised, summaries, heartbeats) goes to the
+ * node's own sockets only (`io.local`): sent through the adapter as well, each screen would get it
+ * once per node. What one node alone knows crosses: acknowledgements (broadcast, and applied to
+ * the peers' books), replay states to their operator's screens, and replay controls.
  */
 export function attachRealtime(options: RealtimeOptions): Realtime {
-  const { live, alerts, influx, audit, logger } = options;
-  const io: CityIo = new SocketServer(options.server, { path: SOCKET_IO_PATH, serveClient: false, maxHttpBufferSize: REALTIME_DEFAULTS.maxClientMessageBytes });
+  const { live, alerts, influx, audit, logger, cluster } = options;
+  const io: CityIo = new SocketServer(options.server, {
+    path: SOCKET_IO_PATH,
+    serveClient: false,
+    maxHttpBufferSize: REALTIME_DEFAULTS.maxClientMessageBytes,
+    ...(cluster ? { adapter: cluster.adapter } : {}),
+  });
   let replays = 0;
+  const held = new Map<string, HeldReplay>();
   const maxBacklog = options.maxSocketBacklog ?? REALTIME_DEFAULTS.maxSocketBacklog;
 
   io.use((socket, next) => {
@@ -158,10 +228,99 @@ export function attachRealtime(options: RealtimeOptions): Realtime {
     socket.data.replay = undefined; // before stop(): its 'stopped' state comes back here
     replays--;
     replay.stop();
+    held.delete(replay.id);
     if (socket.connected) sendLiveState(socket, [...socket.rooms]);
   };
 
+  /** A replay's state for its operator's other screens (the one that started it has it as replayState). */
+  const echo = (entry: HeldReplay, state: ReplayState) => {
+    const now = Date.now();
+    const last = entry.echoed;
+    if (last && last.state === state.state && last.speed === state.speed && now - last.at < REALTIME_DEFAULTS.operatorEchoIntervalMs) return;
+    entry.echoed = { state: state.state, speed: state.speed, at: now };
+    io.to(operatorRoom(entry.owner)).except(entry.socket.id).emit('operatorReplayState', { ...state, replayId: entry.session.id });
+  };
+
+  /** Whether `by` may control a replay held here that is not their socket's own: its operator, or an admin who may see its provinces. */
+  const mayControl = (entry: HeldReplay, by: Principal): Rejection | undefined => {
+    if (!hasRole(by, 'operator')) return { code: 'E_FORBIDDEN', message: `controlling a replay needs the operator role; "${by.username}" is a ${by.role}` };
+    if (by.username === entry.owner) return undefined;
+    if (!hasRole(by, 'admin')) return { code: 'E_FORBIDDEN', message: `replay ${entry.session.id} is "${entry.owner}"'s; only they or an admin may control it` };
+    const outside = entry.session.state().provinces.filter((p) => !canSeeProvince(by, p));
+    if (outside.length > 0) return { code: 'E_FORBIDDEN', message: `replay ${entry.session.id} covers provinces ${outside.join(', ')}, outside the provinces "${by.username}" may see` };
+    return undefined;
+  };
+
+  /** Applies a control to a replay held on this node; the caller's screen, or a peer node's, gets the reply. */
+  const controlHeld = (entry: HeldReplay, request: ReplayControlRequest, reply: (result: ReplayAck) => void): void => {
+    const { session } = entry;
+    switch (request.action) {
+      case 'pause':
+        return reply({ ok: true, replay: session.pause() });
+      case 'resume':
+        return reply({ ok: true, replay: session.resume() });
+      case 'speed':
+        return reply({ ok: true, replay: session.setSpeed(request.speed) });
+      case 'stop': {
+        const state = session.state();
+        endReplay(entry.socket);
+        return reply({ ok: true, replay: { ...state, state: 'stopped' } });
+      }
+      case 'seek': {
+        let at: number;
+        try {
+          at = typeof request.at === 'number' ? request.at : parseTime('at', request.at);
+        } catch (err) {
+          return reply(refuse('E_BAD_REQUEST', (err as Error).message));
+        }
+        session.seek(at).then(
+          (state) => reply({ ok: true, replay: state }),
+          (err: unknown) => reply(refuse('E_BAD_REQUEST', (err as Error).message)),
+        );
+        return undefined;
+      }
+    }
+  };
+
+  const notFound = (replayId: string) => refuse('E_NOT_FOUND', `no replay ${replayId} is running${cluster ? ' on any api node' : ''}; it may have ended (start one with replayStart)`);
+
+  /** A control for a replay that is not held here: asks the peers; the one holding it answers. */
+  const forwardControl = (replayId: string, request: ReplayControlRequest, by: Principal, reply: (result: ReplayAck) => void) => {
+    if (!cluster) return reply(notFound(replayId));
+    const message: PeerReplayControl = { replayId, request, by: { username: by.username, role: by.role, provinces: by.provinces === null ? null : [...by.provinces] } };
+    io.serverSideEmit('replayControl', message, (err: Error | null, answers: (ReplayAck | null)[]) => {
+      // On a timeout the answers that came are still here: the holder may be among them.
+      const answer = answers.find(isReplayAck);
+      if (answer) return reply(answer);
+      if (err) {
+        logger.warn({ err, replayId }, 'api cluster: a peer did not answer a replay control');
+        return reply(refuse('E_TIMEOUT', `an api node did not answer within ${cluster.peerTimeoutMs / 1000} s and replay ${replayId} may be on it: try again, or control it from the screen that started it`));
+      }
+      return reply(notFound(replayId));
+    });
+  };
+
+  if (cluster) {
+    io.on('alertAcked', (ack) => {
+      if (checkAck.Check(ack)) alerts.applyAck(ack);
+      else logger.warn('api cluster: an acknowledgement from a peer that is not an AlertAck was ignored');
+    });
+    io.on('replayControl', (message, answer) => {
+      if (typeof answer !== 'function') return;
+      if (!checkPeerControl.Check(message)) {
+        logger.warn('api cluster: a replay control from a peer that does not match its schema was ignored');
+        return answer(null);
+      }
+      const entry = held.get(message.replayId);
+      if (!entry) return answer(null);
+      const refusal = mayControl(entry, message.by);
+      if (refusal) return answer({ ok: false, error: refusal });
+      controlHeld(entry, message.request, answer);
+    });
+  }
+
   io.on('connection', (socket) => {
+    void socket.join(operatorRoom(socket.data.principal.username));
     socket.on('subscribe', (request, ack) => {
       const reply = typeof ack === 'function' ? ack : () => undefined;
       const checked = checkRooms(socket, request);
@@ -202,19 +361,22 @@ export function attachRealtime(options: RealtimeOptions): Realtime {
       if (to > Date.now() + 60_000) return reply(refuse('E_BAD_REQUEST', 'a replay ends in the past; "to" is in the future'));
       if (!socket.data.replay && replays >= REPLAY_DEFAULTS.maxSessions) return reply(refuse('E_RATE_LIMITED', `${REPLAY_DEFAULTS.maxSessions} replays are running on this server; try again when one ends`));
       endReplay(socket);
-      const session = new ReplaySession(
+      const session: ReplaySession = new ReplaySession(
         influx,
         {
           frame: (frame) => socket.emit('frame', frame),
           snapshot: (frame) => socket.emit('snapshot', frame),
           state: (state) => {
             socket.emit('replayState', state);
+            echo(entry, state);
             if (state.state === 'stopped' && socket.data.replay === session) endReplay(socket);
           },
         },
         { from, to, speed: request.speed ?? 1, provinces: rooms.provinces, domains: rooms.domains },
         logger,
       );
+      const entry: HeldReplay = { session, socket, owner: principal.username, echoed: undefined };
+      held.set(session.id, entry);
       socket.data.replay = session;
       replays++;
       void audit.record({ operator: principal.username, action: 'replay.start', detail: { from, to, speed: request.speed ?? 1, provinces: rooms.provinces }, ip: socket.handshake.address });
@@ -226,35 +388,23 @@ export function attachRealtime(options: RealtimeOptions): Realtime {
 
     socket.on('replayControl', (request, ack) => {
       const reply: (result: ReplayAck) => void = typeof ack === 'function' ? ack : () => undefined;
-      const session = socket.data.replay;
-      if (!checkReplayControl.Check(request)) return reply(refuse('E_BAD_REQUEST', 'replay control: send { action: "pause" | "resume" | "stop" }, { action: "seek", at }, or { action: "speed", speed (1–60) }'));
-      if (!session) return reply(refuse('E_NOT_FOUND', 'no replay is running on this connection; start one with replayStart'));
-      switch (request.action) {
-        case 'pause':
-          return reply({ ok: true, replay: session.pause() });
-        case 'resume':
-          return reply({ ok: true, replay: session.resume() });
-        case 'speed':
-          return reply({ ok: true, replay: session.setSpeed(request.speed) });
-        case 'stop': {
-          const state = session.state();
-          endReplay(socket);
-          return reply({ ok: true, replay: { ...state, state: 'stopped' } });
-        }
-        case 'seek': {
-          let at: number;
-          try {
-            at = typeof request.at === 'number' ? request.at : parseTime('at', request.at);
-          } catch (err) {
-            return reply(refuse('E_BAD_REQUEST', (err as Error).message));
-          }
-          session.seek(at).then(
-            (state) => reply({ ok: true, replay: state }),
-            (err: unknown) => reply(refuse('E_BAD_REQUEST', (err as Error).message)),
-          );
-          return undefined;
-        }
+      if (!checkReplayControl.Check(request)) {
+        return reply(refuse('E_BAD_REQUEST', 'replay control: send { action: "pause" | "resume" | "stop" }, { action: "seek", at }, or { action: "speed", speed (1–60) }, with replayId (from its state) to control a replay of another screen'));
       }
+      const own = socket.data.replay;
+      const { replayId } = request;
+      // This screen's own replay: as it always was, whoever the operator is now (the heartbeat ends it when they may no longer run one).
+      if (replayId === undefined || replayId === own?.id) {
+        const entry = own && held.get(own.id);
+        if (!entry) return reply(refuse('E_NOT_FOUND', 'no replay is running on this connection; start one with replayStart'));
+        return controlHeld(entry, request, reply);
+      }
+      const by = socket.data.principal;
+      if (!hasRole(by, 'operator')) return reply(refuse('E_FORBIDDEN', `controlling a replay needs the operator role; "${by.username}" is a ${by.role}`));
+      const local = held.get(replayId);
+      if (!local) return forwardControl(replayId, request, by, reply);
+      const refusal = mayControl(local, by);
+      return refusal ? reply({ ok: false, error: refusal }) : controlHeld(local, request, reply);
     });
 
     socket.on('disconnect', () => endReplay(socket));
@@ -293,9 +443,9 @@ export function attachRealtime(options: RealtimeOptions): Realtime {
           skip.push(id);
         }
       }
-      // One broadcast per room: encoded once for every screen in it.
-      if (skip.length === 0) io.to(room).emit('frame', frame);
-      else if (skip.length < members.size) io.to(room).except(skip).emit('frame', frame);
+      // One broadcast per room: encoded once for every screen in it. This node's screens only: every node sends its own.
+      if (skip.length === 0) io.local.to(room).emit('frame', frame);
+      else if (skip.length < members.size) io.local.to(room).except(skip).emit('frame', frame);
     }
     // A replaying screen that lags holds its replay (the clock jumps on once it drains, frames coalesced).
     for (const [id, socket] of io.sockets.sockets) if (!lagging.has(id)) socket.data.replay?.tick();
@@ -320,15 +470,22 @@ export function attachRealtime(options: RealtimeOptions): Realtime {
       const replay = socket.data.replay;
       if (replay && (!hasRole(current, 'operator') || replay.state().provinces.some((p) => !canSeeProvince(current, p)))) endReplay(socket);
     }
-    io.emit('heartbeat', { serverTime: Date.now() });
+    io.local.emit('heartbeat', { serverTime: Date.now() });
   }, REALTIME_DEFAULTS.heartbeatIntervalMs);
 
   return {
     io,
-    deviceStatus: (event) => void io.to(liveRoom(event.province, event.domain)).emit('deviceStatus', event),
-    alert: (alert) => void io.to(liveRoom(alert.province, alert.domain)).emit('alert', alert),
-    alertAck: (ack, alert) => void io.to(liveRoom(alert.province, alert.domain)).emit('alertAck', ack),
-    summary: (summary) => void io.to(roomsOfProvince(summary.province)).emit('summary', summary),
+    // Every node hears these from MQTT itself and tells its own screens.
+    deviceStatus: (event) => void io.local.to(liveRoom(event.province, event.domain)).emit('deviceStatus', event),
+    alert: (alert) => void io.local.to(liveRoom(alert.province, alert.domain)).emit('alert', alert),
+    summary: (summary) => void io.local.to(roomsOfProvince(summary.province)).emit('summary', summary),
+    alertAck: (ack, alert) => {
+      // Only the node that stored it knows: the peers' books first, so a screen that sees the
+      // broadcast and then subscribes on another node finds the alert acknowledged there (one
+      // Redis connection publishes both, and the peers receive them in that order).
+      if (cluster) io.serverSideEmit('alertAcked', ack);
+      io.to(liveRoom(alert.province, alert.domain)).emit('alertAck', ack);
+    },
     async close() {
       clearInterval(frameTimer);
       clearInterval(heartbeatTimer);

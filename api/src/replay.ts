@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { CodedError, type Domain, type LiveFrame, type LiveReading, type ReplayState } from '@citypulse/contracts';
 import { provincesRegex } from '@citypulse/ingest/storage';
@@ -48,6 +49,8 @@ export interface ReplayRange {
  * InfluxDB is slower than the replay, the state is `buffering` and the clock waits.
  */
 export class ReplaySession {
+  /** Random: another screen (on any api node) names the session by it in a replayControl. */
+  readonly id = randomUUID();
   readonly #influx: Influx;
   readonly #sink: ReplaySink;
   readonly #logger: Logger;
@@ -83,7 +86,7 @@ export class ReplaySession {
 
   state(): ReplayState {
     const { from, to, provinces, domains } = this.#range;
-    const state: ReplayState = { state: this.#state, from, to, speed: this.#speed, clock: this.#clock, provinces, domains };
+    const state: ReplayState = { state: this.#state, from, to, speed: this.#speed, clock: this.#clock, provinces, domains, replayId: this.id };
     return this.#error ? { ...state, error: this.#error } : state;
   }
 

@@ -30,6 +30,7 @@ runService(logger, async () => {
     corsOrigins: config.API_CORS_ORIGINS?.split(',').map((o) => o.trim()).filter(Boolean) ?? [],
     dataDir: config.DATA_DIR,
     rulesFile: await ensureRulesFile(config.INGEST_RULES_FILE, config.DATA_DIR),
+    adapter: config.API_ADAPTER === 'redis' ? { kind: 'redis', url: config.REDIS_URL } : { kind: 'local' },
   });
   await api.app.listen({ port: config.API_PORT, host: config.API_HOST });
 

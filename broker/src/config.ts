@@ -1,4 +1,5 @@
 import { COMMON_CONFIG, type ConfigSpec, type VarSpec } from '@citypulse/contracts';
+import { REDIS_CONFIG } from '@citypulse/infra';
 
 /**
  * Every limit that keeps the broker up, in one object: its default, its bounds, and what it is
@@ -66,6 +67,6 @@ export const BROKER_CONFIG = {
   BROKER_AUTH: { kind: 'bool', default: 'true', description: 'device logins and the ACL; false only for MQTT conformance tools on a closed network' },
   BROKER_STORE: { kind: 'enum', default: 'disk', values: BROKER_STORES, description: 'where sessions and queued QoS 1/2 messages live: disk (DATA_DIR/mqtt-sessions and DATA_DIR/mqtt-queue), redis, or memory (lost on restart)' },
   BROKER_MQ: { kind: 'enum', default: 'local', values: BROKER_MQS, description: 'how messages reach subscribers: local (one broker), or redis (a cluster: every node\'s subscribers get what any node receives, through Redis pub/sub; needs BROKER_STORE=redis)' },
-  REDIS_URL: { kind: 'url', default: 'redis://127.0.0.1:6379/0', values: ['redis', 'rediss'], description: 'Redis for BROKER_STORE=redis and BROKER_MQ=redis, and for API_ADAPTER=redis (npm start and npm run cluster run a private one when nothing answers on a loopback address)' },
+  ...REDIS_CONFIG,
   ...limitVars,
 } as const satisfies ConfigSpec;

@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import type { Level } from 'level';
 import type { Logger } from 'pino';
 import { CodedError } from '@citypulse/contracts';
+import { connectRedis } from '@citypulse/infra';
 import { BROKER_STORES } from './config.js';
 import { Journal } from './journal.js';
 import { withJournalQueue, withMemoryQueue, type FastQueue } from './session-queue.js';
@@ -57,14 +58,6 @@ interface BrokerCounter {
   counter: number;
 }
 
-export interface RedisConnectionOptions {
-  host: string;
-  port: number;
-  db: number;
-  username?: string;
-  password?: string;
-  tls?: Record<string, never>;
-}
 
 // The persistences are CommonJS without type declarations: load them (only when chosen) with require.
 const requireCjs = createRequire(import.meta.url);
@@ -138,9 +131,7 @@ async function openDisk(options: OpenBrokerStoreOptions): Promise<BrokerStore> {
 
 async function openRedis(options: OpenBrokerStoreOptions): Promise<BrokerStore> {
   const { logger } = options;
-  // Imported here: ioredis is loaded only when a Redis store is chosen.
-  const { connectRedis } = await import('./redis.js');
-  const { conn, where } = await connectRedis(options.redisUrl, 'MQTT session store', logger);
+  const { conn, where } = await connectRedis(options.redisUrl, { purpose: 'MQTT session store', requiredWhen: 'when BROKER_STORE=redis', logger });
   const createRedisPersistence = requireCjs('aedes-persistence-redis') as (opts: { conn: unknown; maxSessionDelivery: number }) => AedesPersistence & { addSubscriptions(client: unknown, subs: readonly unknown[]): Promise<unknown> };
   // maxSessionDelivery -1 replays the whole queue on reconnect: the default (1000) leaves the
   // rest of a long outage's backlog waiting until the client's next reconnect.
@@ -161,36 +152,6 @@ async function openRedis(options: OpenBrokerStoreOptions): Promise<BrokerStore> 
       await bounded(persistence.destroy(), logger, 'redis session store');
       conn.disconnect();
     }),
-  };
-}
-
-/** Validates REDIS_URL and turns it into ioredis options; every way it can be wrong says what to write. */
-export function parseRedisUrl(url: string | undefined): RedisConnectionOptions {
-  const example = 'redis://127.0.0.1:6379/0';
-  if (!url) throw new CodedError('E_CONFIG', `REDIS_URL is required when BROKER_STORE=redis, e.g. ${example}`);
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new CodedError('E_CONFIG', `REDIS_URL "${clip(url)}" is not a URL: write it as ${example}`);
-  }
-  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
-    throw new CodedError('E_CONFIG', `REDIS_URL must start with redis:// (or rediss:// for TLS), not ${clip(parsed.protocol)}//, e.g. ${example}`);
-  }
-  if (!parsed.hostname) throw new CodedError('E_CONFIG', `REDIS_URL "${clip(url)}" has no host, e.g. ${example}`);
-  const port = parsed.port ? Number(parsed.port) : 6379;
-  const dbText = parsed.pathname.replace(/^\//, '');
-  if (!/^\d{0,2}$/.test(dbText)) {
-    throw new CodedError('E_CONFIG', `REDIS_URL database "${clip(dbText)}" must be a number (0–15 on a default Redis), as in ${example}`);
-  }
-  if (parsed.search || parsed.hash) throw new CodedError('E_CONFIG', `REDIS_URL takes no ?query or #fragment; write it as ${example}`);
-  return {
-    host: parsed.hostname.replace(/^\[(.*)\]$/, '$1'), // [::1] → ::1
-    port,
-    db: dbText ? Number(dbText) : 0,
-    ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
-    ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
-    ...(parsed.protocol === 'rediss:' ? { tls: {} } : {}),
   };
 }
 
@@ -255,8 +216,4 @@ async function bounded(work: Promise<unknown>, logger: Logger, what: string): Pr
 function once(fn: () => Promise<void>): () => Promise<void> {
   let running: Promise<void> | undefined;
   return () => (running ??= fn());
-}
-
-function clip(text: string): string {
-  return text.length > 60 ? `${text.slice(0, 60)}…` : text;
 }

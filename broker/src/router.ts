@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
+import { connectRedis } from '@citypulse/infra';
 
 /**
  * Aedes' router (mqemitter) with a queue that stays cheap when it backs up.
@@ -85,11 +86,12 @@ export interface RedisRouter {
  * made and checked before the broker starts, so a Redis that is down fails the start clearly.
  */
 export async function createRedisRouter(concurrency: number, redisUrl: string | undefined, logger: Logger): Promise<RedisRouter> {
-  const { connectRedis } = await import('./redis.js');
-  const pub = await connectRedis(redisUrl, 'MQTT cluster router (publish)', logger);
+  const connect = (role: 'publish' | 'subscribe') =>
+    connectRedis(redisUrl, { purpose: `MQTT cluster router (${role})`, requiredWhen: 'when BROKER_MQ=redis', connectionName: `citypulse-broker-${role}`, logger });
+  const pub = await connect('publish');
   let sub: Awaited<ReturnType<typeof connectRedis>>;
   try {
-    sub = await connectRedis(redisUrl, 'MQTT cluster router (subscribe)', logger);
+    sub = await connect('subscribe');
   } catch (err) {
     pub.conn.disconnect();
     throw err;

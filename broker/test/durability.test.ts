@@ -380,7 +380,7 @@ describe('openBrokerStore configuration errors', () => {
     const port = await freePort();
     await expect(open('redis', `redis://127.0.0.1:${port}/0`)).rejects.toMatchObject({
       code: 'E_UPSTREAM',
-      message: expect.stringMatching(new RegExp(`cannot reach Redis at redis://127\\.0\\.0\\.1:${port}/0 \\(.*ECONNREFUSED.*\\): start it`)) as unknown,
+      message: expect.stringMatching(new RegExp(`cannot reach Redis at redis://127\\.0\\.0\\.1:${port}/0 for the MQTT session store \\(.*ECONNREFUSED.*\\): start it`)) as unknown,
     });
   });
 

@@ -25,6 +25,7 @@ export const REJECTION_CODES = {
   E_UPSTREAM: 'a backing service (InfluxDB, broker) is unavailable',
   E_STORE_REFUSED: 'InfluxDB refused the line (e.g. a field that changed type)',
   E_INTERNAL: 'internal error',
+  E_TIMEOUT: 'no answer in time (another api node of the cluster)',
 } as const;
 
 export type RejectionCode = keyof typeof REJECTION_CODES;

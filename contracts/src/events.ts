@@ -80,10 +80,19 @@ export const ReplayStartRequest = Type.Object(
 );
 export type ReplayStartRequest = Static<typeof ReplayStartRequest>;
 
+/** A replay session's id (ReplayState.replayId): random, as the api gives it. */
+export const ReplayId = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9-]+$' });
+
+/**
+ * Without `replayId`, the control applies to this socket's replay. With it, to that replay wherever
+ * it runs (another screen, another api node), when it is the caller's own or the caller is an admin.
+ */
+const ReplayTarget = { replayId: Type.Optional(ReplayId) };
+
 export const ReplayControlRequest = Type.Union([
-  Type.Object({ action: Type.Union([Type.Literal('pause'), Type.Literal('resume'), Type.Literal('stop')]) }, { additionalProperties: false }),
-  Type.Object({ action: Type.Literal('seek'), at: ReplayTime }, { additionalProperties: false }),
-  Type.Object({ action: Type.Literal('speed'), speed: ReplaySpeed }, { additionalProperties: false }),
+  Type.Object({ action: Type.Union([Type.Literal('pause'), Type.Literal('resume'), Type.Literal('stop')]), ...ReplayTarget }, { additionalProperties: false }),
+  Type.Object({ action: Type.Literal('seek'), at: ReplayTime, ...ReplayTarget }, { additionalProperties: false }),
+  Type.Object({ action: Type.Literal('speed'), speed: ReplaySpeed, ...ReplayTarget }, { additionalProperties: false }),
 ]);
 export type ReplayControlRequest = Static<typeof ReplayControlRequest>;
 
@@ -102,7 +111,12 @@ export interface ReplayState {
   readonly domains: readonly Domain[];
   /** Why it stopped, when it stopped on an error (InfluxDB unavailable). */
   readonly error?: Rejection;
+  /** Names the session for a replayControl from another screen (optional: absent from older api nodes). */
+  readonly replayId?: string;
 }
+
+/** A replay of the same operator running on another screen: its id is always given. */
+export type OperatorReplayState = ReplayState & { readonly replayId: string };
 
 export type ReplayAck = { readonly ok: true; readonly replay: ReplayState } | { readonly ok: false; readonly error: Rejection };
 
@@ -127,6 +141,12 @@ export interface ServerToClientEvents {
   summary: (summary: ProvinceSummary) => void;
   /** The replay session's state, on every change and with each replay frame's clock. */
   replayState: (state: ReplayState) => void;
+  /**
+   * A replay the same operator runs on another screen (on any api node, cluster mode included): on
+   * every change of state or speed, and about once a second while its clock moves. Not this
+   * screen's replay (that is `replayState`); control it with replayControl and its `replayId`.
+   */
+  operatorReplayState: (state: OperatorReplayState) => void;
   /** Lets the dashboard show staleness when frames stop. */
   heartbeat: (event: { readonly serverTime: number }) => void;
 }

@@ -6,6 +6,7 @@ export * from './system.js';
 export * from './tcp-front.js';
 export * from './process.js';
 export * from './redis.js';
+export * from './redis-client.js';
 export * from './ops-http.js';
 export * from './prometheus.js';
 export * from './wait.js';

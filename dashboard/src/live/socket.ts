@@ -48,7 +48,8 @@ export interface LiveHandlers {
 
 /**
  * A failure on this side of the socket, in the contract's Rejection shape: no answer in time
- * (E_TIMEOUT) or no connection to send on (E_OFFLINE). The api never sends these codes.
+ * (E_TIMEOUT) or no connection to send on (E_OFFLINE). The api answers E_TIMEOUT too, when the api
+ * node holding a replay does not answer a control forwarded to it (cluster mode).
  */
 export interface ClientRejection {
   readonly code: 'E_TIMEOUT' | 'E_OFFLINE';
