@@ -60,6 +60,12 @@ export const INGEST_DEFAULTS = {
   rulesPollMs: 1000,
   /** Alert events read back at start to rebuild the active alerts: as far back as raw data is kept by default. */
   alertHistoryMs: 30 * 24 * 3600_000,
+  /**
+   * After a start, how long the persistent session keeps the filters of provinces this worker no
+   * longer owns (left by an older INGEST_SHARD layout), storing their messages too: the time the
+   * new layout's other workers have to subscribe before nobody is subscribed to those provinces.
+   */
+  handoverMs: 120_000,
 } as const;
 
 export interface IngestOptions {
@@ -70,6 +76,11 @@ export interface IngestOptions {
   readonly clientId?: string;
   /** Provinces this worker owns (INGEST_SHARD); default: all of them. */
   readonly shard?: Shard;
+  /**
+   * INGEST_HANDOVER_MS: how long after the start the session keeps filters an older shard layout
+   * left (their messages are stored too), before it drops them; 0 drops them at once.
+   */
+  readonly handoverMs?: number;
   readonly influx: Influx;
   readonly registry: DeviceRegistry;
   readonly logger: Logger;
@@ -162,6 +173,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
   const { influx, registry, logger } = options;
   const limits = options.decodeLimits ?? DEFAULT_DECODE_LIMITS;
   const now = options.now ?? Date.now;
+  const startedAt = now();
   const shard = options.shard ?? shardOf(1, 1);
   const owned = new Set(shard.provinces);
   const clientId = options.clientId ?? shardClientId(shard);
@@ -218,7 +230,6 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
   let streamRollups: StreamRollups | undefined;
   const rollupWriters = new Map<RollupResolution, BatchWriter<undefined>>();
   if (options.rollups === 'stream') {
-    const startedAt = now();
     const newest = await newestRollup(influx, shard.provinces);
     const floor = startedAt - INGEST_DEFAULTS.rollupRecoveryMs;
     const from = Math.max(floor, newest === undefined ? floor : newest + ROLLUPS['1m'].intervalMs);
@@ -284,17 +295,17 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
       return pauseIfFull();
     }
     const address = parsedTopic.value;
-    if (!owned.has(address.province)) {
-      // Left subscribed by an older shard layout: the owner stores it.
-      metrics.foreign++;
-      if (token && acks.ack(token)) metrics.acked++;
-      return;
-    }
+    // A province another worker owns: queued for this session, or matched by a filter it keeps
+    // until the handover ends, under an older shard layout. Its owner may not have been subscribed
+    // when it was published, so it is stored here too (a copy the owner also got overwrites the
+    // same point); its alerts, summaries and stream roll-ups are the owner's.
+    const foreign = !owned.has(address.province);
+    if (foreign) metrics.foreign++;
     const where = { deviceId: address.deviceId, province: address.province };
     if (address.channel === 'status') {
       metrics.received.status++;
       const status = decodeStatus(payload);
-      if (status.ok) summaries.onStatus(address.deviceId, address.province, address.domain, status.value.state, now());
+      if (status.ok && !foreign) summaries.onStatus(address.deviceId, address.province, address.domain, status.value.state, now());
       const line = status.ok ? statusLine(address.domain, address.province, address.deviceId, status.value, now()) : rejection({ code: status.error.code, topic, reason: status.error.message, payload, ...where });
       writer.add([line], { token, readings: 0, deviceTs: 0 });
       return pauseIfFull();
@@ -324,6 +335,13 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
       const fields = flattenReading(reading);
       Object.assign(fields, derived as Fields);
       lines.push(seriesReadingLine(prefix, reading.ts, fields));
+      if (foreign) {
+        // From before this start (an older layout's queue): the owner, which may not have had it,
+        // may have written its windows already, so they are recomputed from raw once it is stored.
+        // Later ones the owner got too, or recomputes at its own start (rollups.ts).
+        if (streamRollups && reading.ts < startedAt) late = widen(late ?? { device: address.deviceId, domain: address.domain, from: reading.ts, to: reading.ts + 1, resolutions: [], attempts: 0 }, reading.ts, reading.ts + 1, ROLLUP_RESOLUTIONS);
+        continue;
+      }
       if (streamRollups) {
         const lateFor = streamRollups.add(prefix, address.deviceId, address.domain, reading.ts, fields);
         if (lateFor.length > 0) late = widen(late ?? { device: address.deviceId, domain: address.domain, from: reading.ts, to: reading.ts + 1, resolutions: [], attempts: 0 }, reading.ts, reading.ts + 1, lateFor);
@@ -525,14 +543,27 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
     } else client.stream.resume();
   };
 
+  /**
+   * A session kept from another layout (one worker, or another i/N) may hold filters of provinces
+   * this worker no longer owns. They stay until the handover ends, so that what is published
+   * before the new owner subscribes still reaches a session (this one, which stores it); then
+   * they are dropped, and the owner alone gets those provinces. MQTT cannot list a session's
+   * filters, so every filter this shard must not hold is unsubscribed (unknown ones are no-ops).
+   */
+  const handoverMs = options.handoverMs ?? INGEST_DEFAULTS.handoverMs;
+  let handoverOver = handoverMs <= 0;
+  const dropForeignFilters = async (): Promise<void> => {
+    await client.unsubscribeAsync(foreignFilters(shard));
+    logger.info({ shard: `${shard.index}/${shard.count}`, clientId, foreignMessages: metrics.foreign }, 'handover over: filters of provinces other workers own dropped from the session');
+  };
   const subscribe = async (sessionPresent: boolean): Promise<void> => {
-    // A session kept from another layout (one worker, or another i/N) may hold filters this shard must drop.
-    if (sessionPresent) await client.unsubscribeAsync(foreignFilters(shard));
+    // Own filters first: a country-wide filter an older layout left covers them until then.
     const filters = shardFilters(shard);
     const granted = await client.subscribeAsync(filters, { qos: 1 });
     const refused = granted.filter((g) => g.qos === 128).map((g) => g.topic);
     if (refused.length > 0) throw new Error(`broker refused ingest's subscription to ${refused.join(', ')}: is ${options.username} an ingest service account?`);
-    logger.info({ sessionPresent, provinces: shard.provinces.length, shard: `${shard.index}/${shard.count}`, clientId }, 'ingest subscribed');
+    if (sessionPresent && handoverOver) await dropForeignFilters();
+    logger.info({ sessionPresent, provinces: shard.provinces.length, shard: `${shard.index}/${shard.count}`, clientId, handoverMs: handoverOver ? 0 : handoverMs }, 'ingest subscribed');
   };
 
   await new Promise<void>((resolve, reject) => {
@@ -573,6 +604,14 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
   rollupTimer.unref();
   const summaryTimer = setInterval(publishSummaries, options.summaryIntervalMs ?? INGEST_DEFAULTS.summaryIntervalMs);
   summaryTimer.unref();
+  // Not connected now: the next connection drops them (subscribe, handover over).
+  const handoverTimer = handoverOver
+    ? undefined
+    : setTimeout(() => {
+        handoverOver = true;
+        if (!closing && client.connected) dropForeignFilters().catch((err: unknown) => logger.warn({ code: 'E_UPSTREAM', err: (err as Error).message }, 'could not drop the filters of provinces other workers own; retried at the next connection'));
+      }, handoverMs);
+  handoverTimer?.unref();
   // The rules file is polled (an atomic rename replaces its inode, which a file watch would lose).
   const rulesFile = options.rulesFile;
   const onRulesChange = (current: { mtimeMs: number }, previous: { mtimeMs: number }) => {
@@ -621,6 +660,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
       clearInterval(alertTimer);
       clearInterval(rollupTimer);
       clearInterval(summaryTimer);
+      clearTimeout(handoverTimer);
       // Stop taking messages, store what was taken, acknowledge it, then leave.
       client.options.reconnectPeriod = 0;
       const unwritten = await writer.close(INGEST_DEFAULTS.closeTimeoutMs);

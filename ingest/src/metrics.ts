@@ -14,7 +14,7 @@ export class IngestMetrics {
   readonly received = { telemetry: 0, status: 0, other: 0 };
   /** Messages the broker sent again (DUP): a PUBACK of ours that did not arrive. */
   redelivered = 0;
-  /** Messages of provinces another shard owns (a session left subscribed by an older layout). */
+  /** Messages of provinces another shard owns (queued or matched under an older layout, until the handover ends): stored, no alerts or summaries. */
   foreign = 0;
   /** Readings stored. */
   readings = 0;
@@ -49,7 +49,7 @@ export class IngestMetrics {
     return new PrometheusText()
       .family(`${p}messages_received_total`, 'counter', 'MQTT messages received, by channel.', Object.entries(this.received).map(([c, v]) => [`{channel="${c}"}`, v] as const))
       .family(`${p}messages_redelivered_total`, 'counter', 'Messages the broker sent again because their PUBACK did not reach it.', [['', this.redelivered]])
-      .family(`${p}messages_foreign_total`, 'counter', "Messages of provinces another shard owns, acknowledged and skipped.", [['', this.foreign]])
+      .family(`${p}messages_foreign_total`, 'counter', "Messages of provinces another shard owns (an older layout's queue or filters, until the handover ends), stored without alerts or summaries.", [['', this.foreign]])
       .family(`${p}readings_written_total`, 'counter', 'Readings stored in InfluxDB.', [['', this.readings]])
       .family(`${p}lines_written_total`, 'counter', 'Lines stored in InfluxDB (readings, statuses, dead-letter records, alert events).', [['', this.linesWritten]])
       .family(`${p}rejected_total`, 'counter', 'Messages or readings rejected, by code (each has a dead-letter record).', CODES.map((c) => [`{code="${c}"}`, this.rejected[c]] as const))

@@ -32,6 +32,7 @@ runService(logger, async () => {
     password: config.INGEST_MQTT_PASSWORD,
     ...(config.INGEST_CLIENT_ID ? { clientId: config.INGEST_CLIENT_ID } : {}),
     shard,
+    handoverMs: config.INGEST_HANDOVER_MS,
     influx,
     registry,
     logger,

@@ -39,15 +39,21 @@ export function shardFilters(shard: Shard): string[] {
 /**
  * Every filter some shard layout could have left in a persistent session that this shard must
  * not keep: the country-wide filters (one worker) and the filters of provinces it does not own.
- * Unsubscribing is how "adding a worker is a configuration change": a worker restarted with a
- * new i/N drops the provinces it no longer owns from its session.
+ * A worker restarted with a new i/N drops them from its session once the handover is over
+ * (app.ts: until then it stores their messages too, for owners not subscribed yet).
  */
 export function foreignFilters(shard: Shard): string[] {
   const owned = new Set(shard.provinces);
   return [TOPIC_FILTERS.allTelemetry, TOPIC_FILTERS.allStatus, ...PROVINCE_CODES.filter((p) => !owned.has(p)).flatMap((p) => [TOPIC_FILTERS.provinceTelemetry(p), TOPIC_FILTERS.provinceStatus(p)])];
 }
 
-/** Default MQTT client id of a shard's persistent session. */
+/**
+ * Default MQTT client id of a shard's persistent session: `ingest-i`, whatever N. Worker i of a
+ * new layout takes over worker i's session of the old one, with the messages queued for it
+ * while the layout changed (a session named after i/N would be left behind, its queue never
+ * read and growing for good). Going from 1/1 to two workers, 1/2 drains `ingest-1`'s queue and
+ * 2/2 starts `ingest-2`.
+ */
 export function shardClientId(shard: Shard): string {
-  return shard.count === 1 ? 'ingest-1' : `ingest-${shard.index}-of-${shard.count}`;
+  return `ingest-${shard.index}`;
 }

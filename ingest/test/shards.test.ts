@@ -36,6 +36,7 @@ describe('ingest shards', () => {
     expect(foreign.filter((f) => own.includes(f))).toEqual([]);
     expect(foreign).toHaveLength(2 + (34 - shard.provinces.length) * 2);
     expect(shardClientId(shardOf(1, 1))).toBe('ingest-1');
-    expect(shardClientId(shard)).toBe('ingest-1-of-2');
+    expect(shardClientId(shard)).toBe('ingest-1');
+    expect(shardClientId(shardOf(2, 2))).toBe('ingest-2');
   });
 });
