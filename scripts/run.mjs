@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The two commands of the quick start, `npm start` and `npm test`, land here. Plain Node with no
 // dependencies: it installs whatever is missing (pnpm, the workspace's packages, Debian's
-// influxdb, chromium, mosquitto-clients, redis-server and python3-paho-mqtt), builds the dashboard
+// influxdb, chromium, mosquitto-clients, redis-server, python3-paho-mqtt, and the deployment files'
+// validators docker-compose, haproxy and shellcheck), builds the dashboard
 // when it is stale, then starts the platform or runs every check.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
@@ -176,6 +177,10 @@ switch (command) {
       ['/usr/bin/redis-server', 'redis-server'],
       // paho, the Python MQTT client the broker's interoperability test drives
       ['/usr/lib/python3/dist-packages/paho/mqtt/client.py', 'python3-paho-mqtt'],
+      // the validators infra/test/deploy.test.ts runs on the Dockerfiles' compose and HAProxy files
+      ['/usr/bin/docker-compose', 'docker-compose'],
+      ['/usr/sbin/haproxy', 'haproxy'],
+      ['/usr/bin/shellcheck', 'shellcheck'],
     ]);
     buildDashboard(pnpm, true);
     runTests(pnpm);
