@@ -373,7 +373,9 @@ describe('startSimulation against the platform broker', () => {
     }
   });
 
-  it('injects faults the pipeline can see: refused topics, rejected payloads, floods', async () => {
+  // Three waits of up to 30 s each (until), with devices dropped and reconnecting on the way: the
+  // default 20 s was too short for a machine busy with the cluster tests.
+  it('injects faults the pipeline can see: refused topics, rejected payloads, floods', { timeout: 100_000 }, async () => {
     const since = received.length;
     const deniedBefore = broker.counters.aclPublishDenied;
     const file: ScenarioFile = {
