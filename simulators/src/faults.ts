@@ -190,8 +190,11 @@ export function malformedPayload(reading: Reading, kind: MalformedKind): string 
     case 'seconds-timestamp':
       return JSON.stringify({ ...reading, ts: Math.floor(reading.ts / 1000) });
     case 'oversized-batch':
-      // One more reading than the batch form allows.
-      return JSON.stringify({ readings: Array.from({ length: MAX_BATCH_READINGS + 1 }, (_, i) => ({ ...reading, seq: reading.seq + i })) });
+      // One more reading than the batch form allows, each cut to ts and seq: ~30 KB, far under the
+      // broker's packet limit (300 KB), so it reaches ingest and is refused there (E_BATCH_TOO_LARGE).
+      // Full readings came to 250–320 KB: over the limit the broker dropped the connection, and the
+      // device resent the same QoS 1 message after every reconnect, never to connect for long.
+      return JSON.stringify({ readings: Array.from({ length: MAX_BATCH_READINGS + 1 }, (_, i) => ({ ts: reading.ts, seq: reading.seq + i })) });
   }
 }
 
