@@ -39,14 +39,12 @@
  * (except those the bench sets) and are reported.
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createConnection } from 'node:net';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { decodeTelemetry } from '@citypulse/contracts';
 import { DeviceRegistry } from '@citypulse/broker/registry';
-import { freePort, startInfluxd, startRedis, type RunningRedis } from '@citypulse/infra';
+import { connectRedis, freePort, startInfluxd, startRedis, type RunningRedis } from '@citypulse/infra';
 import { shardClientId, shardOf } from '../src/shards.js';
 import { fleetDevice, fleetReading } from './fleet.js';
 import type { GeneratorConnection, GeneratorCounts } from './protocol.js';
@@ -60,16 +58,15 @@ import {
   scrape,
   startBrokerService,
   startGenerator,
-  startService,
+  provisionFleetDevices,
+  startIngestService,
   total,
-  waitUntil,
   type Generator,
   type Quantile,
   type Samples,
   type Service,
 } from './services.js';
 
-const INGEST_DIR = dirname(dirname(fileURLToPath(import.meta.url)));
 const args = process.argv.slice(2);
 /**
  * Run by the package's `bench` script after ingest.bench.ts, with the same arguments: `--only` is
@@ -157,47 +154,9 @@ const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toLocaleString('e
 const { cleanups, cleanup, cleaning } = exitCleanup(log);
 
 // ---------------------------------------------------------------------------------------------
-// Redis: a few commands over RESP (INFO, FLUSHALL, CONFIG RESETSTAT), no client library
+// Redis statistics through one connection of its own (infra's connectRedis, ioredis)
 
-type RespValue = string | number | null;
-
-/** Sends one command on a fresh connection and returns its reply (simple, bulk or integer; an error reply rejects). */
-async function redisCommand(port: number, ...command: string[]): Promise<RespValue> {
-  const socket = createConnection({ port, host: '127.0.0.1' });
-  socket.setTimeout(30_000);
-  try {
-    return await new Promise<RespValue>((resolve, reject) => {
-      let buffer = Buffer.alloc(0);
-      socket.once('error', reject);
-      socket.once('timeout', () => reject(new Error(`Redis on ${port}: no reply to ${command[0]} within 30 s`)));
-      socket.once('connect', () => socket.write(`*${command.length}\r\n${command.map((c) => `$${Buffer.byteLength(c)}\r\n${c}\r\n`).join('')}`));
-      socket.on('data', (chunk: Buffer) => {
-        buffer = Buffer.concat([buffer, chunk]);
-        const eol = buffer.indexOf('\r\n');
-        if (eol < 0) return;
-        const head = buffer.subarray(1, eol).toString();
-        switch (String.fromCharCode(buffer[0] as number)) {
-          case '+':
-            return resolve(head);
-          case ':':
-            return resolve(Number(head));
-          case '-':
-            return reject(new Error(`Redis ${command.join(' ')}: ${head}`));
-          case '$': {
-            const length = Number(head);
-            if (length < 0) return resolve(null);
-            if (buffer.length >= eol + 2 + length) resolve(buffer.subarray(eol + 2, eol + 2 + length).toString());
-            return;
-          }
-          default:
-            return reject(new Error(`Redis ${command[0]}: unexpected reply ${buffer.subarray(0, 40).toString()}`));
-        }
-      });
-    });
-  } finally {
-    socket.destroy();
-  }
-}
+type RedisConnection = Awaited<ReturnType<typeof connectRedis>>['conn'];
 
 interface CommandStat {
   readonly calls: number;
@@ -214,8 +173,8 @@ interface RedisInfo {
   readonly netOutputBytes: number;
 }
 
-async function redisInfo(port: number): Promise<RedisInfo> {
-  const text = String(await redisCommand(port, 'INFO', 'server', 'stats', 'memory', 'commandstats'));
+async function redisInfo(conn: RedisConnection): Promise<RedisInfo> {
+  const text = String(await conn.call('INFO', 'server', 'stats', 'memory', 'commandstats'));
   const fields = new Map<string, string>();
   for (const line of text.split('\r\n')) {
     const colon = line.indexOf(':');
@@ -240,10 +199,10 @@ async function redisInfo(port: number): Promise<RedisInfo> {
 }
 
 /** Empties Redis and zeroes its statistics (commandstats, total_commands_processed, peak memory). */
-async function freshRedis(redis: RunningRedis): Promise<void> {
-  await redisCommand(redis.port, 'FLUSHALL');
-  await redisCommand(redis.port, 'CONFIG', 'RESETSTAT');
-  await redisCommand(redis.port, 'MEMORY', 'PURGE').catch(() => undefined);
+async function freshRedis(conn: RedisConnection): Promise<void> {
+  await conn.flushall();
+  await conn.call('CONFIG', 'RESETSTAT');
+  await conn.call('MEMORY', 'PURGE').catch(() => undefined);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -275,12 +234,7 @@ async function provision(dataDir: string): Promise<Provisioned> {
   const registry = await DeviceRegistry.open(dataDir);
   try {
     const ingestSecret = await registry.upsertService('ingest', 'ingest');
-    const connections: GeneratorConnection[] = [];
-    for (let from = 0; from < DEVICES; from += 500) {
-      const batch = Array.from({ length: Math.min(500, DEVICES - from) }, (_, k) => fleetDevice(from + k));
-      const created = await registry.upsertDevices(batch.map((d) => ({ id: d.id, province: d.province, domain: d.domain, kind: d.kind, location: d.location, ...(d.profile ? { profile: d.profile } : {}) })));
-      created.forEach(({ id, secret }, k) => connections.push({ clientId: id, username: id, password: secret as string, devices: [from + k] }));
-    }
+    const connections = await provisionFleetDevices(registry, DEVICES);
     log(`provisioned ${fmt(DEVICES)} devices with secrets and the ingest account in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     return { dataDir, ingestSecret, connections };
   } finally {
@@ -341,35 +295,20 @@ async function startBroker(name: string, dataDir: string, store: 'disk' | 'redis
   return { name, service, url, metricsUrl: `http://127.0.0.1:${httpPort}/metrics` };
 }
 
-async function startWorker(p: Provisioned, broker: Broker, influxUrl: string, database: string, index: number, count: number, attempt = 1): Promise<Worker> {
-  const httpPort = await freePort();
+async function startWorker(p: Provisioned, broker: Broker, influxUrl: string, database: string, index: number, count: number): Promise<Worker> {
   const shard = `${index}/${count}`;
   const name = `ingest ${shard}`;
-  const service = startService('ingest', INGEST_DIR, {
-    DATA_DIR: p.dataDir,
-    MQTT_URL: broker.url,
-    INGEST_MQTT_PASSWORD: p.ingestSecret,
-    INGEST_SHARD: shard,
-    INGEST_CLIENT_ID: shardClientId(shardOf(index, count)),
-    INFLUX_URL: influxUrl,
-    INFLUX_DATABASE: database,
-    INGEST_HTTP_HOST: '127.0.0.1',
-    INGEST_HTTP_PORT: String(httpPort),
-    LOG_LEVEL: 'warn',
+  const { service, metricsUrl } = await startIngestService({
+    dataDir: p.dataDir,
+    mqttUrl: broker.url,
+    ingestSecret: p.ingestSecret,
+    influxUrl,
+    database,
+    env: { INGEST_SHARD: shard, INGEST_CLIENT_ID: shardClientId(shardOf(index, count)) },
+    label: name,
+    log,
+    cleanups,
   });
-  cleanups.push(() => service.stop());
-  const metricsUrl = `http://127.0.0.1:${httpPort}/metrics`;
-  try {
-    // /metrics answers once startIngest returned, i.e. once ingest has subscribed.
-    await waitUntil(service, '/metrics', async () => (await scrape(metricsUrl)).size > 0);
-    await waitUntil(service, '/readyz', async () => (await fetch(`http://127.0.0.1:${httpPort}/readyz`)).ok);
-  } catch (err) {
-    await service.stop();
-    // ingest exits when its first connection fails (e.g. a CONNACK slower than 10 s): one more try.
-    if (attempt > 1) throw err;
-    log(`${name} did not start (${(err instanceof Error ? err.message : String(err)).split('\n')[0]}); trying once more`);
-    return startWorker(p, broker, influxUrl, database, index, count, attempt + 1);
-  }
   log(`${name}: pid ${service.pid}, on ${broker.name}, database ${database}`);
   return { name, shard, service, metricsUrl, brokerName: broker.name };
 }
@@ -549,9 +488,9 @@ class ServiceDied extends Error {
   }
 }
 
-async function runTopology(spec: RunSpec, p: Provisioned, influx: { url: string; pid: number }, redis: RunningRedis): Promise<RunResult> {
+async function runTopology(spec: RunSpec, p: Provisioned, influx: { url: string; pid: number }, redis: RunningRedis, stats: RedisConnection): Promise<RunResult> {
   const usesRedis = spec.store === 'redis' || spec.mq === 'redis';
-  if (usesRedis) await freshRedis(redis);
+  if (usesRedis) await freshRedis(stats);
   const redisPid = redis.process.pid as number;
   log(`${spec.label}: ${spec.brokers} broker(s), ${spec.workers} ingest worker(s), ${fmt(spec.offeredPerS)} readings/s offered for ${WARMUP_S} + ${spec.seconds} s …`);
 
@@ -628,7 +567,7 @@ async function runTopology(spec: RunSpec, p: Provisioned, influx: { url: string;
         Promise.all(generators.map((g) => g.ask({ type: 'count' }, 'counts', 30_000))),
         Promise.all(pids().map(async ([name, pid]): Promise<[string, number]> => [name, await cpuSeconds(pid)])),
         machineCpu(),
-        usesRedis ? redisInfo(redis.port) : Promise.resolve(undefined),
+        usesRedis ? redisInfo(stats) : Promise.resolve(undefined),
       ]);
       return { t, ingest: mergeSamples(samples), cpu: new Map(cpu), machine, bench, counts, redis: info };
     };
@@ -1071,7 +1010,9 @@ async function main(): Promise<void> {
   log(`influxd pid ${influxd.process.pid}, ${influxd.url}; redis-server pid ${redis.process.pid}, ${redis.url}`);
   const influx = { url: influxd.url, pid: influxd.process.pid as number };
   const influxdVersion = (await fetch(`${influxd.url}/ping`).then((r) => r.headers.get('x-influxdb-version'))) ?? '1.x';
-  const redisVersion = (await redisInfo(redis.port)).version;
+  const { conn: stats } = await connectRedis(`${redis.url}/0`, { purpose: 'bench statistics', logger: { warn: (_object, message) => log(message) } });
+  cleanups.push(() => stats.quit());
+  const redisVersion = (await redisInfo(stats)).version;
   const provisioned = await provision(join(root, 'data'));
 
   const specs: RunSpec[] = [
@@ -1084,7 +1025,7 @@ async function main(): Promise<void> {
   const broken: { readonly label: string; readonly error: string }[] = [];
   for (const spec of specs.filter((sp) => !RUNS || RUNS.includes(sp.key))) {
     try {
-      runs.push(await runTopology(spec, provisioned, influx, redis));
+      runs.push(await runTopology(spec, provisioned, influx, redis, stats));
     } catch (err) {
       // A run that broke (a process died, a start failed) is reported; the others still run.
       if (cleaning()) throw err;

@@ -38,7 +38,6 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { decodeTelemetry, enrichReading, flattenReading, type Fields } from '@citypulse/contracts';
 import { DeviceRegistry } from '@citypulse/broker/registry';
 import { freePort, Influx, startInfluxd } from '@citypulse/infra';
@@ -57,15 +56,14 @@ import {
   residentBytes,
   scrape,
   shareAtMost,
-  startService,
+  provisionFleetDevices,
+  startIngestService,
   total,
-  waitUntil,
   type Quantile,
   type Samples,
   type Service,
 } from './services.js';
 
-const INGEST_DIR = dirname(dirname(fileURLToPath(import.meta.url)));
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
 const jsonAt = args.indexOf('--json');
@@ -229,12 +227,7 @@ async function provision(dataDir: string): Promise<Provisioned> {
   const registry = await DeviceRegistry.open(dataDir);
   try {
     const ingestSecret = await registry.upsertService('ingest', 'ingest');
-    const deviceConnections: GeneratorConnection[] = [];
-    for (let from = 0; from < DEVICES; from += 500) {
-      const batch = Array.from({ length: Math.min(500, DEVICES - from) }, (_, k) => fleetDevice(from + k));
-      const created = await registry.upsertDevices(batch.map((d) => ({ id: d.id, province: d.province, domain: d.domain, kind: d.kind, location: d.location, ...(d.profile ? { profile: d.profile } : {}) })));
-      created.forEach(({ id, secret }, k) => deviceConnections.push({ clientId: id, username: id, password: secret as string, devices: [from + k] }));
-    }
+    const deviceConnections = await provisionFleetDevices(registry, DEVICES);
     const gatewayConnections: GeneratorConnection[] = [];
     for (let g = 0; g < GATEWAYS; g++) {
       const id = `bench-gateway-${g}`;
@@ -296,35 +289,12 @@ async function brokerSettled(broker: Broker): Promise<number> {
   return (performance.now() - t0) / 1000;
 }
 
-async function startIngestProcess(p: Provisioned, broker: Broker, influxUrl: string, database: string, attempt = 1): Promise<{ service: Service; metricsUrl: string }> {
+async function startIngestProcess(p: Provisioned, broker: Broker, influxUrl: string, database: string): Promise<{ service: Service; metricsUrl: string }> {
   const settle = await brokerSettled(broker);
   if (settle > 1.5) log(`waited ${settle.toFixed(0)} s for the broker to go quiet before starting ingest`);
-  const httpPort = await freePort();
-  const service = startService('ingest', INGEST_DIR, {
-    DATA_DIR: p.dataDir,
-    MQTT_URL: broker.url,
-    INGEST_MQTT_PASSWORD: p.ingestSecret,
-    INFLUX_URL: influxUrl,
-    INFLUX_DATABASE: database,
-    INGEST_HTTP_HOST: '127.0.0.1',
-    INGEST_HTTP_PORT: String(httpPort),
-    LOG_LEVEL: 'warn',
-  });
-  cleanups.push(() => service.stop());
-  const metricsUrl = `http://127.0.0.1:${httpPort}/metrics`;
-  try {
-    // /metrics answers once startIngest returned, i.e. once ingest has subscribed.
-    await waitUntil(service, '/metrics', async () => (await scrape(metricsUrl)).size > 0);
-    await waitUntil(service, '/readyz', async () => (await fetch(`http://127.0.0.1:${httpPort}/readyz`)).ok);
-  } catch (err) {
-    await service.stop();
-    // ingest exits when its first connection fails (e.g. a CONNACK slower than 10 s): one more try.
-    if (attempt > 1) throw err;
-    log(`ingest did not start (${(err instanceof Error ? err.message : String(err)).split('\n')[0]}); trying once more. Its output:\n${service.output()}`);
-    return startIngestProcess(p, broker, influxUrl, database, attempt + 1);
-  }
-  log(`ingest: pid ${service.pid}, database ${database}, ${metricsUrl}`);
-  return { service, metricsUrl };
+  const started = await startIngestService({ dataDir: p.dataDir, mqttUrl: broker.url, ingestSecret: p.ingestSecret, influxUrl, database, label: 'ingest', log, cleanups });
+  log(`ingest: pid ${started.service.pid}, database ${database}, ${started.metricsUrl}`);
+  return started;
 }
 
 // ---------------------------------------------------------------------------------------------

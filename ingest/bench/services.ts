@@ -10,10 +10,13 @@ import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import type { DeviceRegistry } from '@citypulse/broker/registry';
 import { freePort, SERVICE_NODE_FLAGS } from '@citypulse/infra';
-import type { GeneratorCommand, GeneratorReply } from './protocol.js';
+import { fleetDevice } from './fleet.js';
+import type { GeneratorCommand, GeneratorConnection, GeneratorReply } from './protocol.js';
 
 const TSX = import.meta.resolve('tsx');
+const INGEST_DIR = fileURLToPath(new URL('..', import.meta.url));
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
 /** utime + stime of a process (/proc/PID/stat fields 14 and 15), seconds; NaN once it is gone. */
@@ -138,6 +141,64 @@ export async function waitUntil(service: Service, what: string, ready: () => Pro
     if (Date.now() > deadline) throw new Error(`${service.name}: no ${what} within ${timeoutMs / 1000} s:\n${service.output()}`);
     await sleep(100);
   }
+}
+
+/** Registers devices 0…count−1 of the fleet with fresh secrets: one MQTT connection each, as the generators open them. */
+export async function provisionFleetDevices(registry: DeviceRegistry, count: number): Promise<GeneratorConnection[]> {
+  const connections: GeneratorConnection[] = [];
+  for (let from = 0; from < count; from += 500) {
+    const batch = Array.from({ length: Math.min(500, count - from) }, (_, k) => fleetDevice(from + k));
+    const created = await registry.upsertDevices(batch.map((d) => ({ id: d.id, province: d.province, domain: d.domain, kind: d.kind, location: d.location, ...(d.profile ? { profile: d.profile } : {}) })));
+    created.forEach(({ id, secret }, k) => connections.push({ clientId: id, username: id, password: secret as string, devices: [from + k] }));
+  }
+  return connections;
+}
+
+export interface IngestServiceOptions {
+  readonly dataDir: string;
+  readonly mqttUrl: string;
+  readonly ingestSecret: string;
+  readonly influxUrl: string;
+  readonly database: string;
+  /** More variables (INGEST_SHARD, INGEST_CLIENT_ID, …). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Name in the progress lines ("ingest", "ingest 1/2"). */
+  readonly label: string;
+  readonly log: (line: string) => void;
+  /** Where the bench keeps its clean-up steps (exitCleanup). */
+  readonly cleanups: (() => Promise<unknown>)[];
+}
+
+/**
+ * Starts ingest (`src/server.ts` of this package) as its own process and waits until it has
+ * subscribed (/metrics answers once startIngest returned) and is ready. Ingest exits when its
+ * first connection fails (e.g. a CONNACK slower than 10 s on a loaded machine): one more try.
+ */
+export async function startIngestService(options: IngestServiceOptions, attempt = 1): Promise<{ service: Service; metricsUrl: string }> {
+  const httpPort = await freePort();
+  const service = startService('ingest', INGEST_DIR, {
+    DATA_DIR: options.dataDir,
+    MQTT_URL: options.mqttUrl,
+    INGEST_MQTT_PASSWORD: options.ingestSecret,
+    ...options.env,
+    INFLUX_URL: options.influxUrl,
+    INFLUX_DATABASE: options.database,
+    INGEST_HTTP_HOST: '127.0.0.1',
+    INGEST_HTTP_PORT: String(httpPort),
+    LOG_LEVEL: 'warn',
+  });
+  options.cleanups.push(() => service.stop());
+  const metricsUrl = `http://127.0.0.1:${httpPort}/metrics`;
+  try {
+    await waitUntil(service, '/metrics', async () => (await scrape(metricsUrl)).size > 0);
+    await waitUntil(service, '/readyz', async () => (await fetch(`http://127.0.0.1:${httpPort}/readyz`)).ok);
+  } catch (err) {
+    await service.stop();
+    if (attempt > 1) throw err;
+    options.log(`${options.label} did not start (${(err instanceof Error ? err.message : String(err)).split('\n')[0]}); trying once more. Its output:\n${service.output()}`);
+    return startIngestService(options, attempt + 1);
+  }
+  return { service, metricsUrl };
 }
 
 export async function listening(port: number): Promise<boolean> {
