@@ -7,6 +7,7 @@ import { CodedError } from '@citypulse/contracts';
 import { connectRedis } from '@citypulse/infra';
 import { BROKER_STORES } from './config.js';
 import { Journal } from './journal.js';
+import { withRedisQueue } from './redis-queue.js';
 import { withJournalQueue, withMemoryQueue, type FastQueue } from './session-queue.js';
 
 /**
@@ -134,18 +135,14 @@ async function openRedis(options: OpenBrokerStoreOptions): Promise<BrokerStore> 
   const { conn, where } = await connectRedis(options.redisUrl, { purpose: 'MQTT session store', requiredWhen: 'when BROKER_STORE=redis', logger });
   const createRedisPersistence = requireCjs('aedes-persistence-redis') as (opts: { conn: unknown; maxSessionDelivery: number }) => AedesPersistence & { addSubscriptions(client: unknown, subs: readonly unknown[]): Promise<unknown> };
   // maxSessionDelivery -1 replays the whole queue on reconnect: the default (1000) leaves the
-  // rest of a long outage's backlog waiting until the client's next reconnect.
-  const persistence = withUniqueCounters(withOneStorePerSubscribe(createRedisPersistence({ conn, maxSessionDelivery: -1 })));
+  // rest of a long outage's backlog waiting until the client's next reconnect. (Its queue is
+  // replaced by withRedisQueue's; the option still covers anything that reads its lists.)
+  const persistence = withUniqueCounters(withRedisQueue(withOneStorePerSubscribe(createRedisPersistence({ conn, maxSessionDelivery: -1 })), conn, logger));
   return {
     kind: 'redis',
     persistence,
     description: `redis (${where})`,
-    async queuedMessages() {
-      // Set "clients" of persistent sessions, list "outgoing:<client>" of unacknowledged messages (aedes-persistence-redis 12).
-      const clients = await conn.smembers('clients');
-      const lengths = await Promise.all(clients.map((id) => conn.llen(`outgoing:${encodeURIComponent(id)}`)));
-      return lengths.reduce((a, b) => a + b, 0);
-    },
+    queuedMessages: () => persistence.queuedMessages(),
     close: once(async () => {
       // quit() lets commands already sent finish; destroy() then only unsubscribes from the broker.
       if (conn.status === 'ready') await conn.quit().catch(() => undefined);

@@ -47,10 +47,7 @@ export class Fifo<T> {
   }
 }
 
-type MQEmitterFactory = (options: { concurrency: number; matchEmptyLevels: boolean }) => Router & {
-  _messageQueue: unknown;
-  _messageCallbacks: unknown;
-};
+type MQEmitterFactory = (options: { concurrency: number; matchEmptyLevels: boolean }) => Emitter;
 
 const requireCjs = createRequire(import.meta.url);
 // mqemitter comes with aedes (the broker does not depend on it): load it from there.
@@ -62,12 +59,69 @@ export function createRouter(concurrency: number): Router {
   return withFifoQueues(mqemitter({ concurrency, matchEmptyLevels: true }));
 }
 
-function withFifoQueues<R extends Router & { _messageQueue: unknown; _messageCallbacks: unknown }>(router: R): R {
-  if (!Array.isArray(router._messageQueue) || !Array.isArray(router._messageCallbacks)) {
-    throw new Error('mqemitter changed: _messageQueue/_messageCallbacks are no longer arrays; review broker/src/router.ts');
+export const ROUTER_DEFAULTS = {
+  /** Messages routed one inside the other's completion before the rest wait for the next turn of the event loop. */
+  maxNesting: 200,
+  /** Messages that waited for a turn routed per turn of the event loop, so I/O is not starved. */
+  resumeBatch: 1_000,
+} as const;
+
+type Emitter = Router & { _messageQueue: unknown; _messageCallbacks: unknown; _do?: (message: unknown, done: unknown) => unknown; current?: number };
+
+function withFifoQueues<R extends Emitter>(router: R): R {
+  if (!Array.isArray(router._messageQueue) || !Array.isArray(router._messageCallbacks) || typeof router._do !== 'function' || typeof router.current !== 'number') {
+    throw new Error('mqemitter changed: _messageQueue/_messageCallbacks are no longer arrays, or _do/current are gone; review broker/src/router.ts');
   }
   router._messageQueue = new Fifo();
   router._messageCallbacks = new Fifo();
+  return withBoundedNesting(router);
+}
+
+/**
+ * When a routed message's subscribers all finish at once (none matched: a node of a cluster sees
+ * every message and holds the subscribers of some; or a duplicate dropped), mqemitter takes the
+ * next queued message inside that completion: `released → _do → fastparallel → released …`, one
+ * set of stack frames per message. A queue of tens of thousands of messages (a backlog, a burst
+ * from Redis) then overflowed the stack and killed the broker (RangeError: Maximum call stack size
+ * exceeded, seen at 10,000 messages/s). Past `maxNesting` messages deep, messages wait for the next
+ * turn of the event loop instead, in order: once one waits, every later one waits behind it (a
+ * subscriber's dedupe drops a message that arrives after a later one of the same node), and each
+ * keeps its slot of the emitter's concurrency meanwhile, so new messages queue behind them too.
+ */
+function withBoundedNesting<R extends Emitter>(router: R): R {
+  const route = router._do as (this: R, message: unknown, done: unknown) => unknown;
+  const waiting = new Fifo<{ readonly message: unknown; readonly done: unknown }>();
+  let depth = 0;
+  let scheduled = false;
+  const run = (message: unknown, done: unknown) => {
+    depth++;
+    try {
+      return route.call(router, message, done);
+    } finally {
+      depth--;
+    }
+  };
+  const resume = () => {
+    scheduled = false;
+    for (let n = 0; n < ROUTER_DEFAULTS.resumeBatch && waiting.length > 0; n++) {
+      const next = waiting.shift() as { message: unknown; done: unknown };
+      (router.current as number)--;
+      run(next.message, next.done);
+    }
+    if (waiting.length > 0) schedule();
+  };
+  const schedule = () => {
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(resume);
+  };
+  router._do = function boundedDo(message: unknown, done: unknown) {
+    if (waiting.length === 0 && depth < ROUTER_DEFAULTS.maxNesting) return run(message, done);
+    (router.current as number)++;
+    waiting.push({ message, done });
+    schedule();
+    return router;
+  };
   return router;
 }
 
@@ -96,9 +150,7 @@ export async function createRedisRouter(concurrency: number, redisUrl: string | 
     pub.conn.disconnect();
     throw err;
   }
-  const MQEmitterRedis = requireCjs('mqemitter-redis') as (options: Record<string, unknown>) => Router & {
-    _messageQueue: unknown;
-    _messageCallbacks: unknown;
+  const MQEmitterRedis = requireCjs('mqemitter-redis') as (options: Record<string, unknown>) => Emitter & {
     state: { on(event: 'error', listener: (err: Error) => void): void };
   };
   const router = withFifoQueues(MQEmitterRedis({ pubConn: pub.conn, subConn: sub.conn, concurrency, matchEmptyLevels: true }));

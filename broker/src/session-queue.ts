@@ -12,10 +12,12 @@ import type { Journal, JournalPacket } from './journal.js';
  * "outgoing-id:<client>:<messageId>": six LevelDB calls and five msgpack passes per message per
  * subscriber, each awaited on its own, then LevelDB's compactions of all of it. Aedes' memory
  * persistence searches an array per delivery and per acknowledgement, which a backlog turns
- * quadratic. This replaces the outgoing-queue methods of either:
+ * quadratic; aedes-persistence-redis clears each acknowledgement with an LREM that scans the
+ * client's list. This replaces the outgoing-queue methods of each:
  * - disk (withJournalQueue): a message is appended once to an append-only log and counted out on
  *   its acknowledgement (journal.ts); a store the LevelDB queue wrote is moved into the log at start;
- * - memory (withMemoryQueue): a map per client, in queue order.
+ * - memory (withMemoryQueue): a map per client, in queue order;
+ * - redis (withRedisQueue, redis-queue.ts): a sorted set and a hash per client.
  * Which message a packet id stands for is kept in memory (`inFlight`), as Aedes gives queued
  * messages new packet ids on every reconnect anyway. A put resolves (and the publisher gets its
  * PUBACK) once the message is kept; a delete is not waited for: if it is lost in a crash, the
@@ -57,8 +59,8 @@ type PacketConstructor = new (original: QueuedPacket) => QueuedPacket;
 // Same encoding and packet copy as aedes-persistence-level (its own dependencies), so entries
 // written by either read the same.
 const requirePersistence = createRequire(createRequire(import.meta.url).resolve('aedes-persistence-level'));
-const msgpack = requirePersistence('msgpack-lite') as Codec;
-const Packet = requirePersistence('aedes-packet') as PacketConstructor;
+export const msgpack = requirePersistence('msgpack-lite') as Codec;
+export const Packet = requirePersistence('aedes-packet') as PacketConstructor;
 
 const OUTGOING = 'outgoing:';
 const OUTGOING_ID = 'outgoing-id:';
@@ -74,8 +76,10 @@ interface InFlight {
   packet: QueuedPacket;
 }
 
-/** Where a queue keeps its messages: LevelDB (disk) or a map (memory). */
-interface QueueBackend {
+/** Where a queue keeps its messages: the journal (disk), a map (memory) or Redis. */
+export interface QueueBackend {
+  /** The key of a client's queued message (default: the LevelDB layout's, outgoingKey). */
+  readonly keyOf?: (clientId: string, packet: QueuedPacket) => string;
   /** Stores the message for these clients under its key (or replaces it); resolves once it is kept. */
   put(clientIds: readonly string[], packet: QueuedPacket): Promise<void>;
   /** Replaces a client's message under an existing key (a PUBREL for its publish). */
@@ -166,14 +170,16 @@ export function withMemoryQueue<P extends object>(persistence: P): FastQueue<P> 
   return withQueue(persistence, backend);
 }
 
-interface BrokerIdentity {
+export interface BrokerIdentity {
   readonly id?: string;
   counter: number;
 }
 
-function withQueue<P extends object>(persistence: P, backend: QueueBackend, beforeSetup?: (broker: BrokerIdentity | undefined) => Promise<void>): FastQueue<P> {
+/** Gives a persistence the outgoing-queue methods over a backend (used by redis-queue.ts too). */
+export function withQueue<P extends object>(persistence: P, backend: QueueBackend, beforeSetup?: (broker: BrokerIdentity | undefined) => Promise<void>): FastQueue<P> {
   /** Per client id: packet id → the queued message it was last given to. */
   const inFlight = new Map<string, Map<number, InFlight>>();
+  const keyOf = backend.keyOf ?? outgoingKey;
 
   const queue: OutgoingQueue & { flushQueue(): Promise<void>; queuedMessages(): Promise<number> } = {
     async outgoingEnqueue(sub, packet) {
@@ -188,7 +194,7 @@ function withQueue<P extends object>(persistence: P, backend: QueueBackend, befo
       if (!ids) inFlight.set(client.id, (ids = new Map<number, InFlight>()));
       if (packet.brokerId) {
         // A queued publish handed to the client under a (new) packet id.
-        ids.set(packet.messageId ?? 0, { key: outgoingKey(client.id, packet), packet });
+        ids.set(packet.messageId ?? 0, { key: keyOf(client.id, packet), packet });
         return;
       }
       // A PUBREL (QoS 2) replaces the publish it follows, in the store too: it is what a reconnect resends.
@@ -206,7 +212,7 @@ function withQueue<P extends object>(persistence: P, backend: QueueBackend, befo
       if (!entry) {
         // A stored message dropped without a delivery (clean session, or not to be forwarded).
         if (!packet.brokerId) return undefined;
-        backend.del(client.id, outgoingKey(client.id, packet));
+        backend.del(client.id, keyOf(client.id, packet));
         return packet;
       }
       ids!.delete(id);

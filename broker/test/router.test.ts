@@ -37,6 +37,31 @@ describe('createRouter', () => {
     expect(router.length).toBe(0);
   });
 
+  it('routes a queue of 200,000 messages that nobody subscribes to without overflowing the stack, in order', async () => {
+    type Message = { topic: string; n: number };
+    const router = createRouter(1) as unknown as {
+      on(topic: string, notify: (message: Message, done: () => void) => void, ready: () => void): void;
+      emit(message: Message, done: () => void): void;
+      readonly length: number;
+    };
+    let release: (() => void) | undefined;
+    await new Promise<void>((ready) => router.on('held', (_message, done) => (release = done), ready));
+    const completed: number[] = [];
+    router.emit({ topic: 'held', n: -1 }, () => undefined);
+    // Queued behind the held one; each finishes at once when its turn comes (no subscriber), which
+    // mqemitter alone answers by taking the next inside the completion: a stack frame set per message.
+    const n = 200_000;
+    for (let i = 0; i < n; i++) router.emit({ topic: 'nobody/listens', n: i }, () => completed.push(i));
+    // Emitted while the queue drains: routed after everything before it.
+    const late = new Promise<void>((done) => setImmediate(() => router.emit({ topic: 'nobody/listens', n }, () => (completed.push(n), done()))));
+    expect(router.length).toBe(n);
+    expect(() => release?.()).not.toThrow();
+    await late;
+    expect(completed).toHaveLength(n + 1);
+    expect(completed.every((value, i) => value === i)).toBe(true);
+    expect(router.length).toBe(0);
+  });
+
   it('matches an empty topic level as Aedes does [MQTT-4.7.1-3]', async () => {
     const router = createRouter(10) as unknown as {
       on(topic: string, notify: (message: { topic: string }, done: () => void) => void, ready: () => void): void;

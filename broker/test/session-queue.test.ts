@@ -4,9 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { connectRedis, startRedis, type RunningRedis } from '@citypulse/infra';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Journal } from '../src/journal.js';
-import { withJournalQueue, withMemoryQueue, type QueuedPacket } from '../src/session-queue.js';
+import { REDIS_QUEUE_DEFAULTS, withRedisQueue, type RedisConnection } from '../src/redis-queue.js';
+import { msgpack, withJournalQueue, withMemoryQueue, type QueuedPacket } from '../src/session-queue.js';
 
 /** The queues that replace those of aedes-persistence-level (disk: the journal, beside a real LevelDB) and of Aedes' memory persistence. */
 const logger = pino({ level: 'silent' });
@@ -248,5 +250,157 @@ describe('withMemoryQueue', () => {
       if (i > 50_000) await queue.outgoingClearMessageId({ id: 'ingest-1' }, { cmd: 'puback', messageId: ((i - 50_000) % 65_535) + 1 });
     }
     expect(await queue.queuedMessages()).toBe(50_000);
+  });
+});
+
+describe('withRedisQueue (the Redis store)', () => {
+  // A real Redis (Debian's redis-server) on a free port, and aedes-persistence-redis beside the queue as in the broker.
+  type RedisPlain = Plain & { destroy(): Promise<void> };
+  const createRedisPersistence = createRequire(import.meta.url)('aedes-persistence-redis') as (opts: { conn: unknown }) => RedisPlain;
+  let redis: RunningRedis;
+  const conns: RedisConnection[] = [];
+  const connect = async () => {
+    const { conn } = await connectRedis(redis.url, { purpose: 'test', logger });
+    conns.push(conn);
+    return conn;
+  };
+  // What aedes-persistence-redis' setup needs of a broker: its id and a subscription for its broadcasts.
+  const brokerNamed = (id: string) => ({ id, counter: 0, subscribe: (_topic: string, _fn: unknown, done: () => void) => setImmediate(done), unsubscribe: (_topic: string, _fn: unknown, done: () => void) => setImmediate(done) });
+  const queueOn = async (conn?: RedisConnection, id = broker.id) => {
+    const c = conn ?? (await connect());
+    const queue = withRedisQueue(createRedisPersistence({ conn: c }), c, logger);
+    await queue.setup(brokerNamed(id));
+    return queue;
+  };
+  beforeAll(async () => {
+    redis = await startRedis({ dataDir: join(tmpdir(), `citypulse-redis-queue-${process.pid}`) });
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+  beforeEach(async () => {
+    const conn = await connect();
+    await conn.flushdb();
+  });
+  afterEach(() => {
+    for (const conn of conns.splice(0)) conn.disconnect();
+  });
+
+  it('queues per client in order, hands out packet ids, clears on acknowledgement and counts what is left', async () => {
+    const conn = await connect();
+    const queue = await queueOn(conn);
+    await conn.sadd('clients', 'ingest-1', 'ingest-2');
+    for (let i = 1; i <= 5; i++) await queue.outgoingEnqueueCombi([{ clientId: 'ingest-1' }, { clientId: 'ingest-2' }], packet(i));
+    expect(await queue.queuedMessages()).toBe(10);
+    const stored = await drain(queue.outgoingStream({ id: 'ingest-1' }));
+    expect(stored.map((p) => p.brokerCounter)).toEqual([1, 2, 3, 4, 5]);
+    expect(stored[0]?.payload?.toString()).toBe('{"seq":1}');
+    for (const p of stored) await queue.outgoingUpdate({ id: 'ingest-1' }, { ...p, messageId: 100 + (p.brokerCounter ?? 0) });
+    expect((await queue.outgoingClearMessageId({ id: 'ingest-1' }, { cmd: 'puback', messageId: 104 }))?.brokerCounter).toBe(4);
+    expect((await queue.outgoingClearMessageId({ id: 'ingest-1' }, { cmd: 'puback', messageId: 101 }))?.brokerCounter).toBe(1);
+    expect(await queue.outgoingClearMessageId({ id: 'ingest-1' }, { cmd: 'puback', messageId: 101 })).toBeUndefined();
+    await queue.flushQueue();
+    expect((await drain(queue.outgoingStream({ id: 'ingest-1' }))).map((p) => p.brokerCounter)).toEqual([2, 3, 5]);
+    expect((await drain(queue.outgoingStream({ id: 'ingest-2' }))).map((p) => p.brokerCounter)).toEqual([1, 2, 3, 4, 5]);
+    expect(await queue.queuedMessages()).toBe(8);
+    await queue.outgoingClearMessageId({ id: 'ingest-2' }, packet(3));
+    await queue.flushQueue();
+    expect((await drain(queue.outgoingStream({ id: 'ingest-2' }))).map((p) => p.brokerCounter)).toEqual([1, 2, 4, 5]);
+  });
+
+  it('stores a PUBREL in place of its message, keeping its place, and does not bring back an acknowledged one', async () => {
+    const queue = await queueOn();
+    await queue.outgoingEnqueue({ clientId: 'ingest-1' }, packet(1, { qos: 2 }));
+    await queue.outgoingEnqueue({ clientId: 'ingest-1' }, packet(2, { qos: 2 }));
+    await queue.outgoingUpdate({ id: 'ingest-1' }, { ...packet(1, { qos: 2 }), messageId: 5 });
+    await queue.outgoingUpdate({ id: 'ingest-1' }, { cmd: 'pubrel', messageId: 5 });
+    expect((await drain(queue.outgoingStream({ id: 'ingest-1' }))).map((p) => [p.cmd, p.brokerCounter])).toEqual([['pubrel', 1], ['publish', 2]]);
+    await expect(queue.outgoingUpdate({ id: 'ingest-1' }, { cmd: 'pubrel', messageId: 6 })).rejects.toThrow('no such packet');
+  });
+
+  it('reads a backlog in chunks without skipping what follows messages acknowledged while it reads', async () => {
+    const conn = await connect();
+    const queue = await queueOn(conn);
+    const n = REDIS_QUEUE_DEFAULTS.readChunk * 3 + 7;
+    await Promise.all(Array.from({ length: n }, (_, i) => queue.outgoingEnqueue({ clientId: 'ingest-1' }, packet(i + 1))));
+    const seen: number[] = [];
+    for await (const item of queue.outgoingStream({ id: 'ingest-1' })) {
+      const p = item as unknown as QueuedPacket;
+      seen.push(p.brokerCounter ?? 0);
+      // Delivered and acknowledged at once, as a fast subscriber does while the rest is read.
+      await queue.outgoingUpdate({ id: 'ingest-1' }, { ...p, messageId: (seen.length % 65_535) + 1 });
+      await queue.outgoingClearMessageId({ id: 'ingest-1' }, { cmd: 'puback', messageId: (seen.length % 65_535) + 1 });
+    }
+    expect(seen).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    await queue.flushQueue();
+    expect(await conn.zcard('mq-order:{ingest-1}')).toBe(0);
+    expect(await conn.hlen('mq-data:{ingest-1}')).toBe(0);
+  });
+
+  it('reads messages two nodes queued at the same microsecond once each', async () => {
+    const conn = await connect();
+    await queueOn(conn);
+    // Same score, members across a chunk boundary: the cursor must neither repeat nor skip them.
+    const members = Array.from({ length: REDIS_QUEUE_DEFAULTS.readChunk + 3 }, (_, i) => `node-${i}:1`);
+    for (const [i, member] of members.entries()) {
+      await conn.zadd('mq-order:{ingest-1}', 42, member);
+      await conn.hset('mq-data:{ingest-1}', member, msgpack.encode({ ...packet(i + 1), brokerId: `node-${i}`, brokerCounter: 1 }));
+    }
+    await conn.zadd('mq-order:{ingest-1}', 43, 'broker-a:9');
+    await conn.hset('mq-data:{ingest-1}', 'broker-a:9', msgpack.encode(packet(9)));
+    const queue = withRedisQueue(createRedisPersistence({ conn }), conn, logger);
+    const read = await drain(queue.outgoingStream({ id: 'ingest-1' }));
+    expect(read).toHaveLength(members.length + 1);
+    expect(new Set(read.map((p) => `${p.brokerId}:${p.brokerCounter}`)).size).toBe(members.length + 1);
+    expect(read.at(-1)?.brokerId).toBe('broker-a');
+  });
+
+  it('is one queue for every node: queued through one, delivered and acknowledged through another', async () => {
+    const a = await queueOn(undefined, 'broker-a');
+    const b = await queueOn(undefined, 'broker-b');
+    await a.outgoingEnqueue({ clientId: 'ingest-1' }, packet(1));
+    await b.outgoingEnqueue({ clientId: 'ingest-1' }, { ...packet(1), brokerId: 'broker-b' });
+    const stored = await drain(b.outgoingStream({ id: 'ingest-1' }));
+    expect(stored.map((p) => p.brokerId)).toEqual(['broker-a', 'broker-b']);
+    for (const [i, p] of stored.entries()) await b.outgoingUpdate({ id: 'ingest-1' }, { ...p, messageId: i + 1 });
+    await b.outgoingClearMessageId({ id: 'ingest-1' }, { cmd: 'puback', messageId: 1 });
+    await b.flushQueue();
+    expect((await drain(a.outgoingStream({ id: 'ingest-1' }))).map((p) => p.brokerId)).toEqual(['broker-b']);
+  });
+
+  it('moves the lists aedes-persistence-redis kept into the queue, in order, once', async () => {
+    const conn = await connect();
+    // As aedes-persistence-redis 12 lays out a client's queue (outgoingEnqueueCombi).
+    await conn.sadd('clients', 'ingest-1');
+    for (let i = 1; i <= 3; i++) {
+      await conn.set(`packet:old:${i}`, msgpack.encode({ ...packet(i), brokerId: 'old' }));
+      await conn.set(`packet:old:${i}:offlineCount`, 1);
+      await conn.rpush('outgoing:ingest-1', `packet:old:${i}`);
+    }
+    const queue = await queueOn(conn);
+    expect((await drain(queue.outgoingStream({ id: 'ingest-1' }))).map((p) => [p.brokerId, p.brokerCounter])).toEqual([['old', 1], ['old', 2], ['old', 3]]);
+    expect(await conn.exists('outgoing:ingest-1', 'packet:old:1', 'packet:old:1:offlineCount')).toBe(0);
+    const again = await queueOn(conn);
+    expect(await again.queuedMessages()).toBe(3);
+  });
+
+  it('takes a backlog of 100,000 messages in flight, acknowledged 50,000 behind', async () => {
+    const conn = await connect();
+    const queue = await queueOn(conn);
+    await conn.sadd('clients', 'ingest-1');
+    const n = 100_000;
+    const puts: Promise<void>[] = [];
+    for (let i = 1; i <= n; i++) {
+      puts.push(queue.outgoingEnqueue({ clientId: 'ingest-1' }, packet(i)));
+      if (i % 1000 === 0) await Promise.all(puts.splice(0));
+      await queue.outgoingUpdate({ id: 'ingest-1' }, { ...packet(i), messageId: (i % 65_535) + 1 });
+      if (i > 50_000) await queue.outgoingClearMessageId({ id: 'ingest-1' }, { cmd: 'puback', messageId: ((i - 50_000) % 65_535) + 1 });
+    }
+    await Promise.all(puts);
+    await queue.flushQueue();
+    expect(await queue.queuedMessages()).toBe(50_000);
+    // aedes-persistence-redis cleared each acknowledgement with LREM, a scan of the whole list: none here.
+    const stats = await conn.info('commandstats');
+    expect(stats).not.toMatch(/cmdstat_lrem/);
   });
 });

@@ -109,31 +109,33 @@ const ROLLUP_POINTS = 'citypulse_ingest_rollup_points_written_total';
 const QUEUED = 'citypulse_broker_queued_messages';
 /**
  * Redis commands the bench causes, left out of the per-message figures: its own (INFO, CONFIG
- * RESETSTAT, FLUSHALL) and those of the brokers' /metrics it scrapes (SMEMBERS, LLEN: the queue gauge).
+ * RESETSTAT, FLUSHALL) and those of the brokers' /metrics it scrapes (SMEMBERS, ZCARD: the queue gauge).
  */
-const BENCH_COMMANDS = new Set(['info', 'config|resetstat', 'config', 'flushall', 'ping', 'smembers', 'llen']);
+const BENCH_COMMANDS = new Set(['info', 'config|resetstat', 'config', 'flushall', 'ping', 'smembers', 'zcard', 'llen']);
 /**
- * Where each Redis command of the broker's QoS 1 path comes from (aedes-persistence-redis 12,
- * mqemitter-redis 7, read from their source): before the device's PUBACK, one after the other,
- * MSET (message + its subscriber count) and RPUSH (onto ingest's outgoing list), then in a cluster
- * PUBLISH (to every node); on delivery to ingest SET; on ingest's PUBACK GET, LREM, DECR, DEL.
+ * Commands the broker's queue scripts run inside one EVALSHA (broker/src/redis-queue.ts): Redis
+ * counts them too, but they are not round trips, and their time is inside EVALSHA's.
  */
-const BEFORE_PUBACK = ['mset', 'rpush', 'publish'];
+const IN_SCRIPT = new Set(['zadd', 'hset', 'zrem', 'hdel', 'zscore']);
 /**
- * Stages of a QoS 1 message through the Redis store, each counted by the command the store issues
- * exactly once per message there (aedes-persistence-redis 12): MSET when it is queued for ingest's
- * session (before the device's PUBACK), SET when it is delivered to ingest, DECR when ingest's
- * PUBACK for it is cleared. Every command is counted per message of its own stage, so a run whose
- * stages drift apart (the store clearing ingest's PUBACKs slower than it queues messages) still
- * gives the cost of one message; and the markers' rates show where the store falls behind.
+ * The Redis round trips of a QoS 1 message through the Redis store, in path order (the broker's
+ * queue, redis-queue.ts, and mqemitter-redis 7): before the device's PUBACK, one after the other,
+ * an EVALSHA queueing it for ingest's session (ZADD + HSET), then in a cluster a PUBLISH (to every
+ * node); nothing on delivery to ingest (the packet id is kept in the node's memory); on ingest's
+ * PUBACK an EVALSHA clearing it (ZREM + HDEL). Each is counted by a command Redis counts exactly
+ * once per message for it (`marker`), over the messages of its own stage, so a run whose stages
+ * drift apart (the store clearing ingest's PUBACKs slower than it queues messages) still gives the
+ * cost of one message; and the stages' rates show where the store falls behind.
  */
-const STAGE_OF: Readonly<Record<string, keyof StoreStages>> = { mset: 'queued', rpush: 'queued', publish: 'queued', set: 'delivered', get: 'cleared', lrem: 'cleared', decr: 'cleared', del: 'cleared' };
-const STAGE_MARKER: Readonly<Record<keyof StoreStages, string>> = { queued: 'mset', delivered: 'set', cleared: 'decr' };
+const PATH: readonly { readonly name: string; readonly marker: string; readonly stage: keyof StoreStages; readonly beforePuback: boolean }[] = [
+  { name: 'EVALSHA (ZADD + HSET)', marker: 'zadd', stage: 'queued', beforePuback: true },
+  { name: 'PUBLISH', marker: 'publish', stage: 'queued', beforePuback: true },
+  { name: 'EVALSHA (ZREM + HDEL)', marker: 'zrem', stage: 'cleared', beforePuback: false },
+];
 
-/** Messages through each stage of the Redis store in the window. */
+/** Messages through each stage of the Redis store in the window: queued for ingest (ZADD), ingest's PUBACK cleared (ZREM). */
 interface StoreStages {
   readonly queued: number;
-  readonly delivered: number;
   readonly cleared: number;
 }
 
@@ -345,11 +347,11 @@ interface ProcessCpu {
 interface RedisFigures {
   /** total_commands_processed over the window (the bench's own left out) per acknowledged message. */
   readonly commandsPerAcked: number;
-  /** Each command counted per message of its own stage (STAGE_OF), summed: the steady-state figure. */
+  /** Each round trip of PATH counted per message of its own stage, summed: the steady-state figure. */
   readonly commandsPerMessage: number;
-  /** Of them, issued before the device's PUBACK (MSET, RPUSH, PUBLISH). */
+  /** Of them, issued before the device's PUBACK (the queueing EVALSHA, PUBLISH). */
   readonly beforePubackPerMessage: number;
-  /** The store's per-message commands seen in the window, in the order of a message's path (MSET … DEL). */
+  /** The round trips of PATH seen in the window, in the order of a message's path. */
   readonly path: readonly string[];
   readonly storeStages: StoreStages;
   readonly commandsPerS: number;
@@ -449,23 +451,25 @@ function redisFigures(before: RedisInfo, after: RedisInfo, acknowledged: number,
   }
   const m = Math.max(1, acknowledged);
   const callsOf = (command: string) => perCommand.find((c) => c.command === command)?.calls ?? 0;
-  const storeStages: StoreStages = { queued: callsOf(STAGE_MARKER.queued), delivered: callsOf(STAGE_MARKER.delivered), cleared: callsOf(STAGE_MARKER.cleared) };
-  const perMessage = (c: { command: string; calls: number }) => {
-    const stage = STAGE_OF[c.command];
-    return c.calls / (stage && storeStages[stage] > 0 ? storeStages[stage] : m);
-  };
-  perCommand.sort((a, b) => perMessage(b) - perMessage(a) || b.usec - a.usec);
-  const usec = perCommand.reduce((a, c) => a + c.usec, 0);
-  const commands = after.totalCommands - before.totalCommands - benchCalls;
+  const storeStages: StoreStages = { queued: callsOf('zadd'), cleared: callsOf('zrem') };
+  const per = (calls: number, stage: keyof StoreStages) => calls / (storeStages[stage] > 0 ? storeStages[stage] : m);
+  const path = PATH.filter((step) => callsOf(step.marker) > 0);
+  // Round trips: the client's commands; those run inside a script are in its EVALSHA's time.
+  const sent = perCommand.filter((c) => !IN_SCRIPT.has(c.command));
+  const perMessage = (c: { command: string; calls: number }) => per(c.calls, 'queued');
+  sent.sort((a, b) => perMessage(b) - perMessage(a) || b.usec - a.usec);
+  const usec = sent.reduce((a, c) => a + c.usec, 0);
+  const scriptCalls = perCommand.filter((c) => IN_SCRIPT.has(c.command)).reduce((a, c) => a + c.calls, 0);
+  const commands = after.totalCommands - before.totalCommands - benchCalls - scriptCalls;
   return {
     commandsPerAcked: commands / m,
-    commandsPerMessage: perCommand.reduce((a, c) => a + perMessage(c), 0),
-    beforePubackPerMessage: perCommand.filter((c) => BEFORE_PUBACK.includes(c.command)).reduce((a, c) => a + perMessage(c), 0),
-    path: Object.keys(STAGE_OF).filter((c) => callsOf(c) > 0).map((c) => c.toUpperCase()),
+    commandsPerMessage: path.reduce((a, step) => a + per(callsOf(step.marker), step.stage), 0),
+    beforePubackPerMessage: path.filter((step) => step.beforePuback).reduce((a, step) => a + per(callsOf(step.marker), step.stage), 0),
+    path: path.map((step) => step.name),
     storeStages,
     commandsPerS: commands / seconds,
-    usecPerMessage: perCommand.reduce((a, c) => a + (c.usec / c.calls) * perMessage(c), 0),
-    top: perCommand.slice(0, 10).map((c) => ({ command: c.command.toUpperCase(), perMessage: perMessage(c), usecPerCall: c.usec / c.calls, shareOfTime: usec > 0 ? c.usec / usec : 0 })),
+    usecPerMessage: usec / Math.max(1, storeStages.queued),
+    top: sent.slice(0, 10).map((c) => ({ command: c.command.toUpperCase(), perMessage: perMessage(c), usecPerCall: c.usec / c.calls, shareOfTime: usec > 0 ? c.usec / usec : 0 })),
     usedMemoryMiB: after.usedMemory / 2 ** 20,
     usedMemoryPeakMiB: after.usedMemoryPeak / 2 ** 20,
     netBytesPerMessage: (after.netInputBytes - before.netInputBytes + (after.netOutputBytes - before.netOutputBytes)) / m,
@@ -509,7 +513,7 @@ async function runTopology(spec: RunSpec, p: Provisioned, influx: { url: string;
       }),
     );
   // A Redis-store broker's clean stop waits for its queue of Redis commands (after a run that fell
-  // behind, thousands of LREMs clearing ingest's PUBACKs); its state is flushed before the next
+  // behind, thousands of scripts clearing ingest's PUBACKs); its state is flushed before the next
   // run anyway, so it is killed. The disk store's broker stops cleanly.
   const stopBrokers = () =>
     Promise.all(
@@ -633,7 +637,7 @@ async function runTopology(spec: RunSpec, p: Provisioned, influx: { url: string;
 
       // Drain: the workers store whatever they hold or the broker still queues for them. Every
       // acknowledged reading counted in InfluxDB and nothing buffered is enough: what the store may
-      // still list for ingest then (PUBACKs not yet cleared: each is an LREM) is thrown away with
+      // still list for ingest then (PUBACKs not yet cleared: a script call each) is thrown away with
       // these brokers and the flushed Redis; the next run starts afresh.
       drainStart = performance.now();
       const drainLimitMs = Math.max(120, 2 * spec.seconds) * 1000;
@@ -825,7 +829,7 @@ function table(report: Report): string {
   row('measured for', (r) => `${r.seconds.toFixed(0)} s`);
   row('acknowledged (PUBACK) readings/s', (r) => fmt(r.ackedPerS));
   row('messages/s acknowledged to devices · received by ingest · acknowledged by ingest', (r) => [r.stages.acknowledged, r.stages.delivered, r.stages.ingestAcks].map((n) => fmt(n / r.seconds)).join(' · '));
-  row("messages/s through the Redis store: queued for ingest (MSET) · delivered (SET) · ingest's PUBACK cleared (DECR)", (r) => (r.redis ? [r.redis.storeStages.queued, r.redis.storeStages.delivered, r.redis.storeStages.cleared].map((n) => fmt(n / r.seconds)).join(' · ') : '–'));
+  row("messages/s through the Redis store: queued for ingest (ZADD) · ingest's PUBACK cleared (ZREM)", (r) => (r.redis ? [r.redis.storeStages.queued, r.redis.storeStages.cleared].map((n) => fmt(n / r.seconds)).join(' · ') : '–'));
   row('stored readings/s', (r) => `**${fmt(r.storedPerS)}**`);
   row(
     'loss check: acknowledged vs counted in InfluxDB',
@@ -877,7 +881,7 @@ function busiest(r: RunResult): ProcessCpu | undefined {
  */
 function roundTrips(redis: RedisFigures, isSteady: boolean): { all: string; beforePuback: string } {
   if (isSteady) return { all: redis.commandsPerMessage.toFixed(1), beforePuback: redis.beforePubackPerMessage.toFixed(1) };
-  return { all: String(redis.path.length), beforePuback: String(redis.path.filter((c) => BEFORE_PUBACK.includes(c.toLowerCase())).length) };
+  return { all: String(redis.path.length), beforePuback: String(PATH.filter((step) => step.beforePuback && redis.path.includes(step.name)).length) };
 }
 
 /** The Redis store cleared ingest's PUBACKs as fast as it queued messages: per-message counts are then exact. */
@@ -901,7 +905,7 @@ function limits(report: Report): string {
     parts.push(
       `${r.label}: ${keptUp(r) ? 'kept up' : '**did not keep up**'} (${fmt(r.storedPerS)} of ${fmt(r.offeredPerS)} readings/s stored, p99 ${quantileText(r.p99)}); busiest process ${top ? `${top.process} at ${fmt(top.percent)} % of a core` : '–'}` +
         (backlog ? `; the devices got ${perS(acknowledged)} PUBACKs/s but ingest received ${perS(delivered)} messages/s and acknowledged ${perS(ingestAcks)}/s: the queue for ingest grew${r.brokerQueuedAtEnd === undefined ? '' : ` (${fmt(r.brokerQueuedAtEnd)} messages at the end of the window)`}` : '') +
-        (clearing ? `; the Redis store queued ${perS(store.queued)} messages/s for ingest, delivered ${perS(store.delivered)}/s and cleared ingest's PUBACKs for only ${perS(store.cleared)}/s` : '') +
+        (clearing ? `; the Redis store queued ${perS(store.queued)} messages/s for ingest and cleared ingest's PUBACKs for only ${perS(store.cleared)}/s` : '') +
         `; the machine was ${fmt(r.machinePct)} % busy of ${capacity} % (${fmt(r.othersPct)} % not this bench's)` +
         (r.machinePct > 0.9 * capacity ? `: **the cores were full**${r.othersPct > 0.2 * capacity ? ', largely with other work: this run measured a shared machine' : ''}` : '') +
         (r.brokeAfterWindow === undefined ? '' : `. After the window **${r.brokeAfterWindow.split('\n').slice(0, 3).map((l) => l.trim()).join(' ')}**`) +
@@ -916,16 +920,12 @@ function limits(report: Report): string {
     );
   }
   for (const r of report.runs) {
-    const lrem = r.redis?.top.find((c) => c.command === 'LREM');
-    if (!r.redis || !lrem) continue;
-    if (lrem.shareOfTime >= 0.3 && lrem.usecPerCall >= 20) {
-      parts.push(
-        `${r.label}: LREM took ${(lrem.shareOfTime * 100).toFixed(0)} % of Redis's command time at ${fmt(lrem.usecPerCall)} µs a call${r.brokerQueuedAtEnd === undefined ? '' : ` (${fmt(r.brokerQueuedAtEnd)} messages queued for ingest at the end of the window)`}. aedes-persistence-redis removes each message ingest acknowledges from ingest's outgoing list with LREM, which scans the whole list: its cost grows with the messages awaiting ingest's PUBACK. ` +
-          "Redis runs one command at a time, so the MSET and RPUSH every device's PUBACK waits for, and the SET before each delivery to ingest, queue behind those scans; once behind, the list grows and each LREM gets slower, so the store does not catch up until the offered rate drops.",
-      );
-    } else {
-      parts.push(`${r.label}: LREM (ingest's acknowledgements clearing its outgoing list, a scan of the list) cost ${fmt(lrem.usecPerCall, 1)} µs a call, ${(lrem.shareOfTime * 100).toFixed(0)} % of Redis's command time: the list stayed short.`);
-    }
+    const script = r.redis?.top.find((c) => c.command === 'EVALSHA');
+    if (!r.redis || !script) continue;
+    parts.push(
+      `${r.label}: the queue's scripts (queueing a message for ingest: ZADD + HSET; clearing it on ingest's PUBACK: ZREM + HDEL) took ${fmt(script.usecPerCall, 1)} µs a call, ${(script.shareOfTime * 100).toFixed(0)} % of Redis's command time` +
+        `${r.brokerQueuedAtEnd ? `, with ${fmt(r.brokerQueuedAtEnd)} messages queued for ingest at the end of the window` : ''}: O(log n) in the backlog, where aedes-persistence-redis' LREM scanned ingest's whole list per PUBACK.`,
+    );
   }
   if (cluster) {
     const base = single ?? onRedis;
@@ -944,7 +944,7 @@ function limits(report: Report): string {
     );
     if (redis && redisPct > 0) {
       parts.push(
-        `Redis runs its commands on one thread: at ${fmt(redisPct)} % of a core for ${fmt(cluster.storedPerS)} readings/s, one Redis holds about ${fmt((cluster.storedPerS * 100) / redisPct)} readings/s before its core is full${keptUp(cluster) ? '' : ' (from a run that did not keep up: the scans of a long list inflate it, so take it as a floor)'}, however many broker nodes share it; beyond that the broker's store needs Redis Cluster (aedes-persistence-redis takes a cluster) and the router more Redis capacity.`,
+        `Redis runs its commands on one thread: at ${fmt(redisPct)} % of a core for ${fmt(cluster.storedPerS)} readings/s, one Redis holds about ${fmt((cluster.storedPerS * 100) / redisPct)} readings/s before its core is full${keptUp(cluster) ? '' : ' (from a run that did not keep up, so take it as a floor)'}, however many broker nodes share it; beyond that the broker's store needs Redis Cluster (aedes-persistence-redis takes a cluster) and the router more Redis capacity.`,
       );
     }
     const ours = cluster.machinePct - cluster.othersPct;
@@ -984,7 +984,7 @@ function notes(report: Report): string {
     `- Cluster: the devices' connections are split evenly over the two brokers and connected to them directly, worker 1/2 on broker 1 and 2/2 on broker 2. In production a TCP load balancer (HAProxy, nginx stream, a cloud NLB; not our code) sits in front of the nodes: it is left out here, so its CPU is in no figure.${report.brokerOverrides.length ? ` Broker overrides from the environment: ${report.brokerOverrides.join(', ')}.` : ''}${report.ingestOverrides.length ? ` Ingest overrides: ${report.ingestOverrides.join(', ')}.` : ''}`,
     `- Acknowledged: PUBACKs the generators received; stored: ingest's \`${READINGS}\` (the workers' summed); loss: every acknowledged reading against \`SELECT count("seq")\` once everything drained and the workers stopped. Lag: ingest's \`${LAG}\` histogram over the window, the workers' buckets summed; the buckets bound a percentile, ≈ is Prometheus-style interpolation.`,
     '- CPU: utime + stime from /proc/PID/stat over the window, one core = 100 %; "per 1,000/s" divides by the stored rate. Whole machine: /proc/stat, every process, others\' included (the machine may be shared: then the figures are noisier and a saturation is the machine\'s).',
-    `- Redis: \`INFO commandstats\` and \`total_commands_processed\` before and after the window, the bench's own commands and those of the brokers' /metrics (SMEMBERS, LLEN) left out. Round trips per message: each command's calls over the messages of its own stage, counted by the command the store issues once per message there (MSET, RPUSH, PUBLISH per message queued for ingest, i.e. per MSET; SET per delivery to ingest; GET, LREM, DECR, DEL per PUBACK of ingest cleared, i.e. per DECR), so a run whose stages drift apart still gives the cost of one message; total_commands_processed per acknowledged message is beside it. No command is pipelined or in a MULTI, so each is one request/reply round trip from a broker (PUBLISH's deliveries to the nodes' subscriber connections are pushes, not round trips). Before the device's PUBACK: MSET and RPUSH (aedes-persistence-redis queues the message for ingest's persistent session), then PUBLISH in a cluster (mqemitter-redis), one after the other; after it, SET on delivery to ingest and GET, LREM, DECR, DEL on ingest's PUBACK.`,
+    `- Redis: \`INFO commandstats\` and \`total_commands_processed\` before and after the window, the bench's own commands and those of the brokers' /metrics (SMEMBERS, ZCARD) left out, and the commands the queue's scripts run inside an EVALSHA (ZADD, HSET, ZREM, HDEL: Redis counts them, but they are not round trips and their time is in EVALSHA's). Round trips per message: each round trip of a message's path over the messages of its own stage, counted by a command Redis counts once per message there (the queueing EVALSHA and PUBLISH per message queued for ingest, i.e. per ZADD; the clearing EVALSHA per PUBACK of ingest cleared, i.e. per ZREM), so a run whose stages drift apart still gives the cost of one message; total_commands_processed per acknowledged message is beside it. Before the device's PUBACK: the queueing EVALSHA (broker/src/redis-queue.ts), then PUBLISH in a cluster (mqemitter-redis), one after the other; nothing on delivery to ingest; the clearing EVALSHA on ingest's PUBACK, not awaited.`,
     ...report.runs.map(
       (r) =>
         `- ${r.label}: ${fmt(r.generators.messagesSent)} messages sent, ${fmt(r.generators.messagesAcked)} acknowledged, ${r.generators.errors} failed, ${fmt(r.generators.skipped)} sends skipped (connection window full or generator behind); ingest rejected ${r.rejected}, redelivered ${r.redelivered}, write failures ${r.writeFailures}, back-pressure pauses ${r.backpressurePauses}${r.afterReconnect === undefined ? '' : `; ${fmt(r.afterReconnect)} readings arrived only after the workers reconnected`}.`,
