@@ -498,6 +498,65 @@ describe('dashboard in Chromium against the whole stack', () => {
     await expect.poll(() => page.locator('[data-testid=connection]').getAttribute('data-state')).toBe('live');
   });
 
+  it('tells the operator\'s other screen of a replay, lets it follow and control it, and clears when it stops', async () => {
+    if (!stack) throw new Error('no stack');
+    // The desk screen: a second page signed in as the same operator (its own socket, same api node).
+    const desk = await offlineContext(origin, outside);
+    try {
+      await signIn(desk.page, stack.apiUrl, stack.operator);
+      await expect.poll(() => desk.page.locator('[data-testid=connection]').getAttribute('data-state'), { timeout: 20_000 }).toBe('live');
+      const notice = desk.page.locator('[data-testid=other-screen]');
+      const text = desk.page.locator('[data-testid=other-screen-text]');
+      expect(await notice.getAttribute('data-state')).toBe('none');
+      // The live region is in the page before it has anything to say, so its sentence is announced.
+      expect([await text.getAttribute('role'), await text.getAttribute('aria-live')]).toEqual(['status', 'polite']);
+
+      // The wall screen (the first page) starts a replay.
+      if (!(await page.locator('[data-testid=replay-play]').isVisible())) await page.click('[data-testid=replay-toggle]');
+      const vietnamTime = (ms: number) => new Date(ms + 7 * 3_600_000).toISOString().slice(0, 19);
+      await page.fill('[data-testid=replay-from]', vietnamTime(startedAt - 5_000));
+      await page.fill('[data-testid=replay-to]', vietnamTime(Date.now()));
+      await page.selectOption('[data-testid=replay-speed]', '1');
+      await page.click('[data-testid=replay-play]');
+      await page.waitForFunction(() => (window as HookWindow).__citypulse?.mode() === 'replay', null, { timeout: 20_000 });
+
+      // The desk screen, live, is told: range, speed, state, and Follow / Dismiss.
+      await expect.poll(() => notice.getAttribute('data-state'), { timeout: 20_000 }).toBe('full');
+      await expect.poll(() => text.textContent()).toMatch(/^Màn hình khác của bạn đang phát lại: \d{2}:\d{2}:\d{2}.*, 1×, (đang phát|đang tải dữ liệu)$/);
+      expect(await desk.page.locator('[data-testid=other-screen-follow]').isVisible()).toBe(true);
+      expect(await desk.page.locator('[data-testid=other-screen-dismiss]').isVisible()).toBe(true);
+      expect(await desk.page.evaluate(() => (window as HookWindow).__citypulse?.mode())).toBe('live');
+      await desk.page.screenshot({ path: join(ARTIFACTS, 'dashboard-other-screen.png') });
+
+      // Follow, from the keyboard: the desk's bar controls the wall's replay; the desk's map stays live.
+      await desk.page.locator('[data-testid=other-screen-follow]').focus();
+      await desk.page.keyboard.press('Enter');
+      await expect.poll(() => desk.page.locator('[data-testid=replay-remote]').isVisible()).toBe(true);
+      expect(await notice.getAttribute('data-state')).toBe('none');
+      expect(await desk.page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).toBe('replay-play');
+      await desk.page.keyboard.press('Enter'); // pause, on the wall screen
+      await expect.poll(() => page.locator('[data-testid=replay-state]').getAttribute('data-state'), { timeout: 20_000 }).toBe('paused');
+      await expect.poll(() => desk.page.locator('[data-testid=replay-state]').getAttribute('data-state')).toBe('paused');
+      expect(await desk.page.evaluate(() => (window as HookWindow).__citypulse?.mode())).toBe('live');
+      await desk.page.screenshot({ path: join(ARTIFACTS, 'dashboard-other-screen-follow.png') });
+
+      // Stop controlling: the replay goes on there, and the notice is back with its new state.
+      await desk.page.click('[data-testid=replay-unfollow]');
+      await expect.poll(() => notice.getAttribute('data-state')).toBe('full');
+      expect(await text.textContent()).toMatch(/, 1×, tạm dừng$/);
+      expect(await page.evaluate(() => (window as HookWindow).__citypulse?.mode())).toBe('replay');
+
+      // The wall screen goes back to live: the notice on the desk goes away.
+      await page.click('[data-testid=replay-live]');
+      await page.waitForFunction(() => (window as HookWindow).__citypulse?.mode() === 'live', null, { timeout: 20_000 });
+      await expect.poll(() => notice.getAttribute('data-state'), { timeout: 20_000 }).toBe('none');
+      expect(await text.textContent()).toBe('');
+      expect(await desk.page.locator('[data-testid=other-screen-follow]').isVisible()).toBe(false);
+    } finally {
+      await desk.context.close();
+    }
+  });
+
   it('switches to English and back', async () => {
     expect(await page.evaluate(() => document.documentElement.lang)).toBe('vi');
     expect(await page.locator('.logout').textContent()).toBe('Đăng xuất');
@@ -550,6 +609,7 @@ describe('dashboard in Chromium against the whole stack', () => {
       expect(await viewer.page.locator('[data-testid=alert-ack]').count()).toBe(0);
       expect(await viewer.page.locator('[data-testid=alert-replay]').count()).toBe(0);
       expect(await viewer.page.locator('[data-testid=replay-toggle]').count()).toBe(0);
+      expect(await viewer.page.locator('[data-testid=other-screen]').count()).toBe(0);
       const id = await viewer.page.locator('[data-testid=alert-item]').first().getAttribute('data-alert-id');
       const status = await viewer.page.evaluate(async (alertId) => {
         const response = await fetch('/api/v1/alerts/ack', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id: alertId, note: 'viewer' }) });

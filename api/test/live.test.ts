@@ -20,6 +20,7 @@ import {
   type AlertView,
   type EnergyReading,
   type LiveFrame,
+  type OperatorReplayState,
   type ProvinceSummary,
   type ReplayAck,
   type ReplayState,
@@ -92,7 +93,7 @@ describe('api live: alerts, summaries, replay, slow screens', () => {
   const screen = async (who: string) => {
     const socket = connectSocket(url, { path: SOCKET_IO_PATH, auth: { token: tokens[who] }, transports: ['websocket'], reconnection: false });
     sockets.push(socket);
-    const got = { frames: [] as LiveFrame[], snapshots: [] as LiveFrame[], alerts: [] as AlertView[], acks: [] as AlertAck[], summaries: [] as ProvinceSummary[], alertSnapshots: [] as AlertsSnapshot[], replay: [] as ReplayState[] };
+    const got = { frames: [] as LiveFrame[], snapshots: [] as LiveFrame[], alerts: [] as AlertView[], acks: [] as AlertAck[], summaries: [] as ProvinceSummary[], alertSnapshots: [] as AlertsSnapshot[], replay: [] as ReplayState[], elsewhere: [] as OperatorReplayState[] };
     socket.on('frame', (f: LiveFrame) => got.frames.push(f));
     socket.on('snapshot', (f: LiveFrame) => got.snapshots.push(f));
     socket.on('alert', (a: AlertView) => got.alerts.push(a));
@@ -100,6 +101,7 @@ describe('api live: alerts, summaries, replay, slow screens', () => {
     socket.on('summary', (s: ProvinceSummary) => got.summaries.push(s));
     socket.on('alerts', (s: AlertsSnapshot) => got.alertSnapshots.push(s));
     socket.on('replayState', (s: ReplayState) => got.replay.push(s));
+    socket.on('operatorReplayState', (s: OperatorReplayState) => got.elsewhere.push(s));
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
       socket.once('connect_error', reject);
@@ -397,6 +399,30 @@ describe('api live: alerts, summaries, replay, slow screens', () => {
       expect(snapshotAt, after.join(', ')).toBeGreaterThanOrEqual(0);
       expect(after.slice(0, snapshotAt).filter((e) => e.startsWith('frame') && Number(e.split(' ')[1]) >= at)).toEqual([]);
       await control(socket, { action: 'stop' });
+    });
+
+    it('tells the operator\'s other screens on a single node too, and takes their controls by replayId', async () => {
+      const wall = await screen('otto'); // runs the replay
+      const desk = await screen('otto'); // the same operator's other screen, on the same (only) node
+      const admin = await screen('root'); // another operator: not told
+      const started = await start(wall.socket, { from: t0, to: t0 + SECONDS * 1000, speed: 1, provinces: ['79'], domains: ['energy'] });
+      expect(started).toMatchObject({ ok: true, replay: { state: 'playing', replayId: expect.any(String) as string } });
+      const replayId = (started as { replay: ReplayState }).replay.replayId as string;
+      await waitFor('the replay on the other screen', () => desk.got.elsewhere.find((s) => s.replayId === replayId && s.state === 'playing'));
+
+      // (A replay starts paused at `from` until its first snapshot is sent: look only at what comes after the control.)
+      const [wallHeard, deskHeard] = [wall.got.replay.length, desk.got.elsewhere.length];
+      expect(await control(desk.socket, { action: 'pause', replayId })).toMatchObject({ ok: true, replay: { state: 'paused', replayId } });
+      await waitFor('the pause on the replaying screen', () => wall.got.replay.slice(wallHeard).find((s) => s.state === 'paused'));
+      await waitFor('the pause on the other screen', () => desk.got.elsewhere.slice(deskHeard).find((s) => s.state === 'paused'));
+      expect(desk.got.replay).toEqual([]); // still live: no replay of its own
+
+      expect(await control(wall.socket, { action: 'stop' })).toMatchObject({ ok: true, replay: { state: 'stopped' } });
+      await waitFor('the stop on the other screen', () => desk.got.elsewhere.find((s) => s.replayId === replayId && s.state === 'stopped'));
+      expect(await control(desk.socket, { action: 'resume', replayId })).toMatchObject({ ok: false, error: { code: 'E_NOT_FOUND' } });
+      // The replaying screen is told by replayState only; another operator's screens not at all.
+      expect(wall.got.elsewhere).toEqual([]);
+      expect(admin.got.elsewhere).toEqual([]);
     });
 
     it('refuses bad replay requests with a code', async () => {

@@ -555,6 +555,8 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
       renderStatus();
       // A refused connection may be an expired session: ask the api, which answers 401 then.
       if (state.kind === 'refused') me().catch(failed);
+      // What the other screens' replays were may have changed unheard: forgotten until told again.
+      if (state.kind === 'reconnecting' || state.kind === 'refused') replayBar?.forgetOtherScreens();
       // After an outage the device list may have changed too (snapshots bring the readings).
       if (reconnected) fetchDevices().catch(failed);
     },
@@ -580,6 +582,8 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
       if (state.state !== 'stopped') replayClock = state.clock;
       panel.setClock(mode === 'replay' ? replayClock : null);
     },
+    // The same operator's other screens: a notice, or the replay this bar follows. Viewers have no bar.
+    operatorReplayState: (state) => replayBar?.applyOtherState(state),
   });
 
   timers.push(
@@ -588,6 +592,7 @@ export async function startApp(root: HTMLElement, session: SessionInfo, signOut:
       renderKpis();
       renderChoropleth();
       panel.tick();
+      replayBar?.expireOtherScreens(Date.now());
     }, STATUS_TICK_MS),
   );
 

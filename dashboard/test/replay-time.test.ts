@@ -5,6 +5,7 @@ import {
   checkRange,
   clampToRange,
   formatVnClock,
+  formatVnRange,
   fromVnInputValue,
   jumpRange,
   presetRange,
@@ -84,6 +85,9 @@ describe('clock and speeds', () => {
   it('shows the clock as HH:mm:ss dd/MM in Vietnam time', () => {
     expect(formatVnClock(T)).toBe('08:30:15 05/03');
     expect(formatVnClock(Date.UTC(2026, 11, 31, 17, 0, 0))).toBe('00:00:00 01/01');
+    // A range within one Vietnamese day names the day once; across midnight (VN), both.
+    expect(formatVnRange(T, T + 3_600_000)).toBe('08:30:15–09:30:15 05/03');
+    expect(formatVnRange(Date.UTC(2026, 11, 31, 16, 0, 0), Date.UTC(2026, 11, 31, 17, 30, 0))).toBe('23:00:00 31/12 – 00:30:00 01/01');
   });
 
   it('offers 1–60× within the contract bounds', () => {

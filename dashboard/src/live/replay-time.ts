@@ -97,6 +97,13 @@ export function formatVnClock(ms: number): string {
   return `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())} ${pad(d.getUTCDate())}/${pad(d.getUTCMonth() + 1)}`;
 }
 
+/** A replay's range as shown: `HH:mm:ss–HH:mm:ss dd/MM` within one Vietnamese day, else both dates. */
+export function formatVnRange(from: number, to: number): string {
+  const [fromTime = '', fromDate = ''] = formatVnClock(from).split(' ');
+  const [toTime = '', toDate = ''] = formatVnClock(to).split(' ');
+  return fromDate === toDate ? `${fromTime}–${toTime} ${toDate}` : `${fromTime} ${fromDate} – ${toTime} ${toDate}`;
+}
+
 /** `ms` within [from, to]. */
 export function clampToRange(ms: number, range: TimeRange): number {
   return Math.min(range.to, Math.max(range.from, ms));

@@ -6,6 +6,7 @@ import {
   type ClientToServerEvents,
   type DeviceStatusEvent,
   type LiveFrame,
+  type OperatorReplayState,
   type ProvinceSummary,
   type ReplayAck,
   type ReplayControlRequest,
@@ -36,6 +37,11 @@ export interface LiveHandlers {
    * means live again; it is also reported here when a reconnect dropped a running replay.
    */
   replayState?(state: ReplayState): void;
+  /**
+   * A replay the same operator runs on another screen (any api node): its state on every change,
+   * about once a second while its clock moves, and 'stopped' when it ends.
+   */
+  operatorReplayState?(state: OperatorReplayState): void;
   /** A province's KPIs (every few seconds, once on subscribe and when a replay ends). */
   summary?(summary: ProvinceSummary): void;
   /** The active alerts of the subscribed rooms (on subscribe and when a replay ends). */
@@ -63,7 +69,7 @@ export interface LiveConnection {
   readonly socket: LiveSocket;
   /** Starts (or replaces) this connection's replay; live frames stop until it is stopped. Never rejects. */
   replayStart(request: ReplayStartRequest): Promise<ReplayReply>;
-  /** Pause, resume, seek, speed or stop the running replay. Never rejects. */
+  /** Pause, resume, seek, speed or stop the running replay (another screen's, with its replayId). Never rejects. */
   replayControl(request: ReplayControlRequest): Promise<ReplayReply>;
   close(): void;
 }
@@ -113,6 +119,7 @@ export function connectLive(provinces: readonly string[], handlers: LiveHandlers
     replay = state;
     handlers.replayState?.(state);
   });
+  socket.on('operatorReplayState', (state) => handlers.operatorReplayState?.(state));
   socket.on('summary', (summary) => handlers.summary?.(summary));
   socket.on('alerts', (snapshot) => handlers.alerts?.(snapshot));
   socket.on('alert', (alert) => handlers.alert?.(alert));

@@ -1,5 +1,6 @@
-import { type ReplayControlRequest, type ReplayStartRequest, type ReplayState } from '@citypulse/contracts';
+import { type OperatorReplayState, type ReplayControlRequest, type ReplayStartRequest, type ReplayState } from '@citypulse/contracts';
 import { messages, onLanguageChange, tx, type Message } from '../i18n.js';
+import { OtherScreenReplays } from '../live/other-screens.js';
 import {
   REPLAY_MAX_RANGE_MS,
   REPLAY_PRESETS,
@@ -15,6 +16,7 @@ import {
   type ReplayPreset,
 } from '../live/replay-time.js';
 import { h } from './dom.js';
+import { OtherScreenNoticeView } from './other-screen.js';
 import './replay.css';
 
 export type ReplayMode = 'live' | 'replay';
@@ -85,6 +87,10 @@ const M = messages({
   speed: { vi: 'Tốc độ', en: 'Speed' },
   seek: { vi: 'Mốc thời gian phát lại', en: 'Replay time' },
   live: { vi: 'Về trực tiếp', en: 'Back to live' },
+  remote: { vi: 'Đang điều khiển phát lại trên màn hình khác của bạn. Bản đồ ở đây vẫn trực tiếp.', en: 'Controlling the replay on your other screen. This map stays live.' },
+  stopThere: { vi: 'Dừng phát lại ở màn hình kia', en: 'Stop the replay there' },
+  unfollow: { vi: 'Thôi điều khiển', en: 'Stop controlling' },
+  unfollowHint: { vi: 'Trả thanh này về màn hình này; phát lại ở màn hình kia vẫn tiếp tục', en: 'Give this bar back to this screen; the replay on the other screen goes on' },
   state: (s: ReplayState['state'] | 'live' | 'starting') => STATE_LABELS[s],
   problem: (p: RangeProblem) => PROBLEMS[p],
 });
@@ -96,6 +102,12 @@ let nextId = 0;
  * play/pause, speed, a timeline to seek on, the clock and state, and "back to live". The server owns
  * the session; the bar sends requests and draws the states it is given (`applyState`), so what it
  * shows is what the map shows. Only built for operators.
+ *
+ * Over it, a notice of a replay the same operator runs on another screen (`applyOtherState`).
+ * "Follow" turns the bar into a remote control of that replay: the same controls, sent with its
+ * replayId, which the api applies wherever it runs (another api node included). The api streams a
+ * replay's frames to the screen that started it only, so following does not replay this map: it
+ * stays live, and the bar says so.
  */
 export class ReplayBar {
   /** The toggle and the bar under it; positions itself over the map's top-left corner. */
@@ -117,9 +129,23 @@ export class ReplayBar {
   private readonly stateEl = h('span', { className: 'replay-state', attrs: { 'data-testid': 'replay-state', 'aria-live': 'polite' } });
   private readonly liveButton = h('button', { className: 'replay-live', attrs: { type: 'button', 'data-testid': 'replay-live' } });
   private readonly errorEl = h('p', { className: 'replay-error', attrs: { 'data-testid': 'replay-error', role: 'alert' } });
+  private readonly remoteEl: HTMLElement;
+  private readonly unfollowButton = h('button', { className: 'replay-unfollow', attrs: { type: 'button', 'data-testid': 'replay-unfollow' } });
+  private readonly presetButtons: readonly HTMLButtonElement[];
+  /** Replays of the operator's other screens (`operatorReplayState`): the notice, and the one followed. */
+  private readonly others = new OtherScreenReplays();
+  private readonly notice: OtherScreenNoticeView;
 
-  /** The running session as the server last reported it; null in live mode. */
+  /**
+   * The session the bar shows, as the server last reported it: this screen's own replay, or the
+   * one of another screen it follows (`remoteId`); null in live mode.
+   */
   private session: ReplayState | null = null;
+  /**
+   * Following another screen's replay: the bar controls it by its replayId. The api sends its frames
+   * to the screen that started it only, so this screen's map stays live meanwhile.
+   */
+  private remoteId: string | null = null;
   /** Speed for the next start (the session's own speed once one runs). */
   private speed = DEFAULT_SPEED;
   /** A start is on its way: the replaced session's 'stopped' is not a return to live. */
@@ -134,14 +160,17 @@ export class ReplayBar {
   private rangeTouched = false;
   private error: (() => string) | null = null;
   private readonly unsubscribe: () => void;
+  private readonly remoteTextId: string;
 
   constructor(private readonly deps: ReplayBarDeps) {
     const barId = `replay-bar-${++nextId}`;
+    this.remoteTextId = `${barId}-remote`;
     this.toggleButton.setAttribute('aria-controls', barId);
     tx(this.toggleButton, M.toggle);
     tx(this.toggleButton, M.toggleHint, 'title');
-    tx(this.liveButton, M.live);
     tx(this.seekInput, M.seek, 'aria-label');
+    tx(this.unfollowButton, M.unfollow);
+    tx(this.unfollowButton, M.unfollowHint, 'title');
     this.playButton.append(this.playIcon, ' ', this.playLabel);
 
     const presets = (Object.keys(REPLAY_PRESETS) as ReplayPreset[]).map((preset) => {
@@ -149,9 +178,14 @@ export class ReplayBar {
       button.addEventListener('click', () => this.applyPreset(preset));
       return button;
     });
+    this.presetButtons = presets;
+    const remoteText = tx(h('span', { attrs: { id: this.remoteTextId } }), M.remote);
+    this.remoteEl = h('div', { className: 'replay-row replay-remote', attrs: { 'data-testid': 'replay-remote' } }, [remoteText, this.unfollowButton]);
+    this.notice = new OtherScreenNoticeView({ onFollow: (id) => this.follow(id), onDismiss: (id) => this.dismissOther(id) });
     const presetGroup = tx(h('div', { className: 'replay-presets', attrs: { role: 'group' } }, presets), M.presets, 'aria-label');
 
     this.bar = h('section', { className: 'replay-bar', attrs: { id: barId } }, [
+      this.remoteEl,
       h('div', { className: 'replay-row replay-range' }, [
         h('label', { className: 'replay-field' }, [tx(h('span'), M.from), this.fromInput]),
         h('label', { className: 'replay-field' }, [tx(h('span'), M.to), this.toInput]),
@@ -170,7 +204,8 @@ export class ReplayBar {
     ]);
     tx(this.bar, M.region, 'aria-label');
     this.bar.hidden = true;
-    this.el = h('div', { className: 'replay' }, [this.toggleButton, this.bar]);
+    // The notice first: it shows above the toggle, and is reached before it with Tab.
+    this.el = h('div', { className: 'replay' }, [this.notice.el, this.toggleButton, this.bar]);
 
     this.toggleButton.addEventListener('click', () => this.setOpen(this.bar.hidden));
     for (const input of [this.fromInput, this.toInput]) {
@@ -186,6 +221,10 @@ export class ReplayBar {
       this.playButton.focus();
       this.stop();
     });
+    this.unfollowButton.addEventListener('click', () => {
+      this.playButton.focus();
+      this.unfollow();
+    });
     this.bindTimeline();
     // Space plays and pauses from anywhere in the bar that has no Space of its own (the timeline, the texts).
     this.bar.addEventListener('keydown', (event) => {
@@ -200,18 +239,28 @@ export class ReplayBar {
     this.render();
   }
 
-  /** 'replay' while a session runs (playing, paused, buffering or ended), else 'live'. */
+  /**
+   * 'replay' while this screen's own session runs (playing, paused, buffering or ended), else
+   * 'live' (following another screen's replay included: this map is live).
+   */
   get mode(): ReplayMode {
-    return this.session === null ? 'live' : 'replay';
+    return this.session === null || this.remoteId !== null ? 'live' : 'replay';
   }
 
-  /** The replay clock (device time, epoch ms), or null in live mode. */
+  /** The replay clock (device time, epoch ms) of this screen's own session, or null. */
   get clock(): number | null {
-    return this.session?.clock ?? null;
+    return this.mode === 'replay' ? (this.session?.clock ?? null) : null;
   }
 
   /** A state from the socket (`replayState`): 'stopped' returns to live, anything else is replay. */
   applyState(state: ReplayState): void {
+    if (this.remoteId !== null) {
+      // Nothing of this screen's own runs while it follows: a 'stopped' is not news, and a replay
+      // of its own (started from this bar) ends the following.
+      if (state.state === 'stopped') return;
+      this.remoteId = null;
+      this.session = null;
+    }
     if (state.state === 'stopped') {
       // Starting a replay over a running one stops the old one first: not a return to live.
       if (this.starting) return;
@@ -233,6 +282,41 @@ export class ReplayBar {
     if (entering) this.deps.onMode('replay', state);
   }
 
+  /**
+   * A replay of the same operator's other screen (`operatorReplayState`): the notice, or the bar
+   * when it is the one followed. This screen's own replay is told by `replayState`; should it come
+   * this way too, it is drawn the same.
+   */
+  applyOtherState(state: OperatorReplayState): void {
+    if (this.remoteId === null && this.session !== null && state.replayId === this.session.replayId) {
+      this.applyState(state);
+      return;
+    }
+    this.others.apply(state, Date.now());
+    this.syncFollowed();
+    this.render();
+  }
+
+  /** The connection dropped: the other screens' replays are forgotten until they are told again. */
+  forgetOtherScreens(): void {
+    if (this.others.size === 0 && this.remoteId === null) return;
+    this.others.clear();
+    this.syncFollowed();
+    this.render();
+  }
+
+  /** Called every second: drops other screens' playing replays that went silent. */
+  expireOtherScreens(now: number): void {
+    if (!this.others.expire(now)) return;
+    this.syncFollowed();
+    this.render();
+  }
+
+  /** The replayId this bar follows (controls) on another screen, or null. */
+  get following(): string | null {
+    return this.remoteId;
+  }
+
   /** Replays 10 min before `ts` to 20 min after (not past now) at 10×, playing ("replay from this alert"). */
   jumpTo(ts: number): void {
     const { from, to } = jumpRange(ts, Date.now());
@@ -247,6 +331,53 @@ export class ReplayBar {
   /** Ends the replay (back to live); nothing in live mode. Failures show in the bar. */
   stop(): void {
     if (this.session !== null) void this.send({ action: 'stop' });
+  }
+
+  /**
+   * Follow: the bar shows another screen's replay and controls it (play, pause, seek, speed, stop)
+   * by its replayId. Only from live: a screen replaying itself is told of the others quietly.
+   */
+  private follow(replayId: string): void {
+    const state = this.others.get(replayId);
+    if (state === undefined || this.session !== null || this.starting) return;
+    this.remoteId = replayId;
+    this.session = state;
+    this.error = null;
+    this.setOpen(true);
+    this.fillRange(state.from, state.to);
+    this.render();
+    this.playButton.focus();
+  }
+
+  /** Back to this screen's own (live) bar; the followed replay goes on where it runs. */
+  private unfollow(): void {
+    if (this.remoteId === null) return;
+    this.remoteId = null;
+    this.session = null;
+    this.dragging = false;
+    this.error = null;
+    this.render();
+  }
+
+  private dismissOther(replayId: string): void {
+    const focused = this.notice.hasFocus();
+    this.others.dismiss(replayId);
+    this.render();
+    // Its buttons are gone: the toggle next to them takes the keyboard focus.
+    if (focused && !this.notice.hasFocus()) this.toggleButton.focus();
+  }
+
+  /** After the other screens' replays changed: the followed one's latest state, or live when it is over. */
+  private syncFollowed(): void {
+    if (this.remoteId === null) return;
+    const followed = this.others.get(this.remoteId);
+    if (followed !== undefined) {
+      this.session = followed;
+      return;
+    }
+    this.remoteId = null;
+    this.session = null;
+    this.dragging = false;
   }
 
   /** Stops following language changes and drops pending timers (the app is being torn down). */
@@ -280,6 +411,8 @@ export class ReplayBar {
 
   /** The range typed, if it differs from the running session's: Play then starts it instead. */
   private rangeChanged(): boolean {
+    // A followed replay's range is not this bar's to change (its inputs are disabled).
+    if (this.remoteId !== null) return false;
     const s = this.session;
     return s !== null && (fromVnInputValue(this.fromInput.value) !== s.from || fromVnInputValue(this.toInput.value) !== s.to);
   }
@@ -357,6 +490,8 @@ export class ReplayBar {
 
   /** Sends a control and draws its answer; a replay the server no longer has is over here too. */
   private async send(request: ReplayControlRequest): Promise<ReplayResult> {
+    const remote = this.remoteId;
+    if (remote !== null) return this.sendFollowed(remote, request);
     const reply = await this.deps.control(request);
     if (reply.ok) {
       this.error = null;
@@ -367,6 +502,23 @@ export class ReplayBar {
       const gone = reply.error.code === 'E_NOT_FOUND' || reply.error.code === 'E_OFFLINE';
       if (gone && this.session !== null) this.applyState({ ...this.session, state: 'stopped' });
     }
+    this.render();
+    return reply;
+  }
+
+  /** A control for the followed replay, by its id (the api forwards it to the node that holds it). */
+  private async sendFollowed(replayId: string, request: ReplayControlRequest): Promise<ReplayResult> {
+    const reply = await this.deps.control({ ...request, replayId });
+    if (reply.ok) {
+      this.error = null;
+      this.others.apply({ ...reply.replay, replayId }, Date.now());
+    } else {
+      this.showError(reply.error);
+      // E_NOT_FOUND: it ended meanwhile; E_OFFLINE: this screen lost its connection (told again once back).
+      if (reply.error.code === 'E_NOT_FOUND') this.others.forget(replayId);
+      if (reply.error.code === 'E_OFFLINE') this.others.clear();
+    }
+    this.syncFollowed();
     this.render();
     return reply;
   }
@@ -441,9 +593,15 @@ export class ReplayBar {
 
   private render(): void {
     const s = this.session;
-    const mode = this.mode;
-    this.el.dataset.mode = mode;
+    const remote = this.remoteId !== null;
+    this.el.dataset.mode = remote ? 'remote' : this.mode;
     this.toggleButton.classList.toggle('is-active', s !== null);
+    this.toggleButton.classList.toggle('is-remote', remote);
+    this.remoteEl.hidden = !remote;
+    if (remote) this.playButton.setAttribute('aria-describedby', this.remoteTextId);
+    else this.playButton.removeAttribute('aria-describedby');
+    for (const input of [this.fromInput, this.toInput, ...this.presetButtons]) input.disabled = remote;
+    this.notice.render(this.others.notice({ ownReplayId: remote ? null : (s?.replayId ?? null), followingId: this.remoteId, replaying: (s !== null && !remote) || this.starting }));
     this.bar.setAttribute('aria-busy', String(this.starting || this.playBusy || this.seekBusy));
 
     const restart = s === null || this.rangeChanged();
@@ -477,6 +635,8 @@ export class ReplayBar {
     this.stateEl.dataset.state = playState;
     this.stateEl.textContent = M.state(playState);
     this.liveButton.disabled = s === null;
+    const liveLabel = remote ? M.stopThere() : M.live();
+    if (this.liveButton.textContent !== liveLabel) this.liveButton.textContent = liveLabel;
 
     this.errorEl.hidden = this.error === null;
     this.errorEl.textContent = this.error?.() ?? '';
