@@ -17,6 +17,7 @@ import {
   type ClientToServerEvents,
   type DeviceStatusEvent,
   type Domain,
+  type OperatorReplayState,
   type ProvinceSummary,
   type Rejection,
   type ReplayAck,
@@ -74,10 +75,12 @@ interface SocketData {
   replay: ReplaySession | undefined;
 }
 
+const Username = Type.String({ minLength: 1, maxLength: 64 });
+
 /** Who sends a replay control another node holds: the caller's rights as their node checked them at the time. */
 const PeerCaller = Type.Object(
   {
-    username: Type.String({ minLength: 1, maxLength: 64 }),
+    username: Username,
     role: Type.Union([Type.Literal('viewer'), Type.Literal('operator'), Type.Literal('admin')]),
     provinces: Type.Union([Type.Array(ProvinceCode, { maxItems: 34 }), Type.Null()]),
   },
@@ -85,6 +88,9 @@ const PeerCaller = Type.Object(
 );
 const PeerReplayControl = Type.Object({ replayId: ReplayId, request: ReplayControlRequest, by: PeerCaller }, { additionalProperties: false });
 type PeerReplayControl = Static<typeof PeerReplayControl>;
+/** An operator's screen that joined another node (socket.io ids are 20 URL-safe base64 characters). */
+const PeerScreenJoined = Type.Object({ username: Username, socketId: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' }) }, { additionalProperties: false });
+type PeerScreenJoined = Static<typeof PeerScreenJoined>;
 
 /**
  * What api nodes tell each other through the adapter in cluster mode (io.serverSideEmit). They
@@ -95,6 +101,13 @@ interface PeerEvents {
   alertAcked: (ack: AlertAck) => void;
   /** A control for a replay another node's socket started: its node answers with the ReplayAck, the others with null. */
   replayControl: (message: PeerReplayControl, answer: (result: ReplayAck | null) => void) => void;
+  /**
+   * An operator's screen joined the sending node: each node holding replays of that operator sends
+   * their states to the socket itself, through the adapter. Nobody waits for an answer, so a dead
+   * node holds up nothing; and a state sent this way leaves on the same Redis connection as the
+   * echoes of that replay, so it cannot overtake a later change.
+   */
+  operatorScreenJoined: (message: PeerScreenJoined) => void;
 }
 
 type CitySocket = Socket<ClientToServerEvents, ServerToClientEvents, PeerEvents, SocketData>;
@@ -126,6 +139,7 @@ const operatorRoom = (username: string): string => `operator:${username}`;
 const checkReplayStart = Compile(ReplayStartRequest);
 const checkReplayControl = Compile(ReplayControlRequest);
 const checkPeerControl = Compile(PeerReplayControl);
+const checkPeerScreenJoined = Compile(PeerScreenJoined);
 const checkAck = Compile(AlertAck);
 
 /** A peer's answer to a forwarded replay control, as far as it must be trusted (it goes back to the caller as is). */
@@ -155,7 +169,8 @@ export interface Realtime {
  * comes from it (frames, snapshots, statuses, alerts raised, summaries, heartbeats) goes to the
  * node's own sockets only (`io.local`): sent through the adapter as well, each screen would get it
  * once per node. What one node alone knows crosses: acknowledgements (broadcast, and applied to
- * the peers' books), replay states to their operator's screens, and replay controls.
+ * the peers' books), replay states to their operator's screens (as they change, and to a screen
+ * that joins), and replay controls.
  */
 export function attachRealtime(options: RealtimeOptions): Realtime {
   const { live, alerts, influx, audit, logger, cluster } = options;
@@ -241,6 +256,27 @@ export function attachRealtime(options: RealtimeOptions): Realtime {
     io.to(operatorRoom(entry.owner)).except(entry.socket.id).emit('operatorReplayState', { ...state, replayId: entry.session.id });
   };
 
+  /** The states of `username`'s replays held on this node, but the one `socketId` runs itself. */
+  const heldReplaysOf = (username: string, socketId: string): OperatorReplayState[] => {
+    const states: OperatorReplayState[] = [];
+    for (const entry of held.values()) {
+      if (entry.owner === username && entry.socket.id !== socketId && !entry.session.stopped) states.push({ ...entry.session.state(), replayId: entry.session.id });
+    }
+    return states;
+  };
+
+  /**
+   * A screen that (re)connects hears at once of the replays its operator runs on other screens: a
+   * paused or ended one is told again only when it changes. Those of this node now, the peers'
+   * as each sends them (see operatorScreenJoined); the connection does not wait for them.
+   */
+  const tellReplaysElsewhere = (socket: CitySocket) => {
+    const { principal } = socket.data;
+    if (!hasRole(principal, 'operator')) return; // a viewer runs none and has no replay bar
+    for (const state of heldReplaysOf(principal.username, socket.id)) socket.emit('operatorReplayState', state);
+    if (cluster) io.serverSideEmit('operatorScreenJoined', { username: principal.username, socketId: socket.id });
+  };
+
   /** Whether `by` may control a replay held here that is not their socket's own: its operator, or an admin who may see its provinces. */
   const mayControl = (entry: HeldReplay, by: Principal): Rejection | undefined => {
     if (!hasRole(by, 'operator')) return { code: 'E_FORBIDDEN', message: `controlling a replay needs the operator role; "${by.username}" is a ${by.role}` };
@@ -317,10 +353,19 @@ export function attachRealtime(options: RealtimeOptions): Realtime {
       if (refusal) return answer({ ok: false, error: refusal });
       controlHeld(entry, message.request, answer);
     });
+    io.on('operatorScreenJoined', (message) => {
+      if (!checkPeerScreenJoined.Check(message)) {
+        logger.warn('api cluster: a joined screen from a peer that does not match its schema was ignored');
+        return;
+      }
+      for (const state of heldReplaysOf(message.username, message.socketId)) io.to(message.socketId).emit('operatorReplayState', state);
+    });
   }
 
   io.on('connection', (socket) => {
+    // The room first: a change after the states below reaches the socket as an echo.
     void socket.join(operatorRoom(socket.data.principal.username));
+    tellReplaysElsewhere(socket);
     socket.on('subscribe', (request, ack) => {
       const reply = typeof ack === 'function' ? ack : () => undefined;
       const checked = checkRooms(socket, request);

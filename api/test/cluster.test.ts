@@ -350,6 +350,42 @@ describe('api cluster: two nodes joined through Redis', () => {
       expect(await control(wall.socket, { action: 'resume', replayId })).toMatchObject({ ok: false, error: { code: 'E_NOT_FOUND' } });
     });
 
+    it('tells a screen that joins node B of the replay its operator paused on node A, without waiting on a silent peer', async () => {
+      const desk = await screen('a', 'otto');
+      const started = await replayStart(desk.socket, { from: t0, to: t0 + SECONDS * 1000, speed: 1, provinces: ['79'], domains: ['energy'] });
+      const replayId = (started as { replay: ReplayState }).replay.replayId as string;
+      const paused = await control(desk.socket, { action: 'pause' });
+      expect(paused).toMatchObject({ ok: true, replay: { state: 'paused', replayId } });
+      // A third "node" that joined the request channel and never answers (a hung or partitioned api).
+      const silent = await spy();
+      await silent.subscribe(`${CLUSTER_DEFAULTS.channelPrefix}-request#/#`);
+      let wall: Screen;
+      try {
+        // Another operator's screen, then the late screen of otto, both on node B: node A hears of
+        // them in that order and answers through one Redis connection, so once the late screen has
+        // its state, anything for olga would have come too.
+        const olga = await screen('b', 'olga');
+        const connectedAt = Date.now();
+        wall = await screen('b', 'otto');
+        await waitFor('the paused replay on the late screen of node B', () => wall.got.elsewhere.find((s) => s.replayId === replayId), PEER_TIMEOUT_MS);
+        expect(Date.now() - connectedAt).toBeLessThan(PEER_TIMEOUT_MS); // not held until the silent peer's time ran out
+        expect(wall.got.elsewhere).toEqual([(paused as { replay: ReplayState }).replay]);
+        expect(wall.got.replay).toEqual([]);
+        expect(olga.got.elsewhere).toEqual([]);
+      } finally {
+        await silent.unsubscribe();
+      }
+
+      // Changes after it come as before, once each (node A's echo leaves before its answer to the control).
+      expect(await control(wall.socket, { action: 'speed', speed: 30, replayId })).toMatchObject({ ok: true, replay: { speed: 30 } });
+      expect(wall.got.elsewhere.map((s) => [s.replayId, s.state, s.speed])).toEqual([
+        [replayId, 'paused', 1],
+        [replayId, 'paused', 30],
+      ]);
+      expect(desk.got.elsewhere).toEqual([]); // the replaying screen is told by replayState only
+      expect(await control(desk.socket, { action: 'stop' })).toMatchObject({ ok: true });
+    });
+
     it('answers E_TIMEOUT when a peer does not answer and none that did holds the replay', async () => {
       const desk = await screen('a', 'otto');
       const wall = await screen('b', 'otto');

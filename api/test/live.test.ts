@@ -425,6 +425,29 @@ describe('api live: alerts, summaries, replay, slow screens', () => {
       expect(admin.got.elsewhere).toEqual([]);
     });
 
+    it('tells a screen that joins of the replay its operator paused on another screen, at once', async () => {
+      const wall = await screen('otto');
+      const started = await start(wall.socket, { from: t0, to: t0 + SECONDS * 1000, speed: 1, provinces: ['79'], domains: ['energy'] });
+      const replayId = (started as { replay: ReplayState }).replay.replayId as string;
+      const paused = await control(wall.socket, { action: 'pause' });
+      expect(paused).toMatchObject({ ok: true, replay: { state: 'paused', replayId } });
+
+      // Screens that connect afterwards (a page load, a reconnect): a paused replay says nothing more until it changes.
+      const desk = await screen('otto');
+      const admin = await screen('root'); // another operator: not told
+      // Sent as the socket joins: there before the answer to the first thing the screen asks.
+      expect(await subscribe(desk.socket, ['79'])).toMatchObject({ ok: true });
+      expect(await subscribe(admin.socket, ['79'])).toMatchObject({ ok: true });
+      expect(desk.got.elsewhere).toEqual([(paused as { replay: ReplayState }).replay]);
+      expect(desk.got.replay).toEqual([]); // live: no replay of its own
+
+      // Changes after it come as before.
+      expect(await control(desk.socket, { action: 'stop', replayId })).toMatchObject({ ok: true, replay: { state: 'stopped' } });
+      await waitFor('the stop on the late screen', () => desk.got.elsewhere.find((s) => s.state === 'stopped'));
+      expect(admin.got.elsewhere).toEqual([]);
+      expect(wall.got.elsewhere).toEqual([]); // its own replay is told by replayState only
+    });
+
     it('refuses bad replay requests with a code', async () => {
       const { socket } = await screen('otto');
       const to = t0 + 60_000;

@@ -142,9 +142,10 @@ export interface ServerToClientEvents {
   /** The replay session's state, on every change and with each replay frame's clock. */
   replayState: (state: ReplayState) => void;
   /**
-   * A replay the same operator runs on another screen (on any api node, cluster mode included): on
-   * every change of state or speed, and about once a second while its clock moves. Not this
-   * screen's replay (that is `replayState`); control it with replayControl and its `replayId`.
+   * A replay the same operator runs on another screen (on any api node, cluster mode included): once
+   * when this screen connects, on every change of state or speed, and about once a second while its
+   * clock moves. Not this screen's replay (that is `replayState`); control it with replayControl
+   * and its `replayId`.
    */
   operatorReplayState: (state: OperatorReplayState) => void;
   /** Lets the dashboard show staleness when frames stop. */

@@ -108,6 +108,16 @@ describe('OtherScreenReplays', () => {
     others.apply(replay('r1', 'paused'), NOW + 1000);
     expect(others.notice(LIVE)?.replay.replayId).toBe('r1');
   });
+
+  it('takes the states the api sends on connect, several at once, but not this screen\'s replay lost with the old connection', () => {
+    const others = new OtherScreenReplays();
+    // This screen's replay ended with the dropped connection; its api node may not know yet.
+    others.forget('mine');
+    for (const state of [replay('mine', 'paused'), replay('desk', 'paused'), replay('laptop', 'ended')]) others.apply(state, NOW);
+    expect([others.get('mine'), others.get('desk')?.state, others.get('laptop')?.state]).toEqual([undefined, 'paused', 'ended']);
+    expect(others.notice(LIVE)?.replay.replayId).toBe('laptop');
+    expect(others.expire(NOW + 10 * OTHER_SCREEN_SILENCE_MS)).toBe(false); // told once: paused and ended ones stay
+  });
 });
 
 describe('noticeText', () => {

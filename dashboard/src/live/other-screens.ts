@@ -60,7 +60,7 @@ export class OtherScreenReplays {
     }
   }
 
-  /** The connection dropped: what it told may be out of date (a playing replay is told again within a second). */
+  /** The connection dropped: what it told may be out of date (the api tells a screen that connects of every replay its operator runs). */
   clear(): void {
     this.#replays.clear();
     this.#dismissed.clear();

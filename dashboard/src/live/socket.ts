@@ -38,8 +38,9 @@ export interface LiveHandlers {
    */
   replayState?(state: ReplayState): void;
   /**
-   * A replay the same operator runs on another screen (any api node): its state on every change,
-   * about once a second while its clock moves, and 'stopped' when it ends.
+   * A replay the same operator runs on another screen (any api node): its state once when this
+   * screen connects, on every change, about once a second while its clock moves, and 'stopped'
+   * when it ends.
    */
   operatorReplayState?(state: OperatorReplayState): void;
   /** A province's KPIs (every few seconds, once on subscribe and when a replay ends). */

@@ -262,6 +262,9 @@ export class ReplayBar {
       this.session = null;
     }
     if (state.state === 'stopped') {
+      // Over for this screen. After a network drop its api node may not have noticed yet and tell
+      // the reconnected socket of it as another screen's replay, until it ends it too.
+      if (state.replayId !== undefined) this.others.forget(state.replayId);
       // Starting a replay over a running one stops the old one first: not a return to live.
       if (this.starting) return;
       const was = this.session;
