@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile, mkdtemp, rm } from 'node:fs/promises';
+import { readFile, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,6 +8,7 @@ import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deviceTopic } from '@citypulse/contracts';
 import { shardOf } from '@citypulse/ingest';
+import { DeviceRegistry } from '@citypulse/broker/registry';
 import { freePort, Influx } from '@citypulse/infra';
 import { waitFor } from './stack.js';
 
@@ -29,11 +30,13 @@ let dataDir: string;
 let mqttPort: number;
 let apiUrls: string[] = [];
 let influxUrl: string;
+let redisUrl: string;
 
 beforeAll(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'citypulse-cluster-e2e-'));
   [mqttPort] = [await freePort()];
   const [apiPort, influxPort, redisPort] = [await freePort(), await freePort(), await freePort()];
+  redisUrl = `redis://127.0.0.1:${redisPort}/0`;
   child = spawn(join(ROOT, 'node_modules', '.bin', 'tsx'), [join(ROOT, 'scripts', 'start.ts'), '--cluster'], {
     cwd: ROOT,
     env: {
@@ -45,7 +48,7 @@ beforeAll(async () => {
       INGEST_HTTP_PORT: '0',
       API_PORT: String(apiPort),
       INFLUX_PORT: String(influxPort),
-      REDIS_URL: `redis://127.0.0.1:${redisPort}/0`,
+      REDIS_URL: redisUrl,
       SIM_PROVINCES: `${PROVINCE_1},${PROVINCE_2}`,
       SIM_DOMAINS: 'environment,traffic',
       SIM_DEVICES_PER_PROVINCE: '2',
@@ -113,6 +116,18 @@ describe('npm run cluster', () => {
       const token = await login(apiUrl);
       await waitFor(async () => ((await devices(apiUrl, token)).find((d) => d.id === credentials.demoDevice.id)?.latest?.ts === ts ? true : undefined), 30_000, `the demo reading on ${apiUrl}`);
     }
+  });
+
+  it('keeps the device registry in Redis, with the service accounts, the demo device and the fleet, and no devices.json', async () => {
+    const registry = await DeviceRegistry.open(dataDir, { store: 'redis', redisUrl });
+    try {
+      expect(['ingest', 'api', 'tools'].map((id) => registry.service(id)?.role)).toEqual(['ingest', 'api', 'tools']);
+      expect(registry.devices.filter((d) => d.id.startsWith('sim-')).length).toBe(8);
+      expect(registry.device('demo-hn-air-01')).toBeDefined();
+    } finally {
+      registry.close();
+    }
+    expect(await stat(join(dataDir, 'devices.json')).catch(() => undefined)).toBeUndefined();
   });
 
   it('stores the readings of both shards in InfluxDB', async () => {

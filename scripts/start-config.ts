@@ -12,8 +12,8 @@ export const START_CONFIG = {
   MQTT_WS_PORT: BROKER_CONFIG.MQTT_WS_PORT,
   BROKER_HTTP_PORT: BROKER_CONFIG.BROKER_HTTP_PORT,
   INGEST_HTTP_PORT: INGEST_CONFIG.INGEST_HTTP_PORT,
-  // With BROKER_STORE=redis or API_ADAPTER=redis (and always for npm run cluster) and nothing
-  // answering at a loopback REDIS_URL, npm start runs a private Redis.
+  // With BROKER_STORE=redis, API_ADAPTER=redis or REGISTRY_STORE=redis (COMMON_CONFIG; always for
+  // npm run cluster) and nothing answering at a loopback REDIS_URL, npm start runs a private Redis.
   BROKER_STORE: BROKER_CONFIG.BROKER_STORE,
   API_ADAPTER: API_CONFIG.API_ADAPTER,
   REDIS_URL: BROKER_CONFIG.REDIS_URL,

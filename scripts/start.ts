@@ -7,7 +7,8 @@
  * `npm run cluster` (`--cluster`): the same platform as a local cluster, for trying scale-out on
  * one machine: a Redis, two brokers sharing it (BROKER_MQ=redis, BROKER_STORE=redis) behind a TCP
  * front on MQTT_PORT, two ingest workers (INGEST_SHARD 1/2 and 2/2) and two api nodes joined
- * through Redis (API_ADAPTER=redis).
+ * through Redis (API_ADAPTER=redis); every process reads the device registry from Redis
+ * (REGISTRY_STORE=redis), where the service accounts and the demo device are created.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
@@ -19,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { deviceTopic, readConfig, type DeviceAddress } from '@citypulse/contracts';
 import { START_CONFIG } from './start-config.js';
-import { DeviceRegistry, generateSecret } from '@citypulse/broker';
+import { DeviceRegistry, generateSecret, registryStoreOptions, type RegistryOpenOptions } from '@citypulse/broker';
 import { OperatorStore } from '@citypulse/api';
 import { Influx, isPortFree, freePort, startInfluxd, startRedis, startTcpFront, SERVICE_NODE_FLAGS, type RunningInfluxd, type RunningRedis, type TcpFront } from '@citypulse/infra';
 
@@ -73,7 +74,6 @@ async function main(): Promise<void> {
   }
   const topology = CLUSTER ? await clusterTopology(config) : singleTopology(config);
 
-  const credentials = await ensureCredentials(dataDir);
   const services: Service[] = [];
   let influxd: RunningInfluxd | undefined;
   let redis: RunningRedis | undefined;
@@ -97,7 +97,14 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void stopAll(0));
   process.on('SIGTERM', () => void stopAll(0));
 
-  if (config.BROKER_STORE === 'redis' || config.API_ADAPTER === 'redis' || CLUSTER) redis = await ensureRedis(config.REDIS_URL, join(dataDir, 'redis'));
+  // The device registry of every process: the cluster's nodes share no folder, so it is in Redis there.
+  const registryStore = CLUSTER ? 'redis' : config.REGISTRY_STORE;
+  if (config.BROKER_STORE === 'redis' || config.API_ADAPTER === 'redis' || registryStore === 'redis' || CLUSTER) redis = await ensureRedis(config.REDIS_URL, join(dataDir, 'redis'));
+  const registryLog = { info: (_: object, message: string) => say(message), warn: (_: object, message: string) => say(message) };
+  const credentials = await ensureCredentials(dataDir, registryStoreOptions({ REGISTRY_STORE: registryStore, REDIS_URL: config.REDIS_URL }, registryLog)).catch(async (err: unknown) => {
+    await redis?.stop();
+    throw err;
+  });
 
   let influxUrl = config.INFLUX_URL;
   if (!influxUrl) {
@@ -117,6 +124,8 @@ async function main(): Promise<void> {
     MQTT_URL: `mqtt://127.0.0.1:${config.MQTT_PORT}`,
     INGEST_MQTT_PASSWORD: credentials.services.ingest,
     API_MQTT_PASSWORD: credentials.services.api,
+    REGISTRY_STORE: registryStore,
+    REDIS_URL: config.REDIS_URL,
     CITYPULSE_SUPERVISED: '1',
   };
   const launch = (name: string, script: string, args: string[] = [], own: Record<string, string> = {}) => {
@@ -141,7 +150,8 @@ async function main(): Promise<void> {
   for (const broker of topology.brokers) launch(broker.name, 'broker/src/server.ts', [], broker.env);
   for (const broker of topology.brokers) await waitForPort(broker.mqttPort, 30_000, broker.name);
   if (topology.front !== undefined) {
-    front = await startTcpFront({ backends: topology.brokers.map((b) => ({ host: '127.0.0.1', port: b.mqttPort })), port: topology.front, host: '0.0.0.0' });
+    // PROXY v2: the brokers (BROKER_PROXY_PROTOCOL=true) see each device's address, not the front's.
+    front = await startTcpFront({ backends: topology.brokers.map((b) => ({ host: '127.0.0.1', port: b.mqttPort })), port: topology.front, host: '0.0.0.0', proxyProtocol: 'v2' });
   }
   for (const worker of topology.ingest) launch(worker.name, 'ingest/src/server.ts', [], worker.env);
   for (const api of topology.apis) launch(api.name, 'api/src/server.ts', [], api.env);
@@ -207,6 +217,7 @@ async function clusterTopology(config: ReturnType<typeof readConfig<typeof START
       BROKER_HTTP_PORT: String(await orFree(config.BROKER_HTTP_PORT, n)),
       BROKER_STORE: 'redis',
       BROKER_MQ: 'redis',
+      BROKER_PROXY_PROTOCOL: 'true',
       REDIS_URL: config.REDIS_URL,
     };
     brokers.push({ name: `broker-${n}`, env, mqttPort });
@@ -225,7 +236,7 @@ async function clusterTopology(config: ReturnType<typeof readConfig<typeof START
 }
 
 /**
- * The Redis of BROKER_STORE=redis, API_ADAPTER=redis or the local cluster: the one at REDIS_URL if something listens there (or it
+ * The Redis of BROKER_STORE=redis, API_ADAPTER=redis, REGISTRY_STORE=redis or the local cluster: the one at REDIS_URL if something listens there (or it
  * is not on this machine: the broker then says whether it answers), else a private one on that port.
  */
 async function ensureRedis(redisUrl: string, folder: string): Promise<RunningRedis | undefined> {
@@ -237,7 +248,7 @@ async function ensureRedis(redisUrl: string, folder: string): Promise<RunningRed
 }
 
 /** Generates service secrets, the demo device and the first admin once, and keeps them in DATA_DIR/credentials.json (0600). */
-async function ensureCredentials(dataDir: string): Promise<Credentials> {
+async function ensureCredentials(dataDir: string, store: Omit<RegistryOpenOptions, 'watch'>): Promise<Credentials> {
   const file = join(dataDir, 'credentials.json');
   let credentials: Credentials | undefined;
   try {
@@ -245,14 +256,14 @@ async function ensureCredentials(dataDir: string): Promise<Credentials> {
   } catch {
     credentials = undefined;
   }
-  const registry = await DeviceRegistry.open(dataDir);
+  const registry = await DeviceRegistry.open(dataDir, store);
   const operators = await OperatorStore.open(dataDir);
   const fresh: Credentials = credentials ?? {
     services: { ingest: generateSecret(), api: generateSecret(), tools: generateSecret() },
     admin: { username: 'admin', password: '' },
     demoDevice: { id: DEMO_DEVICE.deviceId, secret: generateSecret() },
   };
-  // Re-create whatever the registry lost (first start, or a deleted devices.json).
+  // Re-create whatever the registry lost (first start, a deleted devices.json, a new Redis).
   for (const [id, secret] of Object.entries(fresh.services) as [keyof Credentials['services'], string][]) {
     if (!(await registry.authenticate(id, secret))) await registry.upsertService(id, id, secret);
   }

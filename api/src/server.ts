@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { readConfig } from '@citypulse/contracts';
-import { DeviceRegistry } from '@citypulse/broker/registry';
+import { DeviceRegistry, registryStoreOptions } from '@citypulse/broker/registry';
 import { Influx, influxSettingsFrom, runService } from '@citypulse/infra';
 import { ensureRulesFile } from '@citypulse/ingest';
 import { buildApi } from './app.js';
@@ -12,7 +12,7 @@ const logger = pino({ name: 'api', level: process.env.LOG_LEVEL ?? 'info' });
 
 runService(logger, async () => {
   const config = readConfig(API_CONFIG, process.env);
-  const registry = await DeviceRegistry.open(config.DATA_DIR, { watch: true });
+  const registry = await DeviceRegistry.open(config.DATA_DIR, { watch: true, ...registryStoreOptions(config, logger) });
   const operators = await OperatorStore.open(config.DATA_DIR, { watch: true });
   const firstPassword = await operators.ensureFirstAdmin();
   if (firstPassword) logger.warn({ username: 'admin' }, `first start: created operator "admin" with password ${firstPassword} (shown once; change it)`);

@@ -1,7 +1,7 @@
 import { createServer as createHttpServer, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
-import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import { createServer as createNetServer, isIPv6, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { once } from 'node:events';
 import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
@@ -9,6 +9,7 @@ import { Aedes, type AedesOptions, type AedesPublishPacket, type AuthenticateErr
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Logger } from 'pino';
 import { deviceTopic, parseDeviceTopic, type DeviceStatusPayload } from '@citypulse/contracts';
+import { readProxyHeader, type ProxyEndpoint } from '@citypulse/infra';
 import { canPublish, canSubscribe, type AclDecision } from './acl.js';
 import { BROKER_DEFAULTS, type BrokerLimits } from './config.js';
 import { LoginThrottle, RateLimiter, type RateWindow } from './limits.js';
@@ -29,6 +30,12 @@ export interface PlatformBroker {
   metrics(): Promise<string>;
   /** Watches a transport's socket or stream for oversized packets (the listen* functions call it). */
   readonly guard: (stream: Duplex) => void;
+  /**
+   * Reads the PROXY protocol header a load balancer puts before MQTT and makes the socket report
+   * the client's address (listeners with `proxyProtocol` call it): true once it does; false when
+   * the socket was closed instead (no header, a bad one, or none in time: logged E_PROXY_HEADER).
+   */
+  readonly readClientAddress: (socket: Socket) => Promise<boolean>;
   /** Disconnects every client, spread over `shutdownSpreadMs`, then closes Aedes. */
   close(): Promise<void>;
 }
@@ -415,6 +422,25 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
       logger.warn({ code: 'E_TOO_LARGE', address: streamAddress(stream), bytes: size, limit: limits.maxPacketBytes }, 'packet larger than the limit: disconnecting');
       stream.destroy();
     }),
+    readClientAddress: async (socket) => {
+      const balancer = socket.remoteAddress;
+      try {
+        const header = await readProxyHeader(socket, limits.connectTimeoutMs);
+        if (!header) {
+          logger.debug({ address: balancer }, 'connection closed before a PROXY header (a TCP health check?)');
+          socket.destroy();
+          return false;
+        }
+        if (header.source) reportAddress(socket, header.source);
+        return true;
+      } catch (err) {
+        metrics.clientErrors.proxy_header++;
+        const reason = (err as Error).message;
+        logger.warn({ code: 'E_PROXY_HEADER', address: balancer, reason }, `connection closed: ${reason}. ${PROXY_PROTOCOL_HINT}`);
+        socket.destroy();
+        return false;
+      }
+    },
     close: () => {
       closed ??= (async () => {
         registry.off('change', onRegistryChange);
@@ -468,6 +494,21 @@ function streamAddress(stream: Duplex | undefined): string | undefined {
   return (stream as Partial<Socket> | undefined)?.remoteAddress;
 }
 
+const PROXY_PROTOCOL_HINT =
+  'BROKER_PROXY_PROTOCOL is on: connections must come through a load balancer that sends the PROXY protocol (HAProxy send-proxy-v2, nginx proxy_protocol on); set that on the load balancer, or turn BROKER_PROXY_PROTOCOL off if clients connect directly';
+
+/**
+ * Makes a socket report the client a PROXY header named, in place of the load balancer: where
+ * addressOf and streamAddress (the login throttle, the logs) and Node's own getters read it.
+ */
+function reportAddress(socket: Socket, client: ProxyEndpoint): void {
+  Object.defineProperties(socket, {
+    remoteAddress: { value: client.address },
+    remotePort: { value: client.port },
+    remoteFamily: { value: isIPv6(client.address) ? 'IPv6' : 'IPv4' },
+  });
+}
+
 /**
  * Follows the MQTT fixed headers in what the client sends (a passive 'data' tap: Aedes reads the
  * stream, this only sees the same chunks) and reports a packet whose remaining length is over the
@@ -515,17 +556,42 @@ export function guardPacketSize(stream: Duplex, maxBytes: number, onTooLarge: (b
 /** TCP keep-alive probes find a dead peer of a client that asked for no MQTT keep-alive. */
 const TCP_KEEPALIVE_MS = 60_000;
 
+export interface ListenOptions {
+  /**
+   * Behind a TCP load balancer that sends the PROXY protocol (BROKER_PROXY_PROTOCOL): every
+   * connection must start with its header, which gives the client's address; others are closed.
+   */
+  readonly proxyProtocol?: boolean;
+}
+
+// No Nagle: a PUBACK held back 40 ms by delayed ACKs caps a windowed publisher at ~2,500 msg/s.
+const SOCKET_OPTIONS = { noDelay: true, keepAlive: true, keepAliveInitialDelay: TCP_KEEPALIVE_MS } as const;
+
 /** MQTT over TCP. Resolves once listening; port 0 picks a free port. */
-export async function listenMqttTcp(broker: PlatformBroker, port: number, host: string): Promise<NetServer> {
-  
-  // No Nagle: a PUBACK held back 40 ms by delayed ACKs caps a windowed publisher at ~2,500 msg/s.
-  const server = createNetServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: TCP_KEEPALIVE_MS }, (socket) => {
+export async function listenMqttTcp(broker: PlatformBroker, port: number, host: string, options: ListenOptions = {}): Promise<NetServer> {
+  const server = createNetServer(SOCKET_OPTIONS, (socket) => {
     broker.aedes.handle(socket);
     broker.guard(socket);
   });
-  server.listen(port, host);
-  await once(server, 'listening');
-  return server;
+  return listen(broker, server, port, host, options);
+}
+
+/**
+ * Listens for `server`'s connections on `port`. With `proxyProtocol` a plain TCP listener takes
+ * them and reads each one's PROXY header first (under TLS too: the balancer passes TLS through),
+ * then hands the socket to `server` as if it had accepted it.
+ */
+async function listen(broker: PlatformBroker, server: NetServer, port: number, host: string, options: ListenOptions): Promise<NetServer> {
+  const listener = options.proxyProtocol
+    ? createNetServer(SOCKET_OPTIONS, (socket) => {
+        void broker.readClientAddress(socket).then((ok) => {
+          if (ok) server.emit('connection', socket);
+        });
+      })
+    : server;
+  listener.listen(port, host);
+  await once(listener, 'listening');
+  return listener;
 }
 
 export interface TlsFiles {
@@ -534,18 +600,26 @@ export interface TlsFiles {
 }
 
 /** MQTT over TLS (8883 by default). */
-export async function listenMqttTls(broker: PlatformBroker, port: number, host: string, tls: TlsFiles): Promise<TlsServer> {
-  
+export async function listenMqttTls(broker: PlatformBroker, port: number, host: string, tls: TlsFiles, options: ListenOptions = {}): Promise<NetServer> {
   const server = createTlsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, (socket) => {
     socket.setNoDelay(true);
     socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
+    if (options.proxyProtocol) reportAddress(socket, tcpPeer(socket));
     broker.aedes.handle(socket);
     broker.guard(socket);
   });
   server.on('tlsClientError', () => undefined); // a failed handshake is the client's problem; the socket is gone
-  server.listen(port, host);
-  await once(server, 'listening');
-  return server;
+  return listen(broker, server, port, host, options);
+}
+
+/**
+ * The address the TCP socket under a TLS socket reports (the client's, after its PROXY header).
+ * Node has no public accessor for that socket: `_parent` is the one tls.Server wraps, and
+ * test/proxy-protocol.test.ts fails if a Node version changes it.
+ */
+function tcpPeer(socket: TLSSocket): ProxyEndpoint {
+  const tcp = (socket as TLSSocket & { _parent?: Socket })._parent ?? socket;
+  return { address: tcp.remoteAddress ?? 'unknown', port: tcp.remotePort ?? 0 };
 }
 
 /** MQTT over WebSocket (subprotocol "mqtt"), for browser-side tools; with `tls`, secure WebSocket. */

@@ -16,7 +16,7 @@ export const REFUSAL_REASONS = ['bad_credentials', 'anonymous', 'client_id', 'th
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
 /** Client errors by kind: what hostile or broken input looks like from the broker. */
-export const CLIENT_ERROR_KINDS = ['protocol', 'too_large', 'keepalive_timeout', 'connect_timeout', 'drain_timeout', 'publish_refused', 'socket', 'other'] as const;
+export const CLIENT_ERROR_KINDS = ['protocol', 'too_large', 'keepalive_timeout', 'connect_timeout', 'drain_timeout', 'publish_refused', 'socket', 'proxy_header', 'other'] as const;
 export type ClientErrorKind = (typeof CLIENT_ERROR_KINDS)[number];
 
 type PerDomain = Record<DomainLabel, number>;

@@ -4,13 +4,16 @@ import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/prom
 import { watch, type FSWatcher } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { promisify } from 'node:util';
-import { CodedError, isDeviceId, isDomain, isInsideProvince, isProvinceCode, type DeviceProfile, type Domain, type LngLat } from '@citypulse/contracts';
+import { CodedError, isDeviceId, isDomain, isInsideProvince, isProvinceCode, REGISTRY_STORES, type DeviceProfile, type Domain, type LngLat } from '@citypulse/contracts';
+import { RedisRegistryStore } from './registry-redis.js';
 
 /**
- * The device registry: one module and one storage format (a JSON file in the data folder),
- * read by the broker, ingest and api, written by the provisioning CLI, the simulators and
- * `npm start`. Secrets are stored only as salted scrypt hashes. Writes are atomic (temp file +
- * rename) under a lock file; readers pick changes up without restart.
+ * The device registry: one module and one record format, read by the broker, ingest and api,
+ * written by the provisioning CLI, the simulators, `npm start` and the api's admin routes.
+ * Secrets are stored only as salted scrypt hashes. Two stores (REGISTRY_STORE): a JSON file in the
+ * data folder (one host; writes are atomic, temp file + rename, under a lock file) or Redis (a
+ * cluster; registry-redis.ts). Either way every reader keeps the whole registry in memory (a login
+ * reads no storage) and picks changes up without restart.
  */
 
 const scrypt = promisify(scryptCb) as (password: string, salt: Buffer, keylen: number, options: { N: number; r: number; p: number; maxmem: number }) => Promise<Buffer>;
@@ -66,10 +69,9 @@ export interface ServiceAccount {
   readonly createdAt: string;
 }
 
-interface RegistryFile {
+/** devices.json. */
+export interface RegistryFile extends RegistryData {
   version: 1;
-  devices: Record<string, DeviceRecord>;
-  services: Record<string, ServiceAccount>;
 }
 
 export interface NewDevice {
@@ -148,28 +150,126 @@ export function validateNewDevice(input: NewDevice): void {
   }
 }
 
+/** Where the registry is kept: REGISTRY_STORE (COMMON_CONFIG). */
+export type RegistryStoreKind = (typeof REGISTRY_STORES)[number];
+
+/** A pino logger fits. */
+export interface RegistryLogger {
+  info(object: object, message: string): void;
+  warn(object: object, message: string): void;
+}
+
+export interface RegistryOpenOptions {
+  /** Follow what other processes write: the file store watches its folder, the Redis store the change channel. */
+  readonly watch?: boolean;
+  /** `file` (the default): DATA_DIR/devices.json. `redis`: the hashes at `redisUrl` (registry-redis.ts). */
+  readonly store?: RegistryStoreKind;
+  /** REDIS_URL, for the Redis store. */
+  readonly redisUrl?: string | undefined;
+  /** Redis store: outages, resyncs and the one-time import of devices.json. */
+  readonly logger?: RegistryLogger | undefined;
+}
+
+/**
+ * The store options out of a service's configuration (COMMON_CONFIG's REGISTRY_STORE, REDIS_URL):
+ * `DeviceRegistry.open(config.DATA_DIR, { watch: true, ...registryStoreOptions(config, logger) })`.
+ */
+export function registryStoreOptions(config: { readonly REGISTRY_STORE: string; readonly REDIS_URL?: string | undefined }, logger?: RegistryLogger): Omit<RegistryOpenOptions, 'watch'> {
+  const store = config.REGISTRY_STORE as RegistryStoreKind;
+  if (!REGISTRY_STORES.includes(store)) throw new CodedError('E_CONFIG', `REGISTRY_STORE="${store}" must be one of ${REGISTRY_STORES.join(', ')}`);
+  return { store, redisUrl: config.REDIS_URL, ...(logger ? { logger } : {}) };
+}
+
+/** The records, as devices.json holds them (beside its version) and as the Redis hashes hold them. */
+export interface RegistryData {
+  devices: Record<string, DeviceRecord>;
+  services: Record<string, ServiceAccount>;
+}
+
+/** The records a write reads and may change: the Redis store reads and checks only these. */
+export interface WriteScope {
+  readonly devices: readonly string[];
+  readonly services: readonly string[];
+}
+
+/** How a store hands the registry what it read. */
+export interface RegistrySink {
+  /** Every record, as stored now. */
+  replace(data: RegistryData): void;
+  /** These records as stored now (undefined: removed); the others are unchanged. */
+  patch(devices: ReadonlyMap<string, DeviceRecord | undefined>, services: ReadonlyMap<string, ServiceAccount | undefined>): void;
+}
+
+/** What `importFile` copied into the Redis store. */
+export interface RegistryImport {
+  readonly devices: number;
+  readonly services: number;
+  /** Ids already in the registry, left as they are. */
+  readonly skipped: number;
+}
+
+/** The storage under the registry: the JSON file (FileRegistryStore, below) or Redis (registry-redis.ts). */
+export interface RegistryStore {
+  /** For logs: the file, or redis://host:port/db. */
+  readonly where: string;
+  /** Reads everything (sink.replace); with `watch`, follows what other processes write. */
+  open(watch: boolean): Promise<void>;
+  /** Reads everything again. */
+  reload(): Promise<void>;
+  /** Catches up with writes made elsewhere that may not have arrived yet (a lookup missed). */
+  refresh(): Promise<void>;
+  /**
+   * Runs `change` on the current records (at least those of `scope`; it must touch no other) and
+   * stores what it changed, atomically with respect to other writers. The registry holds the
+   * result when this resolves. `change` may run more than once (the Redis store retries when a
+   * record it read changed meanwhile), so it must not have side effects.
+   */
+  write(scope: WriteScope, change: (data: RegistryData) => void): Promise<void>;
+  /** Copies the records of a devices.json whose ids are not registered yet (the Redis store). */
+  importFile?(file: string): Promise<RegistryImport>;
+  close(): void;
+}
+
 export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
+  /** DATA_DIR/devices.json: the registry itself (file store), or what an empty Redis store imports once. */
   readonly file: string;
-  #data: RegistryFile = emptyFile();
-  #watcher: FSWatcher | undefined;
-  #reloadTimer: NodeJS.Timeout | undefined;
+  readonly store: RegistryStoreKind;
+  #data: RegistryData = emptyData();
+  readonly #backend: RegistryStore;
   /** Cache of recent successful logins: sha256(id, secret, hash) → true, so a reconnect storm does not redo scrypt. */
   readonly #verified = new Map<string, string>();
-  #loadedMtimeMs = 0;
-  #reloading: Promise<void> | undefined;
 
-  private constructor(file: string) {
+  private constructor(file: string, store: RegistryStoreKind, makeBackend: (sink: RegistrySink) => RegistryStore) {
     super();
     this.file = file;
+    this.store = store;
+    this.#backend = makeBackend({
+      replace: (data) => this.#replace(data),
+      patch: (devices, services) => this.#patch(devices, services),
+    });
   }
 
-  /** Opens (and creates if missing) the registry in `dataDir`. With `watch`, changes on disk are applied live. */
-  static async open(dataDir: string, options: { watch?: boolean } = {}): Promise<DeviceRegistry> {
-    const registry = new DeviceRegistry(join(dataDir, REGISTRY_DEFAULTS.fileName));
+  /**
+   * Opens the registry of `dataDir` (created if missing). With `watch`, what other
+   * processes write is applied live. The Redis store (`store: 'redis'`) needs `redisUrl`: without
+   * it E_CONFIG, with a Redis that does not answer E_UPSTREAM.
+   */
+  static async open(dataDir: string, options: RegistryOpenOptions = {}): Promise<DeviceRegistry> {
+    const store = options.store ?? 'file';
+    if (!REGISTRY_STORES.includes(store)) throw new CodedError('E_CONFIG', `REGISTRY_STORE="${String(store)}" must be one of ${REGISTRY_STORES.join(', ')}`);
+    const file = join(dataDir, REGISTRY_DEFAULTS.fileName);
+    // Created for either store: callers keep files of their own beside the registry (the simulators' secrets).
     await mkdir(dataDir, { recursive: true });
-    await registry.reload();
-    if (options.watch) registry.#startWatching();
+    const registry = new DeviceRegistry(file, store, (sink) =>
+      store === 'redis' ? new RedisRegistryStore({ file, sink, redisUrl: options.redisUrl, logger: options.logger, readFile: readRegistryFile }) : new FileRegistryStore(file, sink),
+    );
+    await registry.#backend.open(options.watch ?? false);
     return registry;
+  }
+
+  /** For logs: DATA_DIR/devices.json, or redis://host:port/db. */
+  get where(): string {
+    return this.#backend.where;
   }
 
   get devices(): readonly DeviceRecord[] {
@@ -186,7 +286,7 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
 
   /** Checks a login. Returns the principal, or undefined for an unknown id, a wrong secret or a disabled account. */
   async authenticate(id: string, secret: string): Promise<Principal | undefined> {
-    // A device provisioned a moment ago may log in before the file watch fires: look again once.
+    // A device provisioned a moment ago may log in before the change arrives: look again once.
     if (!this.device(id) && !this.service(id)) await this.refreshIfChanged();
     const device = this.device(id);
     const service = device ? undefined : this.service(id);
@@ -209,7 +309,7 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
   async upsertDevices(inputs: readonly NewDevice[], options: UpsertOptions = {}): Promise<{ id: string; secret: string | undefined }[]> {
     inputs.forEach(validateNewDevice);
     const existingMode = options.existing ?? 'replace';
-    // Hashing is slow, so it happens before the lock: decide now which secrets to keep, re-check under the lock.
+    // Hashing is slow, so it happens before the write: decide now which secrets to keep, re-check in the write.
     if (existingMode === 'update') await this.refreshIfChanged();
     const keeps = (input: NewDevice) => existingMode === 'update' && input.secret === undefined && this.device(input.id)?.secretHash !== undefined;
     const prepared = await Promise.all(
@@ -219,7 +319,9 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
         return { input, secret, secretHash: await hashSecret(secret) };
       }),
     );
-    await this.#mutate((data) => {
+    const ids = inputs.map((input) => input.id);
+    const gateways = inputs.flatMap((input) => (input.gateway === undefined ? [] : [input.gateway]));
+    await this.#backend.write({ devices: ids, services: [...new Set([...ids, ...gateways])] }, (data) => {
       const now = new Date().toISOString();
       for (const { input, secretHash } of prepared) {
         if (input.gateway !== undefined && data.services[input.gateway]?.role !== 'gateway') {
@@ -253,7 +355,7 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
   }
 
   async setEnabled(id: string, enabled: boolean): Promise<void> {
-    await this.#mutate((data) => {
+    await this.#backend.write({ devices: [id], services: [] }, (data) => {
       const device = data.devices[id];
       if (!device) throw new CodedError('E_NOT_FOUND', `no device "${id}"`);
       data.devices[id] = { ...device, enabled, updatedAt: new Date().toISOString() };
@@ -263,7 +365,7 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
   async rotateSecret(id: string): Promise<string> {
     const secret = generateSecret();
     const secretHash = await hashSecret(secret);
-    await this.#mutate((data) => {
+    await this.#backend.write({ devices: [id], services: [] }, (data) => {
       const device = data.devices[id];
       if (!device) throw new CodedError('E_NOT_FOUND', `no device "${id}"`);
       data.devices[id] = { ...device, secretHash, updatedAt: new Date().toISOString() };
@@ -272,7 +374,7 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
   }
 
   async removeDevice(id: string): Promise<void> {
-    await this.#mutate((data) => {
+    await this.#backend.write({ devices: [id], services: [] }, (data) => {
       if (!data.devices[id]) throw new CodedError('E_NOT_FOUND', `no device "${id}"`);
       delete data.devices[id];
     });
@@ -283,18 +385,105 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
     if (!isDeviceId(id)) throw new CodedError('E_BAD_REQUEST', `service id "${id}" must be 3–64 of a-z, 0-9, '-', '_'`);
     if (!SERVICE_ROLES.includes(role)) throw new CodedError('E_BAD_REQUEST', `service role "${String(role)}" must be one of ${SERVICE_ROLES.join(', ')}`);
     const secretHash = await hashSecret(secret);
-    await this.#mutate((data) => {
+    const now = new Date().toISOString();
+    await this.#backend.write({ devices: [id], services: [id] }, (data) => {
       if (data.devices[id]) throw new CodedError('E_BAD_REQUEST', `"${id}" is already a device id`);
-      data.services[id] = { id, role, secretHash, enabled: true, createdAt: data.services[id]?.createdAt ?? new Date().toISOString() };
+      data.services[id] = { id, role, secretHash, enabled: true, createdAt: data.services[id]?.createdAt ?? now };
     });
     return secret;
   }
 
   /**
-   * Re-reads the file now if it changed since the last read (or waits for a reload in progress):
-   * for a lookup that missed a device provisioned a moment ago, before the file watch fired.
+   * Redis store: copies the devices and service accounts of a devices.json (default DATA_DIR's)
+   * whose ids are not registered yet; the others are left as they are. The file store has nothing
+   * to import into (E_CONFIG).
+   */
+  async importFile(file: string = this.file): Promise<RegistryImport> {
+    if (!this.#backend.importFile) throw new CodedError('E_CONFIG', `the registry is the file ${this.file} itself: set REGISTRY_STORE=redis (and REDIS_URL) to import a devices.json into Redis`);
+    return this.#backend.importFile(file);
+  }
+
+  /**
+   * Picks up a write made elsewhere that may not have arrived yet (the file: re-read if it changed
+   * since the last read; Redis: one GET of the version, and the changes behind it), for a lookup
+   * that missed a device provisioned a moment ago.
    */
   async refreshIfChanged(): Promise<void> {
+    await this.#backend.refresh();
+  }
+
+  /** Reads every record again; emits `change` with the accounts that were revoked. */
+  reload(): Promise<void> {
+    return this.#backend.reload();
+  }
+
+  close(): void {
+    this.#backend.close();
+  }
+
+  /** Everything, as read: accounts removed, disabled or re-keyed are revoked. */
+  #replace(next: RegistryData): void {
+    const after = new Map<string, DeviceRecord | ServiceAccount>([...Object.entries(next.devices), ...Object.entries(next.services)]);
+    const revoked: string[] = [];
+    for (const [id, before] of [...Object.entries(this.#data.devices), ...Object.entries(this.#data.services)]) {
+      if (isRevoked(before, after.get(id))) revoked.push(id);
+    }
+    this.#data = next;
+    this.#revoke(revoked);
+  }
+
+  /** Some records, as read (the Redis store's change messages and its own writes). */
+  #patch(devices: ReadonlyMap<string, DeviceRecord | undefined>, services: ReadonlyMap<string, ServiceAccount | undefined>): void {
+    const revoked: string[] = [];
+    const apply = <T extends DeviceRecord | ServiceAccount>(records: Record<string, T>, changes: ReadonlyMap<string, T | undefined>) => {
+      for (const [id, record] of changes) {
+        const before = Object.hasOwn(records, id) ? records[id] : undefined;
+        if (before && isRevoked(before, record)) revoked.push(id);
+        if (record) records[id] = record;
+        else delete records[id];
+      }
+    };
+    apply(this.#data.devices, devices);
+    apply(this.#data.services, services);
+    this.#revoke(revoked);
+  }
+
+  #revoke(revoked: readonly string[]): void {
+    for (const id of revoked) this.#verified.delete(id);
+    if (revoked.length > 0) this.emit('change', { revoked });
+  }
+}
+
+/** Removed, disabled or given another secret: its sessions must end. */
+function isRevoked(before: { enabled: boolean; secretHash?: string | undefined }, after: { enabled: boolean; secretHash?: string | undefined } | undefined): boolean {
+  return !after || (before.enabled && !after.enabled) || after.secretHash !== before.secretHash;
+}
+
+/**
+ * The file store: DATA_DIR/devices.json, rewritten whole on each write, atomically (temp file +
+ * rename) under a lock file; with `watch`, the folder is watched and the file re-read on a change.
+ */
+class FileRegistryStore implements RegistryStore {
+  readonly where: string;
+  readonly #file: string;
+  readonly #sink: RegistrySink;
+  #watcher: FSWatcher | undefined;
+  #reloadTimer: NodeJS.Timeout | undefined;
+  #loadedMtimeMs = 0;
+  #reloading: Promise<void> | undefined;
+
+  constructor(file: string, sink: RegistrySink) {
+    this.where = file;
+    this.#file = file;
+    this.#sink = sink;
+  }
+
+  async open(watch: boolean): Promise<void> {
+    await this.reload();
+    if (watch) this.#startWatching();
+  }
+
+  async refresh(): Promise<void> {
     // A reload under way may have read the file just before the write being looked for: wait for
     // it, then look at the file again.
     if (this.#reloading) await this.#reloading.catch(() => undefined);
@@ -304,13 +493,12 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
   /** True when the file was written since it was last read (one stat, no read). */
   async #changedOnDisk(): Promise<boolean> {
     try {
-      return (await stat(this.file)).mtimeMs !== this.#loadedMtimeMs;
+      return (await stat(this.#file)).mtimeMs !== this.#loadedMtimeMs;
     } catch {
       return false;
     }
   }
 
-  /** Re-reads the file; emits `change` with the accounts that were revoked. */
   reload(): Promise<void> {
     const reloading = this.#reloadNow();
     this.#reloading = reloading;
@@ -322,21 +510,23 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
   }
 
   async #reloadNow(): Promise<void> {
-    this.#loadedMtimeMs = await stat(this.file).then(
+    this.#loadedMtimeMs = await stat(this.#file).then(
       (s) => s.mtimeMs,
       () => 0,
     );
-    const next = await readRegistryFile(this.file);
-    const revoked: string[] = [];
-    const accounts = (d: RegistryFile) => new Map<string, { enabled: boolean; secretHash?: string | undefined }>([...Object.entries(d.devices), ...Object.entries(d.services)]);
-    const after = accounts(next);
-    for (const [id, before] of accounts(this.#data)) {
-      const now = after.get(id);
-      if (!now || (before.enabled && !now.enabled) || now.secretHash !== before.secretHash) revoked.push(id);
-    }
-    for (const id of revoked) this.#verified.delete(id);
-    this.#data = next;
-    if (revoked.length > 0) this.emit('change', { revoked });
+    const next = await readRegistryFile(this.#file);
+    this.#sink.replace({ devices: next.devices, services: next.services });
+  }
+
+  async write(_scope: WriteScope, change: (data: RegistryData) => void): Promise<void> {
+    await withLock(`${this.#file}.lock`, async () => {
+      const data = await readRegistryFile(this.#file);
+      change(data);
+      const tmp = `${this.#file}.${process.pid}.${Date.now()}.tmp`;
+      await writeFile(tmp, `${JSON.stringify(data, null, 1)}\n`, { mode: 0o600 });
+      await rename(tmp, this.#file);
+    });
+    await this.reload();
   }
 
   close(): void {
@@ -346,9 +536,9 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
   }
 
   #startWatching(): void {
-    const name = basename(this.file);
+    const name = basename(this.#file);
     // Watch the folder: an atomic rename replaces the file's inode, which a file watch would lose.
-    this.#watcher = watch(dirname(this.file), (_event, changed) => {
+    this.#watcher = watch(dirname(this.#file), (_event, changed) => {
       if (changed !== name) return;
       clearTimeout(this.#reloadTimer);
       this.#reloadTimer = setTimeout(() => {
@@ -357,24 +547,18 @@ export class DeviceRegistry extends EventEmitter<{ change: [RegistryChange] }> {
     });
     this.#watcher.unref();
   }
+}
 
-  async #mutate(change: (data: RegistryFile) => void): Promise<void> {
-    await withLock(`${this.file}.lock`, async () => {
-      const data = await readRegistryFile(this.file);
-      change(data);
-      const tmp = `${this.file}.${process.pid}.${Date.now()}.tmp`;
-      await writeFile(tmp, `${JSON.stringify(data, null, 1)}\n`, { mode: 0o600 });
-      await rename(tmp, this.file);
-    });
-    await this.reload();
-  }
+function emptyData(): RegistryData {
+  return { devices: {}, services: {} };
 }
 
 function emptyFile(): RegistryFile {
   return { version: 1, devices: {}, services: {} };
 }
 
-async function readRegistryFile(file: string): Promise<RegistryFile> {
+/** Reads and checks a devices.json; a missing file is an empty registry. */
+export async function readRegistryFile(file: string): Promise<RegistryFile> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');

@@ -5,7 +5,7 @@ import { listenOps, runService } from '@citypulse/infra';
 import { buildBroker, listenMqttTcp, listenMqttTls, listenMqttWebSocket, type TlsFiles } from './app.js';
 import { BROKER_CONFIG, limitsFromConfig } from './config.js';
 import { openBrokerStore, type BrokerStoreKind } from './persistence.js';
-import { DeviceRegistry } from './registry.js';
+import { DeviceRegistry, registryStoreOptions } from './registry.js';
 import { createRedisRouter, type RedisRouter } from './router.js';
 
 const logger = pino({ name: 'broker', level: process.env.LOG_LEVEL ?? 'info' });
@@ -14,7 +14,7 @@ runService(logger, async () => {
   const config = readConfig(BROKER_CONFIG, process.env);
   const limits = limitsFromConfig(config);
   const tls = await readTls(config.TLS_CERT_FILE, config.TLS_KEY_FILE);
-  const registry = await DeviceRegistry.open(config.DATA_DIR, { watch: true });
+  const registry = await DeviceRegistry.open(config.DATA_DIR, { watch: true, ...registryStoreOptions(config, logger) });
   if (config.BROKER_MQ === 'redis' && config.BROKER_STORE !== 'redis') {
     // A node's subscribers would get every node's messages, but sessions, queued QoS 1 messages and
     // retained messages would stay on the node that took them: lost for the others.
@@ -40,9 +40,10 @@ runService(logger, async () => {
   });
   let draining = false;
   const host = config.MQTT_HOST;
-  const servers = [await listenMqttTcp(broker, config.MQTT_PORT, host)];
+  const behindBalancer = { proxyProtocol: config.BROKER_PROXY_PROTOCOL };
+  const servers = [await listenMqttTcp(broker, config.MQTT_PORT, host, behindBalancer)];
   if (config.MQTT_WS_PORT > 0) servers.push(await listenMqttWebSocket(broker, config.MQTT_WS_PORT, host));
-  if (tls && config.MQTT_TLS_PORT > 0) servers.push(await listenMqttTls(broker, config.MQTT_TLS_PORT, host, tls));
+  if (tls && config.MQTT_TLS_PORT > 0) servers.push(await listenMqttTls(broker, config.MQTT_TLS_PORT, host, tls, behindBalancer));
   if (tls && config.MQTT_WSS_PORT > 0) servers.push(await listenMqttWebSocket(broker, config.MQTT_WSS_PORT, host, tls));
   const ops =
     config.BROKER_HTTP_PORT > 0
@@ -56,7 +57,9 @@ runService(logger, async () => {
       store: store.description,
       router: cluster ? `redis (${cluster.where}): a cluster node` : 'local',
       authentication: config.BROKER_AUTH,
+      proxyProtocol: config.BROKER_PROXY_PROTOCOL ? 'on (MQTT over TCP and TLS)' : 'off',
       devices: registry.devices.length,
+      registry: `${registry.store} (${registry.where})`,
       limits,
     },
     'broker listening',

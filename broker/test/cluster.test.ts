@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { connect as connectTcp } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,7 +14,9 @@ import { DeviceRegistry } from '../src/registry.js';
  * A broker cluster as `npm run cluster` runs it: broker processes (src/server.ts) with
  * BROKER_MQ=redis and BROKER_STORE=redis on one private Redis, sharing a device registry, and a
  * TCP front handing connections to the nodes in turn. Real processes, real sockets, a real Redis;
- * a node is killed with SIGKILL, as a crash or an OOM kill would.
+ * a node is killed with SIGKILL, as a crash or an OOM kill would. Every connection goes through
+ * a front sending PROXY v2 (BROKER_PROXY_PROTOCOL=true), as behind HAProxy: a node's `url` is a
+ * front of its own, for the tests that need one node.
  */
 const BROKER_DIR = join(import.meta.dirname, '..');
 const INGEST_ID = 'ingest-cluster-test';
@@ -28,7 +31,9 @@ const statusOf = (d: (typeof DEVICES)[number]) => deviceTopic({ province: d.prov
 
 interface BrokerNode {
   readonly name: string;
+  /** The node's own MQTT port (it takes PROXY v2 connections only). */
   readonly port: number;
+  /** A TCP front to this node alone. */
   readonly url: string;
   readonly child: ChildProcess;
   output(): string;
@@ -42,10 +47,13 @@ let registry: DeviceRegistry;
 let ingestSecret: string;
 const secrets = new Map<string, string>();
 const nodes: BrokerNode[] = [];
+const fronts: TcpFront[] = [];
 const clients: MqttClient[] = [];
 
 async function startNode(name: string, env: Record<string, string> = {}): Promise<BrokerNode> {
   const port = await freePort();
+  const front = await startTcpFront({ backends: [{ host: '127.0.0.1', port }], proxyProtocol: 'v2' });
+  fronts.push(front);
   const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, '--import', 'tsx', 'src/server.ts'], {
     cwd: BROKER_DIR,
     env: {
@@ -57,6 +65,7 @@ async function startNode(name: string, env: Record<string, string> = {}): Promis
       BROKER_HTTP_PORT: '0',
       BROKER_STORE: 'redis',
       BROKER_MQ: 'redis',
+      BROKER_PROXY_PROTOCOL: 'true',
       REDIS_URL: `${redis.url}/0`,
       // The publishers below are far over a device's rate: the limit is not under test here.
       BROKER_RATE_PER_S: '100000',
@@ -70,7 +79,7 @@ async function startNode(name: string, env: Record<string, string> = {}): Promis
   child.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (out += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const node: BrokerNode = { name, port, url: `mqtt://127.0.0.1:${port}`, child, output: () => out, exited };
+  const node: BrokerNode = { name, port, url: front.url, child, output: () => out, exited };
   nodes.push(node);
   return node;
 }
@@ -108,6 +117,7 @@ afterAll(async () => {
   for (const client of clients) client.end(true);
   for (const node of nodes) if (node.child.exitCode === null && node.child.signalCode === null) node.child.kill('SIGTERM');
   await Promise.all(nodes.map((n) => Promise.race([n.exited, sleep(15_000)])));
+  for (const front of fronts) await front.close();
   registry?.close();
   await redis?.stop();
   if (workDir) await rm(workDir, { recursive: true, force: true });
@@ -155,7 +165,7 @@ describe('broker cluster (BROKER_MQ=redis, BROKER_STORE=redis)', () => {
 
   it('loses no acknowledged QoS 1 message when a node is killed mid-stream: its devices and subscriber reconnect through the front to the other node', { timeout: 120_000 }, async () => {
     const [a, b] = nodes as [BrokerNode, BrokerNode];
-    const front: TcpFront = await startTcpFront({ backends: [a, b].map((n) => ({ host: '127.0.0.1', port: n.port })) });
+    const front: TcpFront = await startTcpFront({ backends: [a, b].map((n) => ({ host: '127.0.0.1', port: n.port })), proxyProtocol: 'v2' });
     try {
       // ingest's way: a fixed client id, a persistent session, QoS 1.
       const received = new Map<string, Set<number>>();
@@ -233,6 +243,17 @@ describe('broker cluster (BROKER_MQ=redis, BROKER_STORE=redis)', () => {
     // And again on a session that has them (ingest's reconnect).
     expect((await ingest.subscribeAsync(filters, { qos: 1 })).length).toBe(34);
     await ingest.endAsync();
+  });
+
+  it('knows each device\'s own address behind the front (BROKER_PROXY_PROTOCOL=true), and every connection so far came with a valid header', async () => {
+    const [, b] = nodes as [BrokerNode, BrokerNode];
+    expect(b.output()).toContain('"proxyProtocol":"on (MQTT over TCP and TLS)"');
+    // An anonymous CONNECT from 127.0.0.2 through the node's front: refused, logged with that address.
+    const socket = connectTcp({ host: '127.0.0.1', port: Number(new URL(b.url).port), localAddress: '127.0.0.2' });
+    socket.on('error', () => undefined);
+    socket.end(Buffer.from([0x10, 0x0d, 0x00, 0x04, 0x4d, 0x51, 0x54, 0x54, 0x04, 0x02, 0x00, 0x3c, 0x00, 0x01, 0x64]));
+    await waitFor('the refused login in the log', () => (/"code":"E_AUTH"[^\n]*"address":"127\.0\.0\.2"/.test(b.output()) ? true : undefined), 10_000);
+    for (const node of nodes) expect(node.output()).not.toContain('E_PROXY_HEADER');
   });
 
   it('refuses BROKER_MQ=redis without BROKER_STORE=redis, saying why', async () => {

@@ -88,8 +88,17 @@ function parseValue(name: string, s: VarSpec, text: string): string | number | b
   }
 }
 
+/** Where the device registry lives (broker/src/registry.ts): every service opens it. */
+export const REGISTRY_STORES = ['file', 'redis'] as const;
+
 /** Shared variable specs used by several services: one definition, one line in .env.example. */
 export const COMMON_CONFIG = {
   DATA_DIR: { kind: 'path', default: '.data', description: 'folder for the device registry, operators, credentials and local InfluxDB data' },
   LOG_LEVEL: { kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], description: 'pino log level' },
+  REGISTRY_STORE: {
+    kind: 'enum',
+    default: 'file',
+    values: REGISTRY_STORES,
+    description: 'where the device registry lives: file (DATA_DIR/devices.json, one host) or redis (REDIS_URL, shared by every node of a cluster; an empty one imports DATA_DIR/devices.json once)',
+  },
 } as const satisfies ConfigSpec;

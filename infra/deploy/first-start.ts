@@ -4,9 +4,10 @@
  * broker, ingest and the api start. What `npm start` does for a local installation
  * (scripts/start.ts, ensureCredentials), for services that get their secrets from the deployment:
  *
- * - registers the ingest and api service accounts in the device registry (DATA_DIR/devices.json)
- *   with the secrets the deployment passes (INGEST_MQTT_PASSWORD, API_MQTT_PASSWORD), unless they
- *   already log in with them; only their scrypt hashes are stored;
+ * - registers the ingest and api service accounts in the device registry (DATA_DIR/devices.json,
+ *   or Redis with REGISTRY_STORE=redis as in compose.cluster.yaml) with the secrets the deployment
+ *   passes (INGEST_MQTT_PASSWORD, API_MQTT_PASSWORD), unless they already log in with them; only
+ *   their scrypt hashes are stored;
  * - when there is no operator yet, creates the first one, `admin`, with a generated password that
  *   it prints once (only its hash is stored). Done here, once, rather than by each api node, so
  *   two api nodes starting together on a shared DATA_DIR do not each create a different admin.
@@ -14,14 +15,16 @@
  * Runs before every start of the stack and changes nothing when all is in place.
  */
 import { readConfig, CodedError, COMMON_CONFIG, type ConfigSpec } from '@citypulse/contracts';
-import { runCliIfEntry } from '@citypulse/infra';
-import { DeviceRegistry, isRandomSecret } from '@citypulse/broker/registry';
+import { REDIS_CONFIG, runCliIfEntry } from '@citypulse/infra';
+import { DeviceRegistry, isRandomSecret, registryStoreOptions } from '@citypulse/broker/registry';
 import { API_CONFIG, OperatorStore } from '@citypulse/api';
 import { INGEST_CONFIG } from '@citypulse/ingest';
 
 /** The variables this step reads: the same specs as the services' own. */
 export const FIRST_START_CONFIG = {
   DATA_DIR: COMMON_CONFIG.DATA_DIR,
+  REGISTRY_STORE: COMMON_CONFIG.REGISTRY_STORE,
+  REDIS_URL: REDIS_CONFIG.REDIS_URL,
   INGEST_MQTT_USERNAME: INGEST_CONFIG.INGEST_MQTT_USERNAME,
   INGEST_MQTT_PASSWORD: INGEST_CONFIG.INGEST_MQTT_PASSWORD,
   API_MQTT_USERNAME: API_CONFIG.API_MQTT_USERNAME,
@@ -49,7 +52,8 @@ export async function firstStart(env: Readonly<Record<string, string | undefined
     throw new CodedError('E_CONFIG', `${weak.join(' and ')} must be generated secrets (at least 32 base64url characters, e.g. the output of ${SECRET_HINT})`);
   }
   const services: string[] = [];
-  const registry = await DeviceRegistry.open(config.DATA_DIR);
+  const log = (_: object, message: string) => process.stderr.write(`[citypulse first start] ${message}\n`);
+  const registry = await DeviceRegistry.open(config.DATA_DIR, registryStoreOptions(config, { info: log, warn: log }));
   try {
     for (const account of accounts) {
       if (await registry.authenticate(account.id, account.secret)) continue;

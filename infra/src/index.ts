@@ -9,4 +9,5 @@ export * from './redis.js';
 export * from './redis-client.js';
 export * from './ops-http.js';
 export * from './prometheus.js';
+export * from './proxy-protocol.js';
 export * from './wait.js';

@@ -3,8 +3,8 @@ import { CodedError, type ConfigSpec } from '@citypulse/contracts';
 
 /**
  * REDIS_URL and the Redis connections of the services that share one in cluster mode: the
- * broker's session store and router (BROKER_STORE=redis, BROKER_MQ=redis) and the api's socket.io
- * adapter (API_ADAPTER=redis). One parser and one way of connecting, so a wrong URL or a Redis that
+ * broker's session store and router (BROKER_STORE=redis, BROKER_MQ=redis), the api's socket.io
+ * adapter (API_ADAPTER=redis) and the device registry of every service (REGISTRY_STORE=redis). One parser and one way of connecting, so a wrong URL or a Redis that
  * is down reads the same whichever service reports it.
  */
 export interface RedisConnectionOptions {
@@ -16,13 +16,13 @@ export interface RedisConnectionOptions {
   tls?: Record<string, never>;
 }
 
-/** One definition of REDIS_URL for every service that reads it (broker and api), so one Redis, one variable. */
+/** One definition of REDIS_URL for every service that reads it (broker, api, and ingest for the registry), so one Redis, one variable. */
 export const REDIS_CONFIG = {
   REDIS_URL: {
     kind: 'url',
     default: 'redis://127.0.0.1:6379/0',
     values: ['redis', 'rediss'],
-    description: 'Redis for BROKER_STORE=redis and BROKER_MQ=redis, and for API_ADAPTER=redis (npm start and npm run cluster run a private one when nothing answers on a loopback address)',
+    description: 'Redis for BROKER_STORE=redis and BROKER_MQ=redis, for API_ADAPTER=redis and for REGISTRY_STORE=redis (npm start and npm run cluster run a private one when nothing answers on a loopback address)',
   },
 } as const satisfies ConfigSpec;
 

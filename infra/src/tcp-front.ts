@@ -1,12 +1,14 @@
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { encodeProxyV2 } from './proxy-protocol.js';
 
 /**
  * A TCP front for a broker cluster on one machine (`npm run cluster`, the cluster tests): accepts
  * MQTT connections on one port and hands each to the next broker node in turn, skipping a node
  * that refuses the connection, so when a node dies its devices' reconnects land on the others.
  * It only forwards bytes: sessions, subscriptions and queued messages are the brokers' business
- * (shared through Redis). In production this is any TCP load balancer (HAProxy, nginx stream, a
- * cloud NLB); infra/deploy/haproxy.cfg is the one the cluster compose file runs.
+ * (shared through Redis); with `proxyProtocol: 'v2'` it first tells the broker who the client
+ * is. In production this is any TCP load balancer (HAProxy, nginx stream, a cloud NLB);
+ * infra/deploy/haproxy.cfg is the one the cluster compose file runs.
  */
 export interface TcpBackend {
   readonly host: string;
@@ -20,6 +22,12 @@ export interface TcpFrontOptions {
   readonly host?: string;
   /** A backend that does not accept within this long is skipped for this connection. */
   readonly connectTimeoutMs?: number;
+  /**
+   * 'v2': each backend connection starts with a PROXY protocol v2 header carrying the client's
+   * address and port (HAProxy's `send-proxy-v2`), for brokers run with BROKER_PROXY_PROTOCOL=true.
+   * Default: none, the backend sees the front's address.
+   */
+  readonly proxyProtocol?: 'v2';
 }
 
 export interface TcpFront {
@@ -70,6 +78,12 @@ export async function startTcpFront(options: TcpFrontOptions): Promise<TcpFront>
 
   const server: Server = createServer((client) => {
     client.pause();
+    // Taken now: once the client hangs up its addresses are gone.
+    const proxyHeader = options.proxyProtocol === 'v2' ? proxyHeaderFor(client) : undefined;
+    if (options.proxyProtocol && !proxyHeader) {
+      client.destroy();
+      return;
+    }
     open.add(client);
     client.once('close', () => open.delete(client));
     client.on('error', () => undefined);
@@ -86,6 +100,8 @@ export async function startTcpFront(options: TcpFrontOptions): Promise<TcpFront>
       socket.on('error', () => undefined);
       socket.setNoDelay(true);
       client.setNoDelay(true);
+      // Before any of the client's bytes: the client is paused until the pipes below.
+      if (proxyHeader) socket.write(proxyHeader);
       // Either side closing or failing ends both: a client whose broker died reconnects.
       socket.once('close', () => client.destroy());
       client.once('close', () => socket.destroy());
@@ -109,4 +125,11 @@ export async function startTcpFront(options: TcpFrontOptions): Promise<TcpFront>
         server.close(() => resolve());
       }),
   };
+}
+
+/** The PROXY v2 header naming `client` and the address it reached; undefined once it is gone. */
+function proxyHeaderFor(client: Socket): Buffer | undefined {
+  const { remoteAddress, remotePort, localAddress, localPort } = client;
+  if (remoteAddress === undefined || remotePort === undefined || localAddress === undefined || localPort === undefined) return undefined;
+  return encodeProxyV2({ address: remoteAddress, port: remotePort }, { address: localAddress, port: localPort });
 }

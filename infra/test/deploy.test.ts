@@ -19,7 +19,7 @@ import { COMMON_CONFIG, PROVINCE_CODES, readConfig, type ConfigSpec } from '@cit
 import { BROKER_CONFIG, DeviceRegistry, generateSecret } from '@citypulse/broker';
 import { INGEST_CONFIG, parseShard, ROLLUP_AGGREGATES, ROLLUPS } from '@citypulse/ingest';
 import { API_CONFIG, OperatorStore } from '@citypulse/api';
-import { SERVICE_NODE_FLAGS } from '../src/index.js';
+import { REDIS_CONFIG, SERVICE_NODE_FLAGS, startRedis } from '../src/index.js';
 import { copyPaths, DockerIgnore, healthcheckCommand, parseDockerfile, type Dockerfile, type Instruction, type Stage } from '../deploy/dockerfile.js';
 import { FIRST_START_CONFIG, firstStart } from '../deploy/first-start.js';
 
@@ -67,10 +67,11 @@ afterAll(() => {
 type ServiceKind = 'broker' | 'ingest' | 'api' | 'simulators';
 const SERVICE_KINDS: readonly ServiceKind[] = ['broker', 'ingest', 'api', 'simulators'];
 
-/** The simulate command reads MQTT_URL, DATA_DIR and LOG_LEVEL (simulators/src/cli/options.ts). */
+/** The simulate command reads MQTT_URL, DATA_DIR, LOG_LEVEL, REGISTRY_STORE and REDIS_URL (simulators/src/cli/options.ts). */
 const SIMULATOR_VARIABLES = [...new Set([...read('simulators/src/cli/options.ts').matchAll(/\benv\.([A-Z][A-Z0-9_]*)/g)].map((m) => m[1] as string))];
+const SHARED_SPECS: ConfigSpec = { ...COMMON_CONFIG, ...REDIS_CONFIG };
 const SIMULATOR_CONFIG: ConfigSpec = Object.fromEntries(
-  SIMULATOR_VARIABLES.map((name) => [name, name in COMMON_CONFIG ? COMMON_CONFIG[name as keyof typeof COMMON_CONFIG] : { kind: 'url', optional: true, values: ['mqtt', 'mqtts', 'ws', 'wss'], description: name }]),
+  SIMULATOR_VARIABLES.map((name) => [name, SHARED_SPECS[name] ?? { kind: 'url', optional: true, values: ['mqtt', 'mqtts', 'ws', 'wss'], description: name }]),
 );
 const SPECS: Record<ServiceKind | 'setup', ConfigSpec> = { broker: BROKER_CONFIG, ingest: INGEST_CONFIG, api: API_CONFIG, simulators: SIMULATOR_CONFIG, setup: FIRST_START_CONFIG };
 /** The HTTP port each service's health check asks, by the variable that sets it. */
@@ -445,6 +446,16 @@ describe('compose.cluster.yaml and haproxy.cfg', () => {
     expect(lb.volumes).toContain(`${DEPLOY}/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro`);
   }, TOOLS_TIMEOUT);
 
+  it('keeps the device registry in Redis for every service and the setup job (no shared file for it)', () => {
+    const services = cluster();
+    const readers = Object.entries(services).filter(([name, s]) => name === 'setup' || kindOf(s));
+    expect(readers.map(([n]) => n).sort()).toEqual(['api-1', 'api-2', 'broker-1', 'broker-2', 'ingest-1', 'ingest-2', 'setup', 'simulators']);
+    for (const [name, s] of readers) {
+      expect(envStrings(s), name).toMatchObject({ REGISTRY_STORE: 'redis', REDIS_URL: 'redis://redis:6379/0' });
+      expect(s.depends_on?.redis?.condition, name).toBe('service_healthy');
+    }
+  }, TOOLS_TIMEOUT);
+
   it('haproxy -c accepts haproxy.cfg (service names unresolved here: init-addr none, resolvers docker)', () => {
     const result = tool('haproxy', ['-c', '-f', join(DEPLOY, 'haproxy.cfg')]);
     expect(result.status, `${result.stdout}${result.stderr}`).toBe(0);
@@ -463,9 +474,14 @@ describe('compose.cluster.yaml and haproxy.cfg', () => {
       expect(service, `${server.host} is a service of compose.cluster.yaml`).toBeDefined();
       const kind = kindOf(service as ComposeService) as ServiceKind;
       expect(LISTEN_PORTS[kind], `${server.host}:${server.port}`).toContain(server.port);
-      if (kind === 'broker') expect(server.rest.trim()).toBe(`port ${BROKER_CONFIG.BROKER_HTTP_PORT.default}`);
+      // MQTT over TCP starts with a PROXY v2 header (the device's address); WebSocket does not.
+      const proxied = server.port === BROKER_CONFIG.MQTT_PORT.default ? ' send-proxy-v2' : '';
+      if (kind === 'broker') expect(server.rest.trim()).toBe(`port ${BROKER_CONFIG.BROKER_HTTP_PORT.default}${proxied}`);
+      if (kind === 'broker' && proxied) expect(envStrings(service as ComposeService).BROKER_PROXY_PROTOCOL, `${server.host} reads the header`).toBe('true');
       if (kind === 'api') expect(server.rest.trim()).toBe(`cookie ${server.name}`);
     }
+    // The health checks ask /healthz on the check port: no PROXY header before their HTTP.
+    expect(cfg).not.toMatch(/^\s*[^#\s].*check-send-proxy/m);
     expect(cfg).toMatch(/option httpchk GET \/healthz/);
     expect(cfg).toMatch(/cookie CITYPULSE_NODE insert/);
     // Stickiness is needed while the dashboard's socket.io client may start with long-polling.
@@ -556,6 +572,22 @@ describe('first-start.ts', () => {
     // A rotated secret in the env file is taken over.
     const rotated = { ...env, API_MQTT_PASSWORD: generateSecret() };
     expect((await firstStart(rotated)).services).toEqual(['api']);
+  });
+
+  it('registers the service accounts in the Redis registry with REGISTRY_STORE=redis (compose.cluster.yaml)', async () => {
+    const dataDir = tempDir('citypulse-first-start-');
+    const redis = await startRedis({ dataDir: join(dataDir, 'redis') });
+    try {
+      const env = { DATA_DIR: dataDir, REGISTRY_STORE: 'redis', REDIS_URL: `${redis.url}/0`, INGEST_MQTT_PASSWORD: generateSecret(), API_MQTT_PASSWORD: generateSecret() };
+      expect((await firstStart(env)).services).toEqual(['ingest', 'api']);
+      expect(existsSync(join(dataDir, 'devices.json'))).toBe(false);
+      const registry = await DeviceRegistry.open(tempDir('citypulse-other-node-'), { store: 'redis', redisUrl: env.REDIS_URL });
+      expect(await registry.authenticate('api', env.API_MQTT_PASSWORD)).toMatchObject({ type: 'service', service: { role: 'api' } });
+      registry.close();
+      expect((await firstStart(env)).services).toEqual([]);
+    } finally {
+      await redis.stop();
+    }
   });
 
   it('refuses secrets that were not generated', async () => {

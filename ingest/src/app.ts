@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { unwatchFile, watchFile } from 'node:fs';
 import { setLogger } from '@influxdata/influxdb-client';
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
@@ -20,11 +21,12 @@ import type { DeviceRegistry } from '@citypulse/broker/registry';
 import type { Influx } from '@citypulse/infra';
 import { AlertEngine, type AlertDevice } from './alerts/engine.js';
 import { readAlertRules, type AlertRules } from './alerts/rules.js';
+import { drainOrphanSession, type OrphanDrainResult } from './drain.js';
 import { LateAcks, type AckToken } from './late-acks.js';
 import { IngestMetrics } from './metrics.js';
 import { rejectedLine, seriesPrefix, seriesReadingLine, statusLine, type Rejected } from './records.js';
 import { StreamRollups } from './rollups.js';
-import { foreignFilters, shardClientId, shardFilters, shardOf, type Shard } from './shards.js';
+import { foreignFilters, MAX_SHARDS, orphanClientIds, shardClientId, shardFilters, shardOf, type Shard } from './shards.js';
 import { alertEventLine, backfillRollups, loadAlertEvents, newestRaw, newestRollup, ROLLUP_RESOLUTIONS, ROLLUPS, type RollupResolution } from './storage.js';
 import { ProvinceSummaries } from './summaries.js';
 import { BatchWriter } from './writer.js';
@@ -66,6 +68,16 @@ export const INGEST_DEFAULTS = {
    * new layout's other workers have to subscribe before nobody is subscribed to those provinces.
    */
   handoverMs: 120_000,
+  /**
+   * Sessions of removed workers (drain.ts): a pass over one ends once nothing arrived for this long
+   * and all it received is stored; the queue follows the CONNACK at once, this is for the stragglers.
+   */
+  orphanQuietMs: 1000,
+  /** A drain holds a removed worker's session this long before dropping its filters: a worker still running reconnects within it (reconnectPeriodMs) and takes it back intact. */
+  orphanHoldMs: 3000,
+  /** A drain cut short (the removed worker still running, the broker away) is tried again this much later, twice as late each time up to orphanRetryMaxMs. */
+  orphanRetryMs: 60_000,
+  orphanRetryMaxMs: 30 * 60_000,
 } as const;
 
 export interface IngestOptions {
@@ -78,7 +90,8 @@ export interface IngestOptions {
   readonly shard?: Shard;
   /**
    * INGEST_HANDOVER_MS: how long after the start the session keeps filters an older shard layout
-   * left (their messages are stored too), before it drops them; 0 drops them at once.
+   * left (their messages are stored too), before it drops them; 0 drops them at once. Then the
+   * sessions of removed workers that fall to this one are drained (drain.ts).
    */
   readonly handoverMs?: number;
   readonly influx: Influx;
@@ -207,7 +220,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
         if (item.backfill) queueBackfill(item.backfill);
         if (item.deviceTs > 0) metrics.lagSeconds.observe(Math.max(0, at - item.deviceTs) / 1000);
         if (!item.token) continue;
-        if (acks.ack(item.token)) metrics.acked++;
+        if (item.token.from.ack(item.token)) metrics.acked++;
         else metrics.ackVoided++;
       }
       resumeIfDrained();
@@ -284,9 +297,10 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
     return rejectedLine(rejected, uniqueTs(rejected.code, rejected.deviceId ?? '-'));
   };
 
-  const handleMessage = (topic: string, payload: Buffer, packet?: IPublishPacket): void => {
+  /** `orphan`: the message came from a removed worker's session being drained (drain.ts), to be acknowledged there. */
+  const handleMessage = (topic: string, payload: Buffer, packet?: IPublishPacket, orphan?: LateAcks): void => {
     if (closing) return; // not acknowledged: the broker redelivers it at the next start
-    const token = packet ? acks.token(packet) : undefined;
+    const token = packet ? (orphan ?? acks).token(packet) : undefined;
     if (packet?.dup) metrics.redelivered++;
     const parsedTopic = parseDeviceTopic(topic);
     if (!parsedTopic.ok) {
@@ -299,8 +313,11 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
     // until the handover ends, under an older shard layout. Its owner may not have been subscribed
     // when it was published, so it is stored here too (a copy the owner also got overwrites the
     // same point); its alerts, summaries and stream roll-ups are the owner's.
-    const foreign = !owned.has(address.province);
-    if (foreign) metrics.foreign++;
+    // A removed worker's queue is treated alike, whoever owns the province: its readings are
+    // older than those the owner has evaluated since it subscribed (the alert engine skips a
+    // device time it has passed), and the owner, this worker or another, raises each alert once.
+    const foreign = orphan !== undefined || !owned.has(address.province);
+    if (foreign && !orphan) metrics.foreign++;
     const where = { deviceId: address.deviceId, province: address.province };
     if (address.channel === 'status') {
       metrics.received.status++;
@@ -338,8 +355,9 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
       if (foreign) {
         // From before this start (an older layout's queue): the owner, which may not have had it,
         // may have written its windows already, so they are recomputed from raw once it is stored.
-        // Later ones the owner got too, or recomputes at its own start (rollups.ts).
-        if (streamRollups && reading.ts < startedAt) late = widen(late ?? { device: address.deviceId, domain: address.domain, from: reading.ts, to: reading.ts + 1, resolutions: [], attempts: 0 }, reading.ts, reading.ts + 1, ROLLUP_RESOLUTIONS);
+        // Later ones the owner got too, or recomputes at its own start (rollups.ts). A removed
+        // worker's queue is read after the handover, when the owner has written its windows.
+        if (streamRollups && (orphan || reading.ts < startedAt)) late = widen(late ?? { device: address.deviceId, domain: address.domain, from: reading.ts, to: reading.ts + 1, resolutions: [], attempts: 0 }, reading.ts, reading.ts + 1, ROLLUP_RESOLUTIONS);
         continue;
       }
       if (streamRollups) {
@@ -516,6 +534,8 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
   // broker keeps the backlog in its store rather than in a socket buffer. Both end at half.
   let paused = false;
   let disconnected = false;
+  /** Connected clients of removed workers' sessions being drained: paused and resumed with `client`. */
+  const orphanClients = new Set<MqttClient>();
   let closing = false;
   const disconnectWhileFailing = (): void => {
     if (!paused || disconnected || closing || writer.failingWrites === 0) return;
@@ -527,6 +547,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
     if (closing || writer.bufferedLines < maxBufferedLines) return;
     // The socket may have been resumed by MQTT.js's pipe since: pause it again.
     if (!disconnected) client.stream.pause();
+    for (const drain of orphanClients) drain.stream.pause();
     if (paused) return;
     paused = true;
     metrics.backpressurePauses++;
@@ -541,6 +562,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
       disconnected = false;
       client.reconnect();
     } else client.stream.resume();
+    for (const drain of orphanClients) drain.stream.resume();
   };
 
   /**
@@ -604,14 +626,79 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
   rollupTimer.unref();
   const summaryTimer = setInterval(publishSummaries, options.summaryIntervalMs ?? INGEST_DEFAULTS.summaryIntervalMs);
   summaryTimer.unref();
+
+  /**
+   * Sessions of removed workers (`ingest-j`, j > N) that fall to this worker (shards.ts
+   * orphanClientIds), drained once the handover is over. By then every worker of the new layout has
+   * subscribed and every removed one has stopped (README: a layout change is over within
+   * INGEST_HANDOVER_MS), so such a session is nobody's: its queue is stored here, then the session
+   * is removed from the broker (drain.ts). One still in use (worker j still running took it back)
+   * is left to it and tried again later.
+   */
+  const orphanAbort = new AbortController();
+  setMaxListeners(MAX_SHARDS, orphanAbort.signal); // one per drain under way
+  let orphanTimer: NodeJS.Timeout | undefined;
+  let orphanDrains: Promise<void> | undefined;
+  const drainOrphans = (clientIds: readonly string[], retryMs: number): void => {
+    if (closing || clientIds.length === 0) return;
+    const drain = async (orphanId: string): Promise<[string, OrphanDrainResult]> => [
+      orphanId,
+      await drainOrphanSession({
+        mqttUrl: options.mqttUrl,
+        username: options.username,
+        password: options.password,
+        clientId: orphanId,
+        onMessage: (topic, payload, packet, from) => {
+          metrics.orphanMessages.set(orphanId, (metrics.orphanMessages.get(orphanId) ?? 0) + 1);
+          handleMessage(topic, payload, packet, from);
+        },
+        clients: orphanClients,
+        paused: () => paused,
+        quietMs: INGEST_DEFAULTS.orphanQuietMs,
+        holdMs: Math.max(INGEST_DEFAULTS.orphanHoldMs, 3 * (options.reconnectPeriodMs ?? 1000)),
+        signal: orphanAbort.signal,
+      }),
+    ];
+    orphanDrains = Promise.all(clientIds.map(drain)).then((results) => {
+      const again: string[] = [];
+      for (const [orphanId, result] of results) {
+        switch (result.outcome) {
+          case 'absent':
+            break;
+          case 'drained':
+            metrics.orphanSessionsRemoved++;
+            logger.info({ session: orphanId, messages: result.messages, passes: result.passes, shard: `${shard.index}/${shard.count}` }, `session ${orphanId} of a removed worker drained: ${result.messages} queued messages stored, the session removed from the broker`);
+            break;
+          case 'interrupted':
+            if (closing) break;
+            metrics.orphanDrainsInterrupted++;
+            again.push(orphanId);
+            logger.warn(
+              { code: result.conflict ? 'E_CONFLICT' : 'E_UPSTREAM', session: orphanId, messages: result.messages, reason: result.reason, retryInMs: retryMs },
+              result.conflict
+                ? `session ${orphanId} is still in use: stop the worker that runs it (INGEST_SHARD=${orphanId.slice('ingest-'.length)}/M, M > ${shard.count}), it is not part of this layout; its session is drained after it`
+                : `could not drain session ${orphanId} of a removed worker; retrying`,
+            );
+            break;
+          default:
+            result satisfies never;
+        }
+      }
+      logger.debug({ checked: clientIds.length, retrying: again }, 'sessions of removed workers checked');
+      if (again.length === 0 || closing) return;
+      orphanTimer = setTimeout(() => drainOrphans(again, Math.min(retryMs * 2, INGEST_DEFAULTS.orphanRetryMaxMs)), retryMs);
+      orphanTimer.unref();
+    });
+  };
+  const endHandover = (): void => {
+    handoverOver = true;
+    if (!closing && client.connected) dropForeignFilters().catch((err: unknown) => logger.warn({ code: 'E_UPSTREAM', err: (err as Error).message }, 'could not drop the filters of provinces other workers own; retried at the next connection'));
+    drainOrphans(orphanClientIds(shard, clientId), INGEST_DEFAULTS.orphanRetryMs);
+  };
   // Not connected now: the next connection drops them (subscribe, handover over).
-  const handoverTimer = handoverOver
-    ? undefined
-    : setTimeout(() => {
-        handoverOver = true;
-        if (!closing && client.connected) dropForeignFilters().catch((err: unknown) => logger.warn({ code: 'E_UPSTREAM', err: (err as Error).message }, 'could not drop the filters of provinces other workers own; retried at the next connection'));
-      }, handoverMs);
+  const handoverTimer = handoverOver ? undefined : setTimeout(endHandover, handoverMs);
   handoverTimer?.unref();
+  if (handoverOver) drainOrphans(orphanClientIds(shard, clientId), INGEST_DEFAULTS.orphanRetryMs);
   // The rules file is polled (an atomic rename replaces its inode, which a file watch would lose).
   const rulesFile = options.rulesFile;
   const onRulesChange = (current: { mtimeMs: number }, previous: { mtimeMs: number }) => {
@@ -661,12 +748,16 @@ export async function startIngest(options: IngestOptions): Promise<IngestPipelin
       clearInterval(rollupTimer);
       clearInterval(summaryTimer);
       clearTimeout(handoverTimer);
+      clearTimeout(orphanTimer);
       // Stop taking messages, store what was taken, acknowledge it, then leave.
       client.options.reconnectPeriod = 0;
       const unwritten = await writer.close(INGEST_DEFAULTS.closeTimeoutMs);
       // Windows still open are left to the next start, which recomputes them from raw.
       for (const rollupWriter of rollupWriters.values()) await rollupWriter.close(INGEST_DEFAULTS.closeTimeoutMs);
       if (unwritten > 0) logger.warn({ code: 'E_UPSTREAM', unwritten }, 'InfluxDB did not take everything before shutdown: the broker redelivers those messages at the next start');
+      // A drain under way stops where it is: what it did not acknowledge stays in that session.
+      orphanAbort.abort();
+      await orphanDrains;
       await client.endAsync();
     },
   };

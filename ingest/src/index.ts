@@ -1,5 +1,6 @@
 export * from './app.js';
 export * from './config.js';
+export * from './drain.js';
 export * from './late-acks.js';
 export * from './metrics.js';
 export * from './records.js';

@@ -1,9 +1,11 @@
 import type { IPublishPacket, MqttClient } from 'mqtt';
 
-/** Identifies one received QoS 1 message on one connection. */
+/** Identifies one received QoS 1 message on one connection of one client. */
 export interface AckToken {
   readonly messageId: number;
   readonly connection: number;
+  /** The client it came on: ingest's own session, or a removed worker's being drained (drain.ts). */
+  readonly from: LateAcks;
 }
 
 const RELEASED = Symbol('released');
@@ -26,6 +28,7 @@ export class LateAcks {
   readonly #client: MqttClient;
   readonly #send: SendPacket;
   #connection = 0;
+  #outstanding = 0;
 
   constructor(client: MqttClient) {
     this.#client = client;
@@ -42,19 +45,28 @@ export class LateAcks {
     };
     client.on('close', () => {
       this.#connection++;
+      this.#outstanding = 0;
     });
+  }
+
+  /** QoS 1 messages of the current connection not acknowledged yet. */
+  get outstanding(): number {
+    return this.#outstanding;
   }
 
   /** The token of a message just received (call from the 'message' handler). */
   token(packet: IPublishPacket): AckToken | undefined {
-    return packet.qos === 1 && packet.messageId !== undefined ? { messageId: packet.messageId, connection: this.#connection } : undefined;
+    if (packet.qos !== 1 || packet.messageId === undefined) return undefined;
+    this.#outstanding++;
+    return { messageId: packet.messageId, connection: this.#connection, from: this };
   }
 
   /** Sends the PUBACK; false when the message's connection is gone (the broker will redeliver it). */
   ack(token: AckToken): boolean {
-    if (token.connection !== this.#connection || !this.#client.connected) return false;
+    if (token.from !== this || token.connection !== this.#connection || !this.#client.connected) return false;
     const puback: PubackPacket = { cmd: 'puback', messageId: token.messageId, [RELEASED]: true };
     this.#send(puback);
+    this.#outstanding--;
     return true;
   }
 }

@@ -16,6 +16,12 @@ export class IngestMetrics {
   redelivered = 0;
   /** Messages of provinces another shard owns (queued or matched under an older layout, until the handover ends): stored, no alerts or summaries. */
   foreign = 0;
+  /** Messages taken from removed workers' sessions (drain.ts), by session (`ingest-j`): stored like foreign ones. */
+  readonly orphanMessages = new Map<string, number>();
+  /** Removed workers' sessions drained and removed from the broker. */
+  orphanSessionsRemoved = 0;
+  /** Drains cut short (the removed worker still running, the broker away) and retried later. */
+  orphanDrainsInterrupted = 0;
   /** Readings stored. */
   readings = 0;
   /** Lines stored (readings, statuses, dead-letter records, alert events). */
@@ -50,6 +56,9 @@ export class IngestMetrics {
       .family(`${p}messages_received_total`, 'counter', 'MQTT messages received, by channel.', Object.entries(this.received).map(([c, v]) => [`{channel="${c}"}`, v] as const))
       .family(`${p}messages_redelivered_total`, 'counter', 'Messages the broker sent again because their PUBACK did not reach it.', [['', this.redelivered]])
       .family(`${p}messages_foreign_total`, 'counter', "Messages of provinces another shard owns (an older layout's queue or filters, until the handover ends), stored without alerts or summaries.", [['', this.foreign]])
+      .family(`${p}orphan_messages_total`, 'counter', "Messages taken from removed workers' sessions (ingest-j, j > N) while draining them, by session; stored without alerts or summaries.", [...this.orphanMessages].map(([session, v]) => [`{session="${session}"}`, v] as const))
+      .family(`${p}orphan_sessions_removed_total`, 'counter', "Removed workers' sessions drained and removed from the broker.", [['', this.orphanSessionsRemoved]])
+      .family(`${p}orphan_drains_interrupted_total`, 'counter', "Drains of a removed worker's session cut short (that worker still running, or the broker away) and retried later.", [['', this.orphanDrainsInterrupted]])
       .family(`${p}readings_written_total`, 'counter', 'Readings stored in InfluxDB.', [['', this.readings]])
       .family(`${p}lines_written_total`, 'counter', 'Lines stored in InfluxDB (readings, statuses, dead-letter records, alert events).', [['', this.linesWritten]])
       .family(`${p}rejected_total`, 'counter', 'Messages or readings rejected, by code (each has a dead-letter record).', CODES.map((c) => [`{code="${c}"}`, this.rejected[c]] as const))

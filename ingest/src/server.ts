@@ -1,18 +1,21 @@
 import { pino } from 'pino';
-import { DEFAULT_DECODE_LIMITS, readConfig } from '@citypulse/contracts';
-import { DeviceRegistry } from '@citypulse/broker/registry';
+import { CodedError, DEFAULT_DECODE_LIMITS, readConfig } from '@citypulse/contracts';
+import { DeviceRegistry, registryStoreOptions } from '@citypulse/broker/registry';
 import { durationMs, Influx, influxSettingsFrom, listenOps, runService } from '@citypulse/infra';
 import { ensureRulesFile, readAlertRules } from './alerts/rules.js';
 import { startIngest } from './app.js';
 import { ensureStorage } from './storage.js';
 import { INGEST_CONFIG } from './config.js';
-import { parseShard } from './shards.js';
+import { parseShard, sessionIndex } from './shards.js';
 
 const logger = pino({ name: 'ingest', level: process.env.LOG_LEVEL ?? 'info' });
 
 runService(logger, async () => {
   const config = readConfig(INGEST_CONFIG, process.env);
   const shard = parseShard(config.INGEST_SHARD);
+  // ingest-j with j > N names a removed worker's session, which a worker of this layout drains and removes.
+  const named = config.INGEST_CLIENT_ID ? sessionIndex(config.INGEST_CLIENT_ID) : undefined;
+  if (named !== undefined && named > shard.count) throw new CodedError('E_CONFIG', `INGEST_CLIENT_ID="${config.INGEST_CLIENT_ID}" is the session of a worker ${named} that a layout of ${shard.count} does not have: worker ${((named - 1) % shard.count) + 1} drains and removes it; leave INGEST_CLIENT_ID unset (ingest-${shard.index})`);
   const influx = new Influx(influxSettingsFrom(config));
   // Validated before anything connects: a mistake in the rules stops the start with its line.
   const rulesFile = await ensureRulesFile(config.INGEST_RULES_FILE, config.DATA_DIR);
@@ -25,7 +28,7 @@ runService(logger, async () => {
   } else {
     logger.info('InfluxDB 2.x/3.x: retention and roll-ups are set up on the bucket side (README, "Roll-ups on InfluxDB 2.x and 3.x")');
   }
-  const registry = await DeviceRegistry.open(config.DATA_DIR, { watch: true });
+  const registry = await DeviceRegistry.open(config.DATA_DIR, { watch: true, ...registryStoreOptions(config, logger) });
   const ingest = await startIngest({
     mqttUrl: config.MQTT_URL,
     username: config.INGEST_MQTT_USERNAME,

@@ -52,8 +52,37 @@ export function foreignFilters(shard: Shard): string[] {
  * new layout takes over worker i's session of the old one, with the messages queued for it
  * while the layout changed (a session named after i/N would be left behind, its queue never
  * read and growing for good). Going from 1/1 to two workers, 1/2 drains `ingest-1`'s queue and
- * 2/2 starts `ingest-2`.
+ * 2/2 starts `ingest-2`; going back, 1/1 drains `ingest-2` and removes it (orphanClientIds).
  */
 export function shardClientId(shard: Shard): string {
   return `ingest-${shard.index}`;
+}
+
+/**
+ * Every filter some shard layout subscribes to: the country-wide ones (one worker) and each
+ * province's. A removed worker's session is drained with all of them unsubscribed (drain.ts).
+ */
+export function everyShardFilter(): string[] {
+  return [TOPIC_FILTERS.allTelemetry, TOPIC_FILTERS.allStatus, ...PROVINCE_CODES.flatMap((p) => [TOPIC_FILTERS.provinceTelemetry(p), TOPIC_FILTERS.provinceStatus(p)])];
+}
+
+/** The j of a default session id `ingest-j` (1–MAX_SHARDS); undefined for any other id. */
+export function sessionIndex(clientId: string): number | undefined {
+  const match = /^ingest-([1-9]\d{0,2})$/.exec(clientId);
+  const index = match ? Number(match[1]) : 0;
+  return index >= 1 && index <= MAX_SHARDS ? index : undefined;
+}
+
+/**
+ * The sessions of removed workers this shard drains (drain.ts): `ingest-j` for each j from N+1 to
+ * MAX_SHARDS (no layout has more workers) that falls to it, dealt out like the provinces: worker
+ * ((j − 1) mod N) + 1. Each orphan has one drainer, so two workers never take a session from each
+ * other, and the work spreads. All of them rather than up to the first absent one: a drain cut
+ * short leaves gaps (ingest-2 ended, ingest-3 not), and a probe of an absent session costs two
+ * short connections. `ownClientId` (INGEST_CLIENT_ID) is left out.
+ */
+export function orphanClientIds(shard: Shard, ownClientId = shardClientId(shard)): string[] {
+  const ids: string[] = [];
+  for (let j = shard.count + 1; j <= MAX_SHARDS; j++) if (((j - 1) % shard.count) + 1 === shard.index && `ingest-${j}` !== ownClientId) ids.push(`ingest-${j}`);
+  return ids;
 }

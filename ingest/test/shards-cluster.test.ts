@@ -6,11 +6,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt, { type IConnackPacket, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deviceTopic, parseDeviceTopic, PROVINCE_CODES, PROVINCES as CATALOGUE, TOPIC_FILTERS } from '@citypulse/contracts';
-import { buildBroker, DeviceRegistry, listenMqttTcp, type PlatformBroker } from '@citypulse/broker';
+import { buildBroker, DeviceRegistry, listenMqttTcp, memoryPersistence, type PlatformBroker } from '@citypulse/broker';
 import { freePort, Influx, startInfluxd, type RunningInfluxd } from '@citypulse/infra';
 import { ensureStorage, shardOf } from '../src/index.js';
 
@@ -71,7 +71,7 @@ beforeAll(async () => {
   // What server.ts sets up with the defaults (it finds it unchanged).
   await ensureStorage(influx, { rawRetention: '30d', rollup1mRetention: '90d', rollup1hRetention: '730d', continuousQueries: false });
   registry = await DeviceRegistry.open(dir);
-  for (const prefix of ['s1', 's2']) {
+  for (const prefix of ['s1', 's2', 's3']) {
     const stations = fleet(prefix);
     const created = await registry.upsertDevices(stations.map((s) => ({ id: s.id, province: s.province, domain: 'environment' as const, location: (CATALOGUE.find((p) => p.code === s.province) as (typeof CATALOGUE)[number]).label, kind: 'station' })));
     for (const c of created) (stations.find((s) => s.id === c.id) as Station).secret = c.secret as string;
@@ -89,7 +89,7 @@ afterAll(async () => {
 });
 
 /** Where the layout change stands when a reading is published and when the broker acknowledges it. */
-type Epoch = 'one' | 'stopping' | 'gap' | 'handover' | 'after' | 'two';
+type Epoch = 'one' | 'stopping' | 'gap' | 'handover' | 'after' | 'two' | 'restarting';
 
 interface Published {
   readonly station: Station;
@@ -113,6 +113,8 @@ class Cluster {
     readonly broker: PlatformBroker,
     readonly server: Server,
     readonly url: string,
+    /** The broker's session store (what buildBroker uses by default), to look into. */
+    readonly persistence: ReturnType<typeof memoryPersistence>,
   ) {
     broker.aedes.on('ack', (packet, client) => {
       if (!packet || packet.cmd !== 'publish' || !client?.id.startsWith('ingest-')) return;
@@ -131,9 +133,28 @@ class Cluster {
 
   static async start(): Promise<Cluster> {
     // Stations here publish far over the default 10/s: the rate limit is not under test.
-    const broker = await buildBroker({ registry, logger, limits: { ratePerS: 1_000_000, rateBurst: 1_000_000, shutdownSpreadMs: 0 } });
+    const persistence = memoryPersistence();
+    const broker = await buildBroker({ registry, logger, persistence, limits: { ratePerS: 1_000_000, rateBurst: 1_000_000, shutdownSpreadMs: 0 } });
     const server = await listenMqttTcp(broker, 0, '127.0.0.1');
-    return new Cluster(broker, server, `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    return new Cluster(broker, server, `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`, persistence);
+  }
+
+  /** The filters the broker keeps for a session. */
+  async subscriptionsOf(clientId: string): Promise<unknown[]> {
+    return (this.persistence as unknown as { subscriptionsByClient(c: { id: string }): Promise<unknown[]> }).subscriptionsByClient({ id: clientId });
+  }
+
+  /**
+   * CONNACK's sessionPresent for `clientId`, with ingest's account and clean: false, as a worker
+   * would connect; then the session this connection created, if any, is removed (clean: true).
+   */
+  async sessionPresent(clientId: string): Promise<boolean> {
+    const options = { clientId, username: 'ingest', password: ingestSecret, protocolVersion: 4 as const, reconnectPeriod: 0 };
+    const client = mqtt.connect(this.url, { ...options, clean: false });
+    const connack = await new Promise<IConnackPacket>((resolve, reject) => client.once('connect', resolve).once('error', reject));
+    await client.endAsync();
+    await (await mqtt.connectAsync(this.url, { ...options, clean: true })).endAsync();
+    return connack.sessionPresent;
   }
 
   async connect(stations: readonly Station[]): Promise<Publisher[]> {
@@ -279,6 +300,11 @@ class Worker {
       values.set(line.slice(0, space), Number(line.slice(space + 1)));
     }
     return values;
+  }
+
+  /** Its log lines (the last 400) that match. */
+  logged(pattern: RegExp): string[] {
+    return this.log.filter((line) => pattern.test(line));
   }
 
   async describe(): Promise<string> {
@@ -446,6 +472,99 @@ describe('ingest shards, as separate processes against one broker and one Influx
 
       const figures = Object.fromEntries((['one', 'stopping', 'gap', 'handover', 'after'] as const).map((e) => [e, byEpoch(e).length]));
       console.info(`layout change: ${cluster.published.length} readings published (by stage ${JSON.stringify(figures)}), ${gapForTwo} of 2/2's provinces published after 1/1 stopped and before 2/2 subscribed; 1/2 stored ${m1.get('citypulse_ingest_messages_foreign_total')} messages of 2/2's provinces`);
+    } finally {
+      await load?.stop();
+      await cluster.close();
+    }
+  });
+
+  it('removing a worker loses nothing: 2/2 stopped mid-stream, 1/2 restarted as 1/1, which drains and removes the session ingest-2 left', { timeout: 240_000 }, async () => {
+    const stations = fleets.get('s3') as Station[];
+    const twos = stations.filter((s) => ownerOf(s.province) === 'ingest-2');
+    // 1/1 drains ingest-2 once its handover is over: the time a rolling change has to stop 2/2.
+    const handoverMs = 5000;
+    const cluster = await Cluster.start();
+    let load: { stop(): Promise<void> } | undefined;
+    try {
+      cluster.epoch = 'two';
+      const [one, two] = await Promise.all([Worker.start(cluster, '1/2', handoverMs), Worker.start(cluster, '2/2', handoverMs)]);
+      const publishers = await cluster.connect(stations);
+      // Before: 20 readings a station (one alert each), each stored by its owner.
+      await Promise.all(publishers.map((p) => p.burst(20)));
+      await until(() => allStored(cluster, 's3'), 'the two workers to store the first readings', 60_000, () => cluster.state());
+      await until(() => stations.every((s) => (cluster.alerts.get(s.id)?.length ?? 0) >= 2), 'the first alerts', 30_000, () => cluster.state());
+
+      // A steady stream (24 stations, 5 readings/s each) through the change.
+      load = steadyLoad(publishers, 200);
+      const count = (sent: Epoch, clientId?: string) => cluster.published.filter((p) => p.sent === sent && p.acked === sent && (clientId === undefined || ownerOf(p.station.province) === clientId)).length;
+      await sleep(1000);
+      cluster.epoch = 'stopping';
+      await two.stop();
+      // 2/2 gone, its session still subscribed: its provinces' readings queue there, read by nobody.
+      cluster.epoch = 'gap';
+      await until(() => count('gap', 'ingest-2') >= 60, "readings queued for the stopped worker's session", 30_000);
+      expect(await cluster.subscriptionsOf('ingest-2')).not.toEqual([]);
+      // Worker 1 restarted as 1/1. Once it has subscribed to 2/2's provinces they reach both
+      // sessions (the handover); once its drain has dropped ingest-2's filters, ingest-1's alone.
+      const twosProvince = TOPIC_FILTERS.provinceTelemetry(shardOf(2, 2).provinces[0] as string);
+      cluster.advanceOn('subscribe', 'ingest-1', twosProvince, 'restarting', 'handover');
+      cluster.advanceOn('unsubscribe', 'ingest-2', twosProvince, 'handover', 'after');
+      await one.stop();
+      cluster.epoch = 'restarting';
+      const single = await Worker.start(cluster, '1/1', handoverMs);
+      expect(await single.health()).toMatchObject({ shard: '1/1', clientId: 'ingest-1' });
+      await until(() => count('handover', 'ingest-2') >= 30, 'readings published during the handover', 30_000, () => `at ${cluster.epoch}`);
+      await until(() => cluster.epoch === 'after', "1/1 to drain ingest-2 and drop its filters", 60_000, () => cluster.state());
+      await until(() => count('after') >= 50, 'readings published after the drain', 30_000);
+      await load.stop();
+      // After: 10 readings a station (one alert each), stored by 1/1 alone.
+      await Promise.all(publishers.map((p) => p.burst(10)));
+
+      await until(() => allStored(cluster, 's3'), 'every reading stored', 90_000, () => cluster.state());
+      await until(() => cluster.unstored().length === 0 && stations.every((s) => (cluster.alerts.get(s.id)?.length ?? 0) >= 4), 'every PUBACK and alert', 30_000, () => cluster.state());
+      await until(() => single.logged(/session ingest-2 of a removed worker drained/).length > 0, "1/1's report of the drain", 30_000, () => cluster.state());
+      await sleep(1000);
+
+      // Points: every reading, before, during and after the change, once.
+      expect(cluster.published.every((p) => p.acked !== undefined)).toBe(true);
+      const stored = await storedReadings('s3');
+      for (const s of stations) {
+        const published = cluster.published.filter((p) => p.station === s).length;
+        expect(stored.get(s.id), s.id).toEqual({ points: published, distinct: published });
+      }
+      // Deliveries, by where the change stood (readings that straddle two stages are only
+      // required to be stored, above).
+      const byEpoch = (epoch: Epoch) => cluster.published.filter((p) => p.sent === epoch && p.acked === epoch);
+      for (const p of byEpoch('two')) expect(cluster.acksOf(p), `two: ${p.station.id} seq ${p.seq}`).toEqual([ownerOf(p.station.province)]);
+      // While 2/2 was gone, its provinces' readings were in ingest-2's session alone: stored from
+      // there by 1/1's drain (the PUBACKs went out on its connection as ingest-2), once.
+      for (const epoch of ['gap', 'restarting'] as const) for (const p of byEpoch(epoch)) expect(cluster.acksOf(p), `${epoch}: ${p.station.id} seq ${p.seq}`).toEqual([ownerOf(p.station.province)]);
+      // Until the drain dropped ingest-2's filters, 2/2's provinces reached both sessions (same point).
+      for (const p of byEpoch('handover')) expect([...cluster.acksOf(p)].sort(), `handover: ${p.station.id} seq ${p.seq}`).toEqual(ownerOf(p.station.province) === 'ingest-1' ? ['ingest-1'] : ['ingest-1', 'ingest-2']);
+      for (const p of byEpoch('after')) expect(cluster.acksOf(p), `after: ${p.station.id} seq ${p.seq}`).toEqual(['ingest-1']);
+
+      // The session is gone from the broker: no filters, nothing queued, no session at CONNACK.
+      expect(await cluster.subscriptionsOf('ingest-2')).toEqual([]);
+      expect(await cluster.persistence.queuedMessages()).toBe(0);
+      await publishers[stations.indexOf(twos[0] as Station)]?.publish();
+      expect(await cluster.persistence.queuedMessages()).toBeLessThanOrEqual(1); // ingest-1's copy, if not yet stored
+      expect(await cluster.sessionPresent('ingest-2')).toBe(false);
+
+      const m = await single.metrics();
+      const drainedGap = byEpoch('gap').filter((p) => ownerOf(p.station.province) === 'ingest-2').length;
+      const drainedHandover = byEpoch('handover').filter((p) => ownerOf(p.station.province) === 'ingest-2').length;
+      expect(m.get('citypulse_ingest_orphan_messages_total{session="ingest-2"}')).toBeGreaterThanOrEqual(drainedGap + drainedHandover);
+      expect(m.get('citypulse_ingest_orphan_sessions_removed_total')).toBe(1);
+      expect(m.get('citypulse_ingest_orphan_drains_interrupted_total')).toBe(0);
+      expect(m.get('citypulse_ingest_messages_foreign_total')).toBe(0);
+      // Alerts: once per station before (by its owner) and once after (by 1/1); none from the drained queue.
+      for (const s of stations) expect(cluster.alerts.get(s.id), s.id).toEqual([`raised by ${ownerOf(s.province)}`, `cleared by ${ownerOf(s.province)}`, 'raised by ingest-1', 'cleared by ingest-1']);
+      const events = await storedAlertEvents('s3');
+      for (const s of stations) expect(events.get(s.id), s.id).toBe(4);
+      expect(m.get('citypulse_ingest_alerts_total{state="raised"}')).toBe(stations.length);
+
+      const figures = Object.fromEntries((['two', 'stopping', 'gap', 'restarting', 'handover', 'after'] as const).map((e) => [e, byEpoch(e).length]));
+      console.info(`removing a worker: ${cluster.published.length} readings published (by stage ${JSON.stringify(figures)}); 1/1 took ${m.get('citypulse_ingest_orphan_messages_total{session="ingest-2"}')} messages from ingest-2's session, ${drainedGap + byEpoch('restarting').filter((p) => ownerOf(p.station.province) === 'ingest-2').length} of them published while no worker owned 2/2's provinces`);
     } finally {
       await load?.stop();
       await cluster.close();

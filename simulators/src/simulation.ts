@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { DeviceRegistry, generateSecret, type DeviceRecord, type NewDevice } from '@citypulse/broker/registry';
+import { DeviceRegistry, generateSecret, type DeviceRecord, type NewDevice, type RegistryOpenOptions } from '@citypulse/broker/registry';
 import { CodedError, type Domain } from '@citypulse/contracts';
 import { pino, type Level, type Logger } from 'pino';
 import { Engine, gatewayIndex, heapBytesHere, SIMULATION_DEFAULTS, type EngineOptions, type MessageSink, type SimulationStats } from './engine.js';
@@ -24,6 +24,8 @@ export interface SimulationOptions {
   readonly mqttUrl: string;
   /** Folder of the device registry (devices.json) and of simulator-secrets.json. */
   readonly dataDir: string;
+  /** Where the registry is (default: the file in dataDir); `{ store: 'redis', redisUrl }` in a cluster. */
+  readonly registry?: Pick<RegistryOpenOptions, 'store' | 'redisUrl'>;
   /** A resolved scenario (see loadScenarioFile, resolveScenario, scenarioFromFlags). */
   readonly scenario: Scenario;
   readonly logger?: Logger;
@@ -76,7 +78,7 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
   const gatewayIds = scenario.mode === 'gateway' ? Array.from({ length: scenario.gateways }, (_, i) => `sim-gw-${String(i + 1).padStart(3, '0')}`) : [];
   const threads = resolveThreads(options, planned.length, gatewayIds.length);
   const gatewayOf = (index: number) => gatewayIds[gatewayIndex(index, planned.length, gatewayIds.length)] ?? '';
-  const provisioned = options.provision === false ? undefined : await provision(options.dataDir, planned, gatewayIds, gatewayOf, logger);
+  const provisioned = options.provision === false ? undefined : await provision(options.dataDir, options.registry ?? {}, planned, gatewayIds, gatewayOf, logger);
   const skip = provisioned?.disabled ?? new Set<string>();
   const devices = planned.filter((d) => !skip.has(d.id));
   const shared: SharedEngineOptions = {
@@ -346,9 +348,16 @@ interface Provisioned {
  * (each new secret costs a scrypt hash, so devices already in place are left alone). Devices behind a
  * gateway get no secret; the gateways do. Devices an operator disabled are not touched.
  */
-async function provision(dataDir: string, devices: readonly SimulatedDevice[], gatewayIds: readonly string[], gatewayOf: (index: number) => string, logger: Logger): Promise<Provisioned> {
+async function provision(
+  dataDir: string,
+  store: Pick<RegistryOpenOptions, 'store' | 'redisUrl'>,
+  devices: readonly SimulatedDevice[],
+  gatewayIds: readonly string[],
+  gatewayOf: (index: number) => string,
+  logger: Logger,
+): Promise<Provisioned> {
   const file = secretsFilePath(dataDir);
-  const registry = await DeviceRegistry.open(dataDir);
+  const registry = await DeviceRegistry.open(dataDir, { ...store, logger });
   try {
     const secrets = await readSecrets(file);
     let changed = false;

@@ -71,6 +71,14 @@ describe('simulate command line', () => {
     expect(parse(['-h'])).toEqual({ help: true });
   });
 
+  it('provisions in the registry the services use: REGISTRY_STORE and REDIS_URL, as theirs', () => {
+    const single = parse([]);
+    expect(single.help || single.options.registry).toEqual({ store: 'file', redisUrl: 'redis://127.0.0.1:6379/0' });
+    const cluster = parse([], { REGISTRY_STORE: 'redis', REDIS_URL: 'redis://redis:6379/2' });
+    expect(cluster.help || cluster.options.registry).toEqual({ store: 'redis', redisUrl: 'redis://redis:6379/2' });
+    expect(usageError([], { REGISTRY_STORE: 'etcd' })).toBe('REGISTRY_STORE="etcd" must be one of file, redis');
+  });
+
   it('names the flag in every error', () => {
     expect(usageError(['--provinces', '01,99'])).toMatch(/^--provinces: "99" is not a province code; use codes such as 01 \(Hà Nội\), 79 \(Hồ Chí Minh\), 48 \(Đà Nẵng\)/);
     expect(usageError(['--domains', 'traffic,water'])).toBe('--domains: "water" must be one of traffic, environment, energy');

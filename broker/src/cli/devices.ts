@@ -4,23 +4,31 @@
  *   import FILE.csv [--update] [--secrets-out FILE]
  *   list [--province 01] [--domain traffic]
  *   disable ID | enable ID | rotate ID | remove ID
- * A new or rotated secret is printed once; the registry keeps only its hash.
+ *   migrate [DEVICES.json]   (REGISTRY_STORE=redis: copy a file registry into Redis)
+ * A new or rotated secret is printed once; the registry keeps only its hash. The registry is the
+ * one the services use: DATA_DIR/devices.json, or Redis with REGISTRY_STORE=redis (REDIS_URL).
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { runCliIfEntry } from '@citypulse/infra';
-import { CodedError, isDomain, provinceByCode } from '@citypulse/contracts';
-import { DeviceRegistry } from '../registry.js';
+import { runCliIfEntry, REDIS_CONFIG } from '@citypulse/infra';
+import { CodedError, COMMON_CONFIG, isDomain, provinceByCode, readConfig } from '@citypulse/contracts';
+import { DeviceRegistry, registryStoreOptions } from '../registry.js';
 import { CSV_COLUMNS, importDevices, type CliOutput } from './devices-import.js';
 
-const USAGE = `usage: pnpm devices <command> [options]   (DATA_DIR, default .data, holds the registry)
+const USAGE = `usage: pnpm devices <command> [options]   (DATA_DIR, default .data, holds the registry; REGISTRY_STORE=redis: Redis at REDIS_URL)
   add --id ID --province CODE --domain traffic|environment|energy [--lng LNG --lat LAT] [--name TEXT] [--kind KIND]
   import FILE.csv [--update] [--secrets-out FILE]
       header row with ${CSV_COLUMNS.required.join(', ')} and optionally ${CSV_COLUMNS.optional.join(', ')};
       all rows are checked first, then written at once; new secrets are printed once as CSV id,secret
       (or written to --secrets-out, mode 0600). --update changes existing devices and keeps their secrets.
   list [--province CODE] [--domain DOMAIN]
-  disable ID | enable ID | rotate ID | remove ID`;
+  disable ID | enable ID | rotate ID | remove ID
+  migrate [DEVICES.json]
+      with REGISTRY_STORE=redis: copies a file registry (default DATA_DIR/devices.json) into Redis;
+      ids already registered there are left as they are`;
+
+/** The variables the CLI reads besides DATA_DIR: the same specs as the services'. */
+const CLI_CONFIG = { REGISTRY_STORE: COMMON_CONFIG.REGISTRY_STORE, REDIS_URL: REDIS_CONFIG.REDIS_URL };
 
 export function parseDevicesArgs(argv: readonly string[]) {
   const { positionals, values } = parseArgs({
@@ -62,7 +70,17 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (extra.length > 0) throw new CodedError('E_BAD_REQUEST', `unexpected argument "${extra[0]}"\n${USAGE}`);
   const cwd = env.INIT_CWD ?? process.cwd();
   const dataDir = resolve(cwd, values['data-dir'] ?? env.DATA_DIR ?? '.data');
-  const registry = await DeviceRegistry.open(dataDir);
+  const logger = { info: (_: object, message: string) => out.stderr(`${message}\n`), warn: (_: object, message: string) => out.stderr(`${message}\n`) };
+  const registry = await DeviceRegistry.open(dataDir, registryStoreOptions(readConfig(CLI_CONFIG, env), logger));
+  try {
+    return await run(registry, { command, target, values, cwd }, out);
+  } finally {
+    // The Redis store holds a connection, which would keep the process alive.
+    registry.close();
+  }
+}
+
+async function run(registry: DeviceRegistry, { command, target, values, cwd }: { command: string; target: string | undefined; values: ReturnType<typeof parseDevicesArgs>['values']; cwd: string }, out: CliOutput): Promise<number> {
   const say = (line: string) => out.stdout(`${line}\n`);
   switch (command) {
     case 'add': {
@@ -99,6 +117,12 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       else if (command === 'remove') await registry.removeDevice(target);
       else await registry.setEnabled(target, command === 'enable');
       if (command !== 'rotate') say(`${target}: ${command}d (a running broker disconnects it at once)`);
+      return 0;
+    }
+    case 'migrate': {
+      const file = target === undefined ? registry.file : resolve(cwd, target);
+      const result = await registry.importFile(file);
+      say(`${file} → ${registry.where}: ${result.devices} device(s) and ${result.services} service account(s) added, ${result.skipped} already registered (left as they are)`);
       return 0;
     }
     default:

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { COMMON_CONFIG, DOMAINS, isProvinceCode, PROVINCE_CODES, provinceByCode, type Domain } from '@citypulse/contracts';
+import { COMMON_CONFIG, DOMAINS, isProvinceCode, PROVINCE_CODES, provinceByCode, REGISTRY_STORES, type Domain } from '@citypulse/contracts';
+import { REDIS_CONFIG } from '@citypulse/infra';
 import { CONNECTION_MODES, FAULT_TYPES, parseTime, SCENARIO_DEFAULTS, SCENARIO_LIMITS, SCENARIOS_DIR, shippedScenarioPath, vnClock, type ConnectionMode, type FaultType } from '../scenario.js';
 import { MAX_THREADS, SIMULATION_DEFAULTS, THREADS_AUTO_MIN_DEVICES, type SimulationStats } from '../simulation.js';
 import { checkMqttUrl, nonEmpty, parseToolFlags, parseDomains, parseDurationFlag, parseSize, splitList, UsageError } from './tool-flags.js';
@@ -9,6 +10,8 @@ import { checkMqttUrl, nonEmpty, parseToolFlags, parseDomains, parseDurationFlag
 export interface CliOptions {
   readonly mqttUrl: string;
   readonly dataDir: string;
+  /** The device registry the devices are provisioned in (REGISTRY_STORE, REDIS_URL), as the broker's. */
+  readonly registry: { readonly store: (typeof REGISTRY_STORES)[number]; readonly redisUrl: string };
   /** A scenario file or a shipped scenario's name; undefined: one built from --provinces etc. */
   readonly scenario: string | undefined;
   /** Used when there is no scenario file. */
@@ -88,7 +91,8 @@ Recording:
 Broker and output:
   --mqtt-url URL         broker URL (env MQTT_URL, default ${CLI_DEFAULTS.mqttUrl})
   --data-dir DIR         folder of devices.json and simulator-secrets.json
-                         (env DATA_DIR, default ${CLI_DEFAULTS.dataDir}, relative to where you ran the command)
+                         (env DATA_DIR, default ${CLI_DEFAULTS.dataDir}, relative to where you ran the command);
+                         with env REGISTRY_STORE=redis the devices are registered in Redis at REDIS_URL
   --no-provision         do not register devices; log in with the device id and no password
                          (only for a benchmark broker without authentication)
   --status-interval D    how often to print the status line (default ${CLI_DEFAULTS.statusInterval})
@@ -138,6 +142,9 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
   if (dataDirText.trim() === '') throw new UsageError('--data-dir must name a folder');
   const logLevel = values['log-level'] ?? nonEmpty(env.LOG_LEVEL) ?? CLI_DEFAULTS.logLevel;
   if (!LOG_LEVELS.includes(logLevel)) throw new UsageError(`--log-level "${logLevel}" must be one of ${LOG_LEVELS.join(', ')}`);
+  const registryStore = nonEmpty(env.REGISTRY_STORE) ?? COMMON_CONFIG.REGISTRY_STORE.default;
+  if (!isRegistryStore(registryStore)) throw new UsageError(`REGISTRY_STORE="${registryStore}" must be one of ${REGISTRY_STORES.join(', ')}`);
+  const redisUrl = nonEmpty(env.REDIS_URL) ?? REDIS_CONFIG.REDIS_URL.default;
 
   const scenario = values.scenario;
   if (scenario !== undefined) {
@@ -158,6 +165,7 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
     options: {
       mqttUrl,
       dataDir: isAbsolute(dataDirText) ? dataDirText : resolve(baseDir, dataDirText),
+      registry: { store: registryStore, redisUrl },
       scenario: scenario === undefined ? undefined : resolveScenarioArg(scenario, baseDir),
       provinces: parseProvinces(values.provinces ?? CLI_DEFAULTS.provinces),
       domains: parseDomains(values.domains ?? CLI_DEFAULTS.domains),
@@ -181,6 +189,10 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
       logLevel,
     },
   };
+}
+
+function isRegistryStore(value: string): value is (typeof REGISTRY_STORES)[number] {
+  return (REGISTRY_STORES as readonly string[]).includes(value);
 }
 
 /** One status line: what an engineer watching the terminal needs at a glance. */

@@ -58,6 +58,7 @@ async function main(): Promise<number> {
     simulation = await startSimulation({
       mqttUrl: options.mqttUrl,
       dataDir: options.dataDir,
+      registry: options.registry,
       scenario,
       logger,
       provision: options.provision,
