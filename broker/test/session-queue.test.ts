@@ -33,6 +33,16 @@ const drain = async (stream: NodeJS.ReadableStream): Promise<QueuedPacket[]> => 
   return out;
 };
 
+/** A PUBREL (QoS 2) replaces its publish in the queue, in its place; one for a packet id never handed out is refused. */
+const expectPubrelInPlace = async (queue: ReturnType<typeof withMemoryQueue<Plain>>) => {
+    await queue.outgoingEnqueue({ clientId: 'ingest-1' }, packet(1, { qos: 2 }));
+    await queue.outgoingEnqueue({ clientId: 'ingest-1' }, packet(2, { qos: 2 }));
+    await queue.outgoingUpdate({ id: 'ingest-1' }, { ...packet(1, { qos: 2 }), messageId: 5 });
+    await queue.outgoingUpdate({ id: 'ingest-1' }, { cmd: 'pubrel', messageId: 5 });
+    expect((await drain(queue.outgoingStream({ id: 'ingest-1' }))).map((p) => [p.cmd, p.brokerCounter])).toEqual([['pubrel', 1], ['publish', 2]]);
+    await expect(queue.outgoingUpdate({ id: 'ingest-1' }, { cmd: 'pubrel', messageId: 6 })).rejects.toThrow('no such packet');
+};
+
 let dir: string;
 let db: Level<string, Buffer>;
 const journals: Journal[] = [];
@@ -231,12 +241,7 @@ describe('withMemoryQueue', () => {
   it('stores a PUBREL in place of its message, keeping its place in the queue', async () => {
     const queue = memory();
     await queue.setup(broker);
-    await queue.outgoingEnqueue({ clientId: 'ingest-1' }, packet(1, { qos: 2 }));
-    await queue.outgoingEnqueue({ clientId: 'ingest-1' }, packet(2, { qos: 2 }));
-    await queue.outgoingUpdate({ id: 'ingest-1' }, { ...packet(1, { qos: 2 }), messageId: 5 });
-    await queue.outgoingUpdate({ id: 'ingest-1' }, { cmd: 'pubrel', messageId: 5 });
-    expect((await drain(queue.outgoingStream({ id: 'ingest-1' }))).map((p) => [p.cmd, p.brokerCounter])).toEqual([['pubrel', 1], ['publish', 2]]);
-    await expect(queue.outgoingUpdate({ id: 'ingest-1' }, { cmd: 'pubrel', messageId: 6 })).rejects.toThrow('no such packet');
+    await expectPubrelInPlace(queue);
   });
 
   it('takes a backlog of 100,000 messages in flight, acknowledged in order', async () => {
@@ -310,12 +315,7 @@ describe('withRedisQueue (the Redis store)', () => {
 
   it('stores a PUBREL in place of its message, keeping its place, and does not bring back an acknowledged one', async () => {
     const queue = await queueOn();
-    await queue.outgoingEnqueue({ clientId: 'ingest-1' }, packet(1, { qos: 2 }));
-    await queue.outgoingEnqueue({ clientId: 'ingest-1' }, packet(2, { qos: 2 }));
-    await queue.outgoingUpdate({ id: 'ingest-1' }, { ...packet(1, { qos: 2 }), messageId: 5 });
-    await queue.outgoingUpdate({ id: 'ingest-1' }, { cmd: 'pubrel', messageId: 5 });
-    expect((await drain(queue.outgoingStream({ id: 'ingest-1' }))).map((p) => [p.cmd, p.brokerCounter])).toEqual([['pubrel', 1], ['publish', 2]]);
-    await expect(queue.outgoingUpdate({ id: 'ingest-1' }, { cmd: 'pubrel', messageId: 6 })).rejects.toThrow('no such packet');
+    await expectPubrelInPlace(queue);
   });
 
   it('reads a backlog in chunks without skipping what follows messages acknowledged while it reads', async () => {
