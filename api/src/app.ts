@@ -223,10 +223,12 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   mqttClient.on('error', (err) => logger.warn({ err }, 'api: MQTT error'));
 
   // ---- REST ----
-  const Health = Type.Object({ status: Type.String(), mqtt: Type.Boolean(), influx: Type.Boolean() });
+  // `redis` in cluster mode only: while it is false the node serves its own screens, alone.
+  const Health = Type.Object({ status: Type.String(), mqtt: Type.Boolean(), influx: Type.Boolean(), redis: Type.Optional(Type.Boolean()) });
   app.get('/healthz', { schema: { tags: ['operations'], summary: 'Liveness and backing services', security: [], response: { 200: Health, 503: Health } } }, async (_request, reply) => {
     const influxUp = await influx.ping();
-    const body = { status: influxUp && mqttClient.connected ? 'ok' : 'degraded', mqtt: mqttClient.connected, influx: influxUp };
+    const redisUp = cluster?.connected();
+    const body = { status: influxUp && mqttClient.connected && redisUp !== false ? 'ok' : 'degraded', mqtt: mqttClient.connected, influx: influxUp, ...(redisUp === undefined ? {} : { redis: redisUp }) };
     return reply.status(body.status === 'ok' ? 200 : 503).send(body);
   });
 

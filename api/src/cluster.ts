@@ -1,6 +1,7 @@
-import { createAdapter } from '@socket.io/redis-adapter';
+import { RedisAdapter } from '@socket.io/redis-adapter';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { CodedError } from '@citypulse/contracts';
 import { connectRedis } from '@citypulse/infra';
 
 /**
@@ -9,6 +10,11 @@ import { connectRedis } from '@citypulse/infra';
  * reaches the dashboards of every node, and a node can ask its peers (a replay control for a
  * session another node holds). Live frames are not shared: each node builds them from its own MQTT
  * subscription (see realtime.ts).
+ *
+ * When Redis is down each node goes on alone: its screens get what it builds itself, events for
+ * everyone reach this node's screens only (the other nodes' never get them: nothing is replayed),
+ * a control for a replay on another node is refused at once with E_UPSTREAM, and it all resumes
+ * when Redis is back (infra's connectRedis reconnects; no command becomes an unhandled rejection).
  */
 export const CLUSTER_DEFAULTS = {
   /** How long a node waits for its peers to answer (a replay control forwarded to the node holding the replay). */
@@ -27,10 +33,12 @@ export interface ClusterOptions {
 
 export interface ClusterLink {
   /** Pass to socket.io's `adapter` option. */
-  readonly adapter: ReturnType<typeof createAdapter>;
+  readonly adapter: (nsp: unknown) => RedisAdapter;
   readonly peerTimeoutMs: number;
   /** For logs, e.g. "redis://10.0.0.5:6379/0" (no password). */
   readonly where: string;
+  /** Both Redis connections are up: events reach the other nodes (for /healthz). */
+  connected(): boolean;
   /** Closes both connections: call after socket.io closed (its adapter unsubscribes first). */
   close(): Promise<void>;
 }
@@ -64,9 +72,13 @@ export async function joinCluster(options: ClusterOptions): Promise<ClusterLink>
   logger.info({ redis: where }, 'api cluster: joined through Redis');
   let closing: Promise<void> | undefined;
   return {
-    adapter: createAdapter(pub, sub, { key: CLUSTER_DEFAULTS.channelPrefix, requestsTimeout: peerTimeoutMs }),
+    // A function, not an arrow: socket.io calls it with `new` (as it would the adapter's class).
+    adapter: function outageAwareAdapter(nsp: unknown) {
+      return new OutageAwareAdapter(nsp, pub, sub, { key: CLUSTER_DEFAULTS.channelPrefix, requestsTimeout: peerTimeoutMs });
+    },
     peerTimeoutMs,
     where,
+    connected: () => pub.status === 'ready' && sub.status === 'ready',
     close: () =>
       (closing ??= (async () => {
         // quit() lets what was published finish (the 'stopped' state of replays ended by the close).
@@ -76,3 +88,39 @@ export async function joinCluster(options: ClusterOptions): Promise<ClusterLink>
       })()),
   };
 }
+
+/**
+ * @socket.io/redis-adapter 8.3, with an answer for every peer request. Its serverSideEmit with an
+ * acknowledgement first counts the peers (PUBSUB NUMSUB) and, when that fails (Redis is down),
+ * drops the error without ever calling the acknowledgement: an operator's replay control waited
+ * for nothing. Here a request fails at once with E_UPSTREAM while Redis is away, and gets an
+ * answer in any case once twice the peers' time is over.
+ */
+class OutageAwareAdapter extends RedisAdapter {
+  readonly #pub: Redis;
+  readonly #timeoutMs: number;
+
+  constructor(nsp: unknown, pub: Redis, sub: Redis, options: { key: string; requestsTimeout: number }) {
+    super(nsp, pub, sub, options);
+    this.#pub = pub;
+    this.#timeoutMs = options.requestsTimeout;
+  }
+
+  override serverSideEmit(packet: unknown[]): void {
+    const ack = packet.at(-1);
+    if (typeof ack !== 'function') return super.serverSideEmit(packet);
+    const answer = ack as (err: Error | null, responses: unknown[]) => void;
+    if (this.#pub.status !== 'ready') return answer(unreachable(), []);
+    let answered = false;
+    const once = (err: Error | null, responses: unknown[]) => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(timer);
+      answer(err, responses);
+    };
+    const timer = setTimeout(() => once(unreachable(), []), 2 * this.#timeoutMs);
+    super.serverSideEmit([...packet.slice(0, -1), once]);
+  }
+}
+
+const unreachable = () => new CodedError('E_UPSTREAM', 'the other api nodes cannot be reached now (their Redis is unavailable): try again shortly, or from the screen that started the replay');

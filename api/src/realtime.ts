@@ -5,6 +5,7 @@ import { Compile } from 'typebox/compile';
 import type { Logger } from 'pino';
 import {
   AlertAck,
+  CodedError,
   DOMAINS,
   isDomain,
   isProvinceCode,
@@ -328,6 +329,8 @@ export function attachRealtime(options: RealtimeOptions): Realtime {
       // On a timeout the answers that came are still here: the holder may be among them.
       const answer = answers.find(isReplayAck);
       if (answer) return reply(answer);
+      // Redis is down (cluster.ts): the peers cannot be asked.
+      if (err instanceof CodedError && err.code === 'E_UPSTREAM') return reply(refuse('E_UPSTREAM', err.message));
       if (err) {
         logger.warn({ err, replayId }, 'api cluster: a peer did not answer a replay control');
         return reply(refuse('E_TIMEOUT', `an api node did not answer within ${cluster.peerTimeoutMs / 1000} s and replay ${replayId} may be on it: try again, or control it from the screen that started it`));

@@ -37,6 +37,8 @@ export interface BrokerStore {
    * client is away, or in flight). May read the store: call it from a metrics scrape, not per message.
    */
   queuedMessages?(): Promise<number>;
+  /** 'redis' only: whether Redis is reachable now (for /healthz and /readyz). */
+  connected?(): boolean;
   /** Releases the LevelDB lock / Redis connection. Close the broker first; safe to call twice. */
   close(): Promise<void>;
 }
@@ -130,6 +132,12 @@ async function openDisk(options: OpenBrokerStoreOptions): Promise<BrokerStore> {
   };
 }
 
+/**
+ * While Redis is down a QoS 1/2 message that cannot be stored is not acknowledged: aedes (with
+ * our patch) sends the PUBACK only once the message is queued for the persistent sessions, and
+ * ends the connection when that fails; the device sends it again when it reconnects. Logins need
+ * the store too, so they fail until Redis is back (infra's connectRedis reconnects by itself).
+ */
 async function openRedis(options: OpenBrokerStoreOptions): Promise<BrokerStore> {
   const { logger } = options;
   const { conn, where } = await connectRedis(options.redisUrl, { purpose: 'MQTT session store', requiredWhen: 'when BROKER_STORE=redis', logger });
@@ -142,7 +150,9 @@ async function openRedis(options: OpenBrokerStoreOptions): Promise<BrokerStore> 
     kind: 'redis',
     persistence,
     description: `redis (${where})`,
-    queuedMessages: () => persistence.queuedMessages(),
+    // A scrape during an outage answers at once, without the queue depth, rather than wait for Redis.
+    queuedMessages: () => (conn.status === 'ready' ? persistence.queuedMessages() : Promise.reject(new CodedError('E_UPSTREAM', `Redis at ${where} is unavailable`))),
+    connected: () => conn.status === 'ready',
     close: once(async () => {
       // quit() lets commands already sent finish; destroy() then only unsubscribes from the broker.
       if (conn.status === 'ready') await conn.quit().catch(() => undefined);

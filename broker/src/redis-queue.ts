@@ -63,7 +63,8 @@ export function withRedisQueue<P extends object>(persistence: P, conn: RedisConn
   }
   const commands = conn as unknown as QueueCommands & { pipeline(): Pipeline };
   const nextScore = scoreClock();
-  const failed = (what: string) => (err: Error) => logger.warn({ code: 'E_UPSTREAM', err }, `MQTT message queue (Redis): ${what} failed; the message is delivered again on the client's next connection`);
+  // Per message, so debug: in an outage the connection logs the failed commands, rate-limited.
+  const failed = (what: string) => (err: Error) => logger.debug({ code: 'E_UPSTREAM', err }, `MQTT message queue (Redis): ${what} failed; the message is delivered again on the client's next connection`);
 
   const backend: QueueBackend = {
     keyOf: (_clientId, packet) => memberOf(packet),

@@ -130,6 +130,8 @@ export interface RedisRouter {
   readonly router: Router;
   /** For logs: redis://host:port/db. */
   readonly where: string;
+  /** Both connections are up: messages reach the other nodes (for /healthz and /readyz). */
+  connected(): boolean;
 }
 
 /**
@@ -152,10 +154,34 @@ export async function createRedisRouter(concurrency: number, redisUrl: string | 
   }
   const MQEmitterRedis = requireCjs('mqemitter-redis') as (options: Record<string, unknown>) => Emitter & {
     state: { on(event: 'error', listener: (err: Error) => void): void };
+    _topics: Record<string, number>;
   };
   const router = withFifoQueues(MQEmitterRedis({ pubConn: pub.conn, subConn: sub.conn, concurrency, matchEmptyLevels: true }));
   // The connections log their own outages (connectRedis); without a listener the emitter's
   // 'error' would throw.
   router.state.on('error', () => undefined);
-  return { router, where: pub.where };
+  resubscribeOnReconnect(router, sub.conn, logger);
+  return { router, where: pub.where, connected: () => pub.conn.status === 'ready' && sub.conn.status === 'ready' };
 }
+
+/**
+ * mqemitter-redis counts a topic as subscribed before Redis confirms it, and ioredis subscribes
+ * again after a reconnect only to what Redis confirmed: a SUBSCRIBE that failed in an outage (a
+ * client subscribing meanwhile) stayed lost, and the node silently missed that topic from the
+ * other nodes until it restarted. After every reconnect each topic the emitter holds is subscribed
+ * again (Redis ignores a repeat). A topic with '*' is a pattern: mqemitter-redis turns + and # into
+ * '*', and a literal '*' subscribed as a pattern only brings messages its matcher then drops.
+ */
+function resubscribeOnReconnect(router: { readonly _topics: Record<string, number> }, sub: RedisConnection, logger: Logger): void {
+  if (typeof router._topics !== 'object') throw new Error('mqemitter-redis changed: _topics is gone; review broker/src/router.ts');
+  sub.on('ready', () => {
+    const topics = Object.keys(router._topics);
+    const patterns = topics.filter((t) => t.includes('*'));
+    const channels = topics.filter((t) => !t.includes('*'));
+    const failed = (err: unknown) => logger.warn({ code: 'E_UPSTREAM', err }, 'MQTT cluster router (Redis): subscribing again after a reconnect failed; it is tried again on the next one');
+    if (patterns.length > 0) sub.psubscribe(...patterns).catch(failed);
+    if (channels.length > 0) sub.subscribe(...channels).catch(failed);
+  });
+}
+
+type RedisConnection = Awaited<ReturnType<typeof connectRedis>>['conn'];

@@ -45,9 +45,11 @@ runService(logger, async () => {
   if (config.MQTT_WS_PORT > 0) servers.push(await listenMqttWebSocket(broker, config.MQTT_WS_PORT, host));
   if (tls && config.MQTT_TLS_PORT > 0) servers.push(await listenMqttTls(broker, config.MQTT_TLS_PORT, host, tls, behindBalancer));
   if (tls && config.MQTT_WSS_PORT > 0) servers.push(await listenMqttWebSocket(broker, config.MQTT_WSS_PORT, host, tls));
+  // Redis away: /healthz stays 200 (the node keeps its clients; the balancer keeps it) and says so; /readyz answers 503.
+  const redis = store.connected ? () => (store.connected?.() && (cluster?.connected() ?? true) ? 'up' : 'unreachable') : () => undefined;
   const ops =
     config.BROKER_HTTP_PORT > 0
-      ? await listenOps({ metrics: () => broker.metrics(), health: () => ({ status: draining ? 'draining' : 'ok', connections: broker.aedes.connectedClients, store: store.kind, uptimeS: Math.round(process.uptime()) }) }, config.BROKER_HTTP_PORT, config.BROKER_HTTP_HOST)
+      ? await listenOps({ metrics: () => broker.metrics(), health: () => ({ status: draining ? 'draining' : 'ok', connections: broker.aedes.connectedClients, store: store.kind, redis: redis(), uptimeS: Math.round(process.uptime()) }), ready: async () => ({ ready: redis() !== 'unreachable', redis: redis() }) }, config.BROKER_HTTP_PORT, config.BROKER_HTTP_HOST)
       : undefined;
   logger.info(
     {

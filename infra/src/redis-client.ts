@@ -26,10 +26,32 @@ export const REDIS_CONFIG = {
   },
 } as const satisfies ConfigSpec;
 
+/**
+ * How every platform connection rides out a Redis outage (ioredis' defaults let a command wait
+ * through 20 reconnects, ~10 s, then ~40 s more each time after, and never notice a Redis that
+ * stops answering without closing the connection).
+ */
 export const REDIS_CLIENT_DEFAULTS = {
   connectTimeoutMs: 5_000,
   /** ioredis reports every failed reconnect; one warning per this long is enough to see an outage. */
   warnEveryMs: 10_000,
+  /** First pause before reconnecting; doubled after each failed attempt up to reconnectMaxDelayMs. */
+  reconnectMinDelayMs: 100,
+  /** Longest pause between reconnect attempts, so a node is back within ~2 s of Redis. Never gives up. */
+  reconnectMaxDelayMs: 2_000,
+  /**
+   * Reconnect attempts a command waits through (ioredis' maxRetriesPerRequest) before it fails:
+   * 5 is ~5 s from the moment Redis went away (0.1 + 0.2 + 0.4 + 0.8 + 1.6 + 2 s), enough for a
+   * restart or a failover, and ~12 s for a command sent later in a long outage. Commands do not pile
+   * up in memory meanwhile, and a device does not wait without a PUBACK for more than that.
+   */
+  maxRetriesPerRequest: 5,
+  /**
+   * A connection with commands waiting and no byte from Redis for this long is dropped and made
+   * again (ioredis' socketTimeout): a paused or hung Redis, or a network that silently drops
+   * packets, otherwise holds every command until TCP gives up, many minutes later.
+   */
+  replyTimeoutMs: 10_000,
 } as const;
 
 const EXAMPLE = 'redis://127.0.0.1:6379/0';
@@ -69,6 +91,9 @@ export function redisWhere(connection: RedisConnectionOptions): string {
 
 interface WarnLogger {
   warn(object: object, message: string): void;
+  /** For "Redis is back"; without it only the outage is logged. */
+  info?(object: object, message: string): void;
+  debug?(object: object, message: string): void;
 }
 
 export interface ConnectRedisOptions {
@@ -86,28 +111,75 @@ export interface ConnectRedisOptions {
 }
 
 /**
+ * An ioredis connection whose commands never become unhandled promise rejections, which end a
+ * Node 20 process. Libraries send commands without waiting on them: @socket.io/redis-adapter 8.3
+ * PUBLISHes every broadcast that way, aedes-persistence-redis 12 its LREM and RPUSH of wills, ioredis
+ * its own resubscribe after a reconnect. In an outage ioredis rejects them after maxRetriesPerRequest
+ * reconnects, and a Redis restart stopped every broker and api node at once. A caller that waits on
+ * a command still gets its rejection; the connection also counts the failures for its outage log.
+ */
+class PlatformRedis extends Redis {
+  onCommandFailed: (err: Error) => void = () => undefined;
+
+  override sendCommand(...args: Parameters<Redis['sendCommand']>): unknown {
+    const reply = super.sendCommand(...args);
+    if (reply instanceof Promise) reply.catch((err: Error) => this.onCommandFailed(err));
+    return reply;
+  }
+}
+
+/**
  * One Redis connection, connected and answering PING before it is returned, so a Redis that is
  * down fails the service's start with E_UPSTREAM saying what to fix, instead of a client queueing
  * commands and retrying forever (or a node that runs alone while believing it is joined).
- * Afterwards ioredis reconnects by itself; outages are logged, rate-limited.
+ * Afterwards it reconnects by itself, forever (REDIS_CLIENT_DEFAULTS); meanwhile commands wait a
+ * few seconds, then fail, and none goes unhandled. Outages are logged rate-limited, with the
+ * commands that failed, and the return once Redis is back.
  */
 export async function connectRedis(url: string | undefined, options: ConnectRedisOptions): Promise<{ readonly conn: Redis; readonly where: string }> {
   const connection = parseRedisUrl(url, options.requiredWhen);
   const where = redisWhere(connection);
-  const conn = new Redis({
+  const defaults = REDIS_CLIENT_DEFAULTS;
+  const conn = new PlatformRedis({
     ...connection,
     lazyConnect: true,
-    connectTimeout: REDIS_CLIENT_DEFAULTS.connectTimeoutMs,
+    connectTimeout: defaults.connectTimeoutMs,
+    retryStrategy: (attempt) => Math.min(defaults.reconnectMinDelayMs * 2 ** (attempt - 1), defaults.reconnectMaxDelayMs),
+    maxRetriesPerRequest: defaults.maxRetriesPerRequest,
+    // Commands sent while reconnecting wait (above) rather than fail at once: a restart is a blip.
+    enableOfflineQueue: true,
+    socketTimeout: defaults.replyTimeoutMs,
     ...(options.connectionName ? { connectionName: options.connectionName } : {}),
   });
+  const logger = options.logger;
   let lastError: Error | undefined;
   let lastWarnedAt = 0;
+  /** When the connection was lost (undefined while it is up), and the commands that failed since. */
+  let downSince: number | undefined;
+  let failedCommands = 0;
+  conn.onCommandFailed = (err) => {
+    // Redis answered with an error: no outage, and mostly expected by whoever sent the command
+    // (NOSCRIPT asks EVALSHA for its script; a Redis before 7.2 refuses ioredis' CLIENT SETINFO).
+    if (err.name === 'ReplyError') logger.debug?.({ err, redis: where }, `${options.purpose} (Redis): a command was refused`);
+    else failedCommands++;
+  };
   conn.on('error', (err: Error) => {
     lastError = err;
-    if (Date.now() - lastWarnedAt > REDIS_CLIENT_DEFAULTS.warnEveryMs) {
+    if (Date.now() - lastWarnedAt > defaults.warnEveryMs) {
       lastWarnedAt = Date.now();
-      options.logger.warn({ code: 'E_UPSTREAM', err, redis: where }, `${options.purpose} (Redis) unavailable${options.outage ? `: ${options.outage}` : ''}`);
+      logger.warn({ code: 'E_UPSTREAM', err, redis: where, failedCommands }, `${options.purpose} (Redis) unavailable${options.outage ? `: ${options.outage}` : ''}`);
     }
+  });
+  conn.on('close', () => {
+    downSince ??= Date.now();
+  });
+  conn.on('ready', () => {
+    if (downSince === undefined) return;
+    const downMs = Date.now() - downSince;
+    logger.info?.({ redis: where, downMs, failedCommands }, `${options.purpose} (Redis) is back after ${Math.round(downMs / 1000)} s${failedCommands > 0 ? `; ${failedCommands} commands failed meanwhile` : ''}`);
+    downSince = undefined;
+    failedCommands = 0;
+    lastWarnedAt = 0;
   });
   try {
     await conn.connect();
