@@ -157,6 +157,7 @@ export async function createRedisRouter(concurrency: number, redisUrl: string | 
     _topics: Record<string, number>;
   };
   const router = withFifoQueues(MQEmitterRedis({ pubConn: pub.conn, subConn: sub.conn, concurrency, matchEmptyLevels: true }));
+  ignoreForeignChannels(sub.conn, logger);
   // The connections log their own outages (connectRedis); without a listener the emitter's
   // 'error' would throw.
   router.state.on('error', () => undefined);
@@ -185,3 +186,32 @@ function resubscribeOnReconnect(router: { readonly _topics: Record<string, numbe
 }
 
 type RedisConnection = Awaited<ReturnType<typeof connectRedis>>['conn'];
+
+/**
+ * mqemitter-redis subscribes an MQTT filter that starts with a wildcard (`#`, `+/…`) as the Redis
+ * pattern `*`, which also brings the messages of everything else on that Redis (the device
+ * registry's change channel, the api's socket.io adapter), and it decodes each as its own msgpack
+ * envelope: a JSON message decoded to a number, and the emitter's assertion then killed the
+ * broker. Only the ACL stands in the way of such a filter (a device may not subscribe to `#`), so
+ * with BROKER_AUTH=false any client could. Its envelope is always a msgpack map of two entries,
+ * { id, msg }: anything else is not the router's and is dropped before it gets there.
+ */
+function ignoreForeignChannels(sub: RedisConnection, logger: Logger): void {
+  const MSGPACK_MAP_OF_TWO = 0x82;
+  let warned = false;
+  for (const event of ['messageBuffer', 'pmessageBuffer'] as const) {
+    const listeners = sub.listeners(event) as ((...args: Buffer[]) => void)[];
+    if (listeners.length === 0) throw new Error(`mqemitter-redis changed: no ${event} listener; review broker/src/router.ts`);
+    sub.removeAllListeners(event);
+    for (const listener of listeners) {
+      sub.on(event, (...args: Buffer[]) => {
+        const message = args[args.length - 1];
+        if (message?.[0] === MSGPACK_MAP_OF_TWO) return listener(...args);
+        if (!warned) {
+          warned = true;
+          logger.warn({ code: 'E_INTERNAL', channel: String(args[args.length - 2]) }, 'MQTT cluster router: ignored a Redis message that is not the router\'s (a subscription to # or +/… matches every channel of the shared Redis)');
+        }
+      });
+    }
+  }
+}

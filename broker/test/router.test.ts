@@ -1,5 +1,9 @@
-import { describe, expect, it } from 'vitest';
-import { createRouter, Fifo } from '../src/router.js';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { connectRedis, startRedis, waitFor, type RunningRedis } from '@citypulse/infra';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRedisRouter, createRouter, Fifo } from '../src/router.js';
 
 describe('Fifo', () => {
   it('gives items back in order across its compactions, and undefined when empty', () => {
@@ -71,5 +75,41 @@ describe('createRouter', () => {
     await new Promise<void>((ready) => router.on('a/+/c', (message, done) => (seen.push(message.topic), done()), ready));
     router.emit({ topic: 'a//c' }, () => undefined);
     expect(seen).toEqual(['a//c']);
+  });
+});
+
+describe('createRedisRouter', () => {
+  // A real Redis (Debian's redis-server) shared with others' channels, as in a cluster.
+  let redis: RunningRedis;
+  beforeAll(async () => {
+    redis = await startRedis({ dataDir: join(tmpdir(), `citypulse-router-${process.pid}`) });
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  it('routes to a # subscriber what the router carries, and ignores the other channels of its Redis', async () => {
+    const logger = pino({ level: 'silent' });
+    const { router } = await createRedisRouter(100, redis.url, logger);
+    const mq = router as unknown as {
+      on(topic: string, notify: (message: { topic: string }, done: () => void) => void, ready: () => void): void;
+      emit(message: { topic: string; payload: Buffer }, done: (err?: Error) => void): void;
+      close(done: () => void): void;
+    };
+    const seen: string[] = [];
+    await new Promise<void>((ready) => mq.on('#', (message, done) => (seen.push(message.topic), done()), ready));
+    const { conn } = await connectRedis(redis.url, { purpose: 'test', logger });
+    try {
+      // The device registry's change channel and a socket.io adapter's: JSON and msgpack arrays.
+      await conn.publish('registry:changes:0', JSON.stringify({ version: 2, devices: ['hn-aq-001'] }));
+      await conn.publish('socket.io#/#', Buffer.from([0x93, 0x01, 0x02, 0x03]));
+      await new Promise<void>((done, fail) => mq.emit({ topic: 'cp/v1/01/environment/d1/telemetry', payload: Buffer.from('{}') }, (err) => (err ? fail(err) : done())));
+      await waitFor('the routed message', () => (seen.length > 0 ? true : undefined), 5_000);
+      await new Promise((done) => setTimeout(done, 200));
+      expect(seen).toEqual(['cp/v1/01/environment/d1/telemetry']);
+    } finally {
+      conn.disconnect();
+      await new Promise<void>((done) => mq.close(done));
+    }
   });
 });
