@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import mqtt, { type MqttClient } from 'mqtt';
 import { pino } from 'pino';
-import { io as connectSocket, type Socket } from 'socket.io-client';
+import type { Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildBroker, listenMqttTcp, type PlatformBroker } from '@citypulse/broker';
 import { DeviceRegistry } from '@citypulse/broker/registry';
@@ -17,14 +17,10 @@ import {
   flattenReading,
   opsTopic,
   readConfig,
-  SOCKET_IO_PATH,
   type AlertAck,
   type AlertEvent,
-  type AlertsSnapshot,
   type AlertView,
   type EnergyReading,
-  type LiveFrame,
-  type OperatorReplayState,
   type ReplayAck,
   type ReplayState,
 } from '@citypulse/contracts';
@@ -34,6 +30,7 @@ import { freePort, Influx, startInfluxd, startRedis, waitFor, type RunningInflux
 import { AlertBook } from '../src/alerts.js';
 import { CLUSTER_DEFAULTS } from '../src/cluster.js';
 import { API_CONFIG, buildApi, OperatorStore, SessionSigner, type ApiApp } from '../src/index.js';
+import { recordingScreen, type Screen } from './screen.js';
 
 /**
  * Cluster mode (issue 8): two api nodes joined by @socket.io/redis-adapter over a real Redis, on
@@ -56,18 +53,6 @@ function energyReading(ts: number, seq: number): EnergyReading {
 
 function alertEvent(ruleId: string, raisedAt: number, state: AlertEvent['state'] = 'raised'): AlertEvent {
   return { id: alertId(ruleId, FEEDER.id, raisedAt), ruleId, kind: 'threshold', state, severity: 'critical', deviceId: FEEDER.id, province: FEEDER.province, domain: 'energy', field: 'frequency', value: 49.5, threshold: 49.8, message: 'frequency below 49.8 Hz (49.5)', raisedAt, ts: raisedAt };
-}
-
-interface Screen {
-  readonly socket: Socket;
-  readonly got: {
-    frames: LiveFrame[];
-    snapshots: LiveFrame[];
-    acks: AlertAck[];
-    alertSnapshots: AlertsSnapshot[];
-    replay: ReplayState[];
-    elsewhere: OperatorReplayState[];
-  };
 }
 
 describe('api cluster: two nodes joined through Redis', () => {
@@ -119,22 +104,7 @@ describe('api cluster: two nodes joined through Redis', () => {
     node(name).app.inject({ method, url: `/api/v1${path}`, headers: { authorization: `Bearer ${tokens[who]}` }, ...(payload === undefined ? {} : { payload }) });
 
   /** A dashboard connected to one node, recording what it receives. */
-  const screen = async (name: 'a' | 'b', who: string): Promise<Screen> => {
-    const socket = connectSocket(urls[name], { path: SOCKET_IO_PATH, auth: { token: tokens[who] }, transports: ['websocket'], reconnection: false });
-    sockets.push(socket);
-    const got: Screen['got'] = { frames: [], snapshots: [], acks: [], alertSnapshots: [], replay: [], elsewhere: [] };
-    socket.on('frame', (f: LiveFrame) => got.frames.push(f));
-    socket.on('snapshot', (f: LiveFrame) => got.snapshots.push(f));
-    socket.on('alertAck', (a: AlertAck) => got.acks.push(a));
-    socket.on('alerts', (s: AlertsSnapshot) => got.alertSnapshots.push(s));
-    socket.on('replayState', (s: ReplayState) => got.replay.push(s));
-    socket.on('operatorReplayState', (s: OperatorReplayState) => got.elsewhere.push(s));
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('connect_error', reject);
-    });
-    return { socket, got };
-  };
+  const screen = (name: 'a' | 'b', who: string): Promise<Screen> => recordingScreen(urls[name], tokens[who], sockets);
   const subscribe = (socket: Socket, provinces: string[], domains?: string[]) => socket.timeout(5000).emitWithAck('subscribe', domains ? { provinces, domains } : { provinces }) as Promise<{ ok: boolean }>;
   const replayStart = (socket: Socket, request: object) => socket.timeout(10_000).emitWithAck('replayStart', request) as Promise<ReplayAck>;
   const control = (socket: Socket, request: object) => socket.timeout(15_000).emitWithAck('replayControl', request) as Promise<ReplayAck>;

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { pino } from 'pino';
-import { io as connectSocket, type Socket } from 'socket.io-client';
+import type { Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildBroker, listenMqttTcp, type PlatformBroker } from '@citypulse/broker';
 import { DeviceRegistry } from '@citypulse/broker/registry';
@@ -13,14 +13,10 @@ import {
   enrichReading,
   flattenReading,
   opsTopic,
-  SOCKET_IO_PATH,
-  type AlertAck,
   type AlertEvent,
-  type AlertsSnapshot,
   type AlertView,
   type EnergyReading,
   type LiveFrame,
-  type OperatorReplayState,
   type ProvinceSummary,
   type ReplayAck,
   type ReplayState,
@@ -29,6 +25,7 @@ import { readingLine } from '@citypulse/ingest';
 import { alertAckLine, alertEventLine, ensureStorage } from '@citypulse/ingest/storage';
 import { Influx, startInfluxd, waitFor, type RunningInfluxd } from '@citypulse/infra';
 import { buildApi, OperatorStore, SessionSigner, type ApiApp } from '../src/index.js';
+import { recordingScreen } from './screen.js';
 
 /**
  * Live delivery against a real broker and a real InfluxDB: alerts restored at start, received from
@@ -90,24 +87,7 @@ describe('api live: alerts, summaries, replay, slow screens', () => {
   };
 
   /** A connected dashboard socket recording what it receives. */
-  const screen = async (who: string) => {
-    const socket = connectSocket(url, { path: SOCKET_IO_PATH, auth: { token: tokens[who] }, transports: ['websocket'], reconnection: false });
-    sockets.push(socket);
-    const got = { frames: [] as LiveFrame[], snapshots: [] as LiveFrame[], alerts: [] as AlertView[], acks: [] as AlertAck[], summaries: [] as ProvinceSummary[], alertSnapshots: [] as AlertsSnapshot[], replay: [] as ReplayState[], elsewhere: [] as OperatorReplayState[] };
-    socket.on('frame', (f: LiveFrame) => got.frames.push(f));
-    socket.on('snapshot', (f: LiveFrame) => got.snapshots.push(f));
-    socket.on('alert', (a: AlertView) => got.alerts.push(a));
-    socket.on('alertAck', (a: AlertAck) => got.acks.push(a));
-    socket.on('summary', (s: ProvinceSummary) => got.summaries.push(s));
-    socket.on('alerts', (s: AlertsSnapshot) => got.alertSnapshots.push(s));
-    socket.on('replayState', (s: ReplayState) => got.replay.push(s));
-    socket.on('operatorReplayState', (s: OperatorReplayState) => got.elsewhere.push(s));
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('connect_error', reject);
-    });
-    return { socket, got };
-  };
+  const screen = (who: string) => recordingScreen(url, tokens[who], sockets);
   const subscribe = (socket: Socket, provinces: string[], domains?: string[]) => socket.timeout(5000).emitWithAck('subscribe', domains ? { provinces, domains } : { provinces });
 
   beforeAll(async () => {
