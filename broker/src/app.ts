@@ -17,6 +17,7 @@ import { BrokerMetrics, domainOfTopic, type ClientErrorKind, type DomainLabel, t
 import type { DeviceRegistry, Principal } from './registry.js';
 import { memoryPersistence } from './persistence.js';
 import { createRouter, type Router } from './router.js';
+import { QUEUE_SWEEP_DEFAULTS, type FastQueue, type QueueSweepSettings, type SweptClient } from './session-queue.js';
 
 export { BROKER_DEFAULTS, type BrokerLimits };
 
@@ -65,6 +66,8 @@ export interface BuildBrokerOptions {
    * createRedisRouter's, shared by every node through Redis.
    */
   readonly mq?: Router;
+  /** The sweep of a shared (Redis) message queue: session-queue.ts withQueue (tests shorten it). */
+  readonly queueSweep?: Partial<QueueSweepSettings>;
 }
 
 const CONNACK = { UNACCEPTABLE_PROTOCOL: 1, IDENTIFIER_REJECTED: 2, SERVER_UNAVAILABLE: 3, BAD_USERNAME_OR_PASSWORD: 4, NOT_AUTHORIZED: 5 } as const;
@@ -387,6 +390,8 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
     if (session?.principal?.type === 'device') rateLimiter.forget(session.principal.device.id);
   });
 
+  const stopSweep = startQueueSweep(broker, aedesOptions.persistence, options.queueSweep, metrics, logger);
+
   // A disabled, removed or re-keyed account is disconnected at once; cached decisions are dropped.
   const onRegistryChange = ({ revoked }: { revoked: readonly string[] }) => {
     generation++;
@@ -444,12 +449,56 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
     close: () => {
       closed ??= (async () => {
         registry.off('change', onRegistryChange);
+        stopSweep();
         await spreadDisconnects(broker, limits.shutdownSpreadMs);
         await new Promise<void>((resolve) => broker.close(() => resolve()));
       })();
       return closed;
     },
   };
+}
+
+/**
+ * Runs the persistence's queue sweep (a shared store only: session-queue.ts withQueue) every
+ * `intervalMs` over the connected clients: messages a persistent subscriber's connection missed
+ * from another node are delivered without waiting for it to reconnect. Returns the stop.
+ */
+function startQueueSweep(aedes: Aedes, persistence: unknown, overrides: Partial<QueueSweepSettings> | undefined, metrics: BrokerMetrics, logger: Logger): () => void {
+  const sweepQueues = (persistence as Partial<Pick<FastQueue<object>, 'sweepQueues'>>).sweepQueues;
+  if (typeof sweepQueues !== 'function') return () => undefined;
+  const clients = (aedes as unknown as { clients: Record<string, SweptClient | undefined> }).clients;
+  const settings = { ...QUEUE_SWEEP_DEFAULTS, ...overrides };
+  let failing = false;
+  const sweep = () => {
+    const connected = Object.values(clients).filter((c): c is SweptClient => c !== undefined);
+    for (const client of connected) {
+      if (typeof client.deliverQoS !== 'function' || typeof client.duplicates !== 'object') {
+        clearInterval(timer);
+        logger.error({ code: 'E_INTERNAL' }, 'Aedes changed: a client has no deliverQoS or duplicates; the queue sweep is off (review broker/src/session-queue.ts)');
+        return;
+      }
+    }
+    sweepQueues.call(persistence, connected, settings).then(
+      ({ delivered, read }) => {
+        if (failing && read > 0) {
+          logger.info('MQTT message queue sweep: working again');
+          failing = false;
+        }
+        for (const [clientId, messages] of delivered) {
+          metrics.queueRedelivered += messages;
+          logger.warn({ clientId, messages }, 'queued messages had missed their live delivery from another node (lost on the way through Redis); delivered now');
+        }
+      },
+      (err: unknown) => {
+        // The store's connection logs the outage itself: one line here, without the stack.
+        if (!failing) logger.warn({ code: 'E_UPSTREAM', reason: (err as Error).message }, `MQTT message queue sweep failed; tried again every ${settings.intervalMs} ms`);
+        failing = true;
+      },
+    );
+  };
+  const timer = setInterval(sweep, settings.intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /** Adds one message to a per-domain count and its payload bytes. */

@@ -28,6 +28,8 @@ export class BrokerMetrics {
   aclPublishDenied = 0;
   aclSubscribeDenied = 0;
   rateLimitDisconnects = 0;
+  /** Queued messages delivered by the sweep: they had missed their live delivery from another node. */
+  queueRedelivered = 0;
   readonly messagesIn: PerDomain = perDomain();
   readonly messagesOut: PerDomain = perDomain();
   readonly bytesIn: PerDomain = perDomain();
@@ -49,6 +51,7 @@ export class BrokerMetrics {
     family(`${p}auth_failures_total`, 'counter', 'Failed logins (bad id or secret, anonymous, wrong client id, throttled).', [['', this.authFailures]]);
     family(`${p}messages_in_total`, 'counter', 'PUBLISH packets accepted from clients, by domain of the topic.', byDomain(this.messagesIn));
     family(`${p}messages_out_total`, 'counter', 'PUBLISH packets delivered to subscribers, by domain of the topic.', byDomain(this.messagesOut));
+    family(`${p}queue_redelivered_total`, 'counter', 'Queued QoS 1/2 messages a connected persistent subscriber had missed from another node (cluster mode), delivered by the queue sweep.', [['', this.queueRedelivered]]);
     family(`${p}payload_bytes_in_total`, 'counter', 'Payload bytes of accepted PUBLISH packets, by domain.', byDomain(this.bytesIn));
     family(`${p}payload_bytes_out_total`, 'counter', 'Payload bytes delivered to subscribers, by domain.', byDomain(this.bytesOut));
     family(`${p}acl_denied_total`, 'counter', 'Publishes and subscriptions refused by the ACL.', [

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { connectRedis } from '@citypulse/infra';
-import { msgpack, Packet, withQueue, type FastQueue, type QueueBackend, type QueuedPacket } from './session-queue.js';
+import { msgpack, Packet, withQueue, type FastQueue, type QueueBackend, type QueuedPacket, type QueueEntry } from './session-queue.js';
 
 /**
  * The queue of QoS 1/2 messages for persistent sessions in Redis (BROKER_STORE=redis), O(log n)
@@ -90,6 +90,21 @@ export function withRedisQueue<P extends object>(persistence: P, conn: RedisConn
       commands.citypulseRemove(orderKey(clientId), dataKey(clientId), member).catch(failed('clearing an acknowledged message'));
     },
     read: (clientId) => readQueue(conn, clientId, failed),
+    async scan(clientId, cursor, before, limit) {
+      const rows = await conn.zrangebyscore(orderKey(clientId), cursor ?? '-inf', Math.floor(before * 1000), 'WITHSCORES', 'LIMIT', 0, limit);
+      const entries: QueueEntry[] = [];
+      for (let i = 0; i < rows.length; i += 2) {
+        const member = rows[i] as string;
+        const at = member.lastIndexOf(':');
+        entries.push({ key: member, brokerId: member.slice(0, at), brokerCounter: Number(member.slice(at + 1)), queuedAt: Number(rows[i + 1]) / 1000 });
+      }
+      // Exclusive: two messages of one microsecond split across pages are looked at next time round.
+      return { entries, cursor: entries.length < limit ? undefined : `(${rows[rows.length - 1] as string}` };
+    },
+    async get(clientId, members) {
+      const blobs = await conn.hmgetBuffer(dataKey(clientId), ...members);
+      return blobs.map((blob) => (blob ? msgpack.decode(blob) : undefined));
+    },
     // Every command is on the one connection, answered in order: a PING comes back after them.
     flush: async () => {
       await conn.ping();
