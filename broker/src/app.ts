@@ -70,6 +70,9 @@ export interface BuildBrokerOptions {
   readonly queueSweep?: Partial<QueueSweepSettings>;
 }
 
+/** A client whose socket buffer has not emptied for the drain timeout is cut off past this size even if alive (memory bound). */
+export const MAX_WRITE_BUFFER_BYTES = 64 * 1024 * 1024;
+
 const CONNACK = { UNACCEPTABLE_PROTOCOL: 1, IDENTIFIER_REJECTED: 2, SERVER_UNAVAILABLE: 3, BAD_USERNAME_OR_PASSWORD: 4, NOT_AUTHORIZED: 5 } as const;
 
 function authError(message: string, returnCode: number): AuthenticateError {
@@ -168,6 +171,9 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
     connectTimeout: limits.connectTimeoutMs,
     heartbeatInterval: limits.heartbeatIntervalMs,
     drainTimeout: limits.drainTimeoutMs,
+    // patches/aedes@1.2.0.patch: past the drain timeout a client still alive (taking bytes, or
+    // sending: a subscriber's PUBACKs) keeps its connection unless this much waits for it.
+    ...({ maxWriteBufferBytes: MAX_WRITE_BUFFER_BYTES } as object),
     // Aedes would refuse an unacceptable keep-alive with CONNACK 6, which MQTT 3.1.1 does not
     // define; the check is done in authenticate instead (see keepalives).
     keepaliveLimit: 0,

@@ -141,7 +141,7 @@ export interface RedisRouter {
  * messages are shared separately, by the Redis store (BROKER_STORE=redis). Both connections are
  * made and checked before the broker starts, so a Redis that is down fails the start clearly.
  */
-export async function createRedisRouter(concurrency: number, redisUrl: string | undefined, logger: Logger): Promise<RedisRouter> {
+export async function createRedisRouter(concurrency: number, redisUrl: string | undefined, logger: Logger, admission: Partial<AdmissionSettings> = {}): Promise<RedisRouter> {
   const connect = (role: 'publish' | 'subscribe') =>
     connectRedis(redisUrl, { purpose: `MQTT cluster router (${role})`, requiredWhen: 'when BROKER_MQ=redis', connectionName: `citypulse-broker-${role}`, logger });
   const pub = await connect('publish');
@@ -155,8 +155,9 @@ export async function createRedisRouter(concurrency: number, redisUrl: string | 
   const MQEmitterRedis = requireCjs('mqemitter-redis') as (options: Record<string, unknown>) => Emitter & {
     state: { on(event: 'error', listener: (err: Error) => void): void };
     _topics: Record<string, number>;
+    emit: (message: unknown, done?: (err?: Error) => void) => unknown;
   };
-  const router = withFifoQueues(MQEmitterRedis({ pubConn: pub.conn, subConn: sub.conn, concurrency, matchEmptyLevels: true }));
+  const router = withAdmission(withFifoQueues(MQEmitterRedis({ pubConn: pub.conn, subConn: sub.conn, concurrency, matchEmptyLevels: true })), { ...ADMISSION_DEFAULTS, ...admission }, logger);
   ignoreForeignChannels(sub.conn, logger);
   // The connections log their own outages (connectRedis); without a listener the emitter's
   // 'error' would throw.
@@ -186,6 +187,73 @@ function resubscribeOnReconnect(router: { readonly _topics: Record<string, numbe
 }
 
 type RedisConnection = Awaited<ReturnType<typeof connectRedis>>['conn'];
+
+export const ADMISSION_DEFAULTS = {
+  /** Messages this node has taken from Redis and not yet delivered, past which publishers wait. */
+  holdAbove: 10_000,
+  /** …and below which they go on. */
+  releaseBelow: 2_000,
+  /** Longest a publisher waits (well under any keep-alive: its socket is not read meanwhile). */
+  maxHoldMs: 5_000,
+  checkMs: 50,
+} as const;
+export type AdmissionSettings = { -readonly [K in keyof typeof ADMISSION_DEFAULTS]: number };
+
+/**
+ * Back-pressure across the cluster. On one node a publish completes once its subscribers have
+ * taken it (mqemitter calls back when every delivery is written), and Aedes reads a client's next
+ * packets only then: a node that cannot deliver as fast as devices publish slows the devices. A
+ * cluster's router calls back once Redis has the PUBLISH, whatever the subscribers' nodes make of
+ * it, so devices were acknowledged at the full offered rate while the nodes' routers fell minutes
+ * behind (measured: 10,000 readings/s acknowledged on 2 cores, 700/s delivered to ingest, whose
+ * reconnects then waited behind the backlog). Here, while this node's router holds more than
+ * `holdAbove` messages taken from Redis and not yet delivered, the completion of the publishes made
+ * on this node waits until it is back under `releaseBelow` (or `maxHoldMs` passed): their devices'
+ * next packets are read later, and the cluster takes what its slowest node delivers. PUBACKs are
+ * not held (a message is acknowledged once stored), only the reading of what comes after.
+ */
+function withAdmission<R extends Emitter & { emit: (message: unknown, done?: (err?: Error) => void) => unknown }>(router: R, settings: AdmissionSettings, logger: Logger): R {
+  if (typeof router.emit !== 'function') throw new Error('mqemitter-redis changed: no emit; review broker/src/router.ts');
+  const emit = router.emit.bind(router);
+  let held: Array<{ readonly at: number; readonly release: () => void }> = [];
+  let timer: NodeJS.Timeout | undefined;
+  let holding = false;
+  const backlog = () => (router.current ?? 0) + router.length;
+  const release = () => {
+    const waiting = held;
+    held = [];
+    for (const h of waiting) h.release();
+  };
+  const check = () => {
+    const oldest = held[0];
+    if (backlog() > settings.releaseBelow && oldest && Date.now() - oldest.at < settings.maxHoldMs) return;
+    if (backlog() <= settings.releaseBelow) {
+      holding = false;
+      clearInterval(timer);
+      timer = undefined;
+    }
+    release();
+  };
+  router.emit = ((message: unknown, done?: (err?: Error) => void) =>
+    emit(message, (err?: Error) => {
+      if (!holding && backlog() > settings.holdAbove) {
+        holding = true;
+        logger.debug({ backlog: backlog() }, 'MQTT cluster router behind: publishers wait');
+        timer ??= setInterval(check, settings.checkMs).unref();
+      }
+      if (!holding) return done?.(err);
+      held.push({ at: Date.now(), release: () => done?.(err) });
+    }));
+  const close = (router as unknown as { close: (done?: () => void) => unknown }).close.bind(router);
+  (router as unknown as { close: (done?: () => void) => unknown }).close = (done?: () => void) => {
+    clearInterval(timer);
+    timer = undefined;
+    holding = false;
+    release();
+    return close(done);
+  };
+  return router;
+}
 
 /**
  * mqemitter-redis subscribes an MQTT filter that starts with a wildcard (`#`, `+/…`) as the Redis

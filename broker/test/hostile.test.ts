@@ -214,6 +214,36 @@ describe('hostile input', () => {
     await stillFlowing();
   });
 
+  it('a subscriber that reads, only slower than it is written to, and keeps talking is not cut off while its buffer never empties (patched Aedes)', async () => {
+    const before = broker.counters.clientErrors.drain_timeout;
+    const { socket } = raw([connectPacket('ingest-slow', 'ingest', ingestSecret), packet(0x82, Buffer.concat([Buffer.from([0, 1]), str('city/+/+/+/telemetry'), Buffer.from([0])]))]);
+    await until(() => (broker.aedes as unknown as { clients: Record<string, unknown> }).clients['ingest-slow'] !== undefined, 'the slow subscriber to connect');
+    socket.pause();
+    // 64 KiB every 50 ms (~1.3 MB/s) against ~15 MB/s written: the broker's buffer for it only
+    // grows, so 'drain' never comes, for four drain timeouts. It keeps talking to the broker, as
+    // ingest does with its PUBACKs (here PINGREQs).
+    const reader = setInterval(() => {
+      if (socket.read(64 * 1024) === null) socket.read();
+      socket.write(Buffer.from([0xc0, 0x00]));
+    }, 50);
+    const tools = await connectClient({ clientId: 'tools-steady-publisher', username: 'tools', password: toolsSecret });
+    const big = Buffer.alloc(60 * 1024, 0x20);
+    const pump = setInterval(() => {
+      for (let i = 0; i < 5; i++) tools.publish('city/48/traffic/replayed-01/telemetry', big, { qos: 0 });
+    }, 20);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 4 * LIMITS.drainTimeoutMs));
+      expect((broker.aedes as unknown as { clients: Record<string, unknown> }).clients['ingest-slow']).toBeDefined();
+      expect(broker.counters.clientErrors.drain_timeout).toBe(before);
+    } finally {
+      clearInterval(pump);
+      clearInterval(reader);
+      socket.destroy();
+      tools.end(true);
+    }
+    await stillFlowing();
+  });
+
   it('wrong credentials in a loop: counted, slowed, then refused without checking the secret', async () => {
     for (let i = 0; i < 25; i++) {
       const answer = await raw(connectPacket(device.id, device.id, `guess-${i}`)).closed;

@@ -112,4 +112,37 @@ describe('createRedisRouter', () => {
       await new Promise<void>((done) => mq.close(done));
     }
   });
+
+  it('holds the completion of publishes while its subscribers are behind, and lets them go once they catch up', async () => {
+    const logger = pino({ level: 'silent' });
+    const { router } = await createRedisRouter(100, redis.url, logger, { holdAbove: 200, releaseBelow: 50, maxHoldMs: 60_000, checkMs: 10 });
+    const mq = router as unknown as {
+      on(topic: string, notify: (message: { topic: string }, done: () => void) => void, ready: () => void): void;
+      emit(message: { topic: string; payload: Buffer }, done: (err?: Error) => void): void;
+      close(done: () => void): void;
+    };
+    // A subscriber that does not finish its deliveries until told: the router's backlog grows.
+    let stalled = true;
+    const pending: Array<() => void> = [];
+    let delivered = 0;
+    await new Promise<void>((ready) => mq.on('cp/v1/#', (_m, done) => (delivered++, stalled ? pending.push(done) : done()), ready));
+    let completed = 0;
+    const emit = () => mq.emit({ topic: 'cp/v1/01/environment/d1/telemetry', payload: Buffer.from('{}') }, () => completed++);
+    try {
+      for (let i = 0; i < 300; i++) emit();
+      // While the subscriber is stalled, everything routed is still in the router.
+      const backlog = () => delivered + (router as unknown as { length: number }).length;
+      await waitFor('300 messages back from Redis, stuck at the subscriber', () => (backlog() >= 300 && completed === 300 ? true : undefined), 10_000);
+      // Past 200 behind: the publishes made now are in Redis, and routed, but not completed.
+      for (let i = 0; i < 100; i++) emit();
+      await waitFor('the new messages routed', () => (backlog() >= 400 ? true : undefined), 10_000);
+      await new Promise((done) => setTimeout(done, 100));
+      expect(completed).toBe(300);
+      stalled = false;
+      for (const done of pending.splice(0)) done();
+      await waitFor('every publish completed once the subscriber caught up', () => (completed === 400 ? true : undefined), 10_000);
+    } finally {
+      await new Promise<void>((done) => mq.close(done));
+    }
+  });
 });

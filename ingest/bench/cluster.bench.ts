@@ -35,8 +35,10 @@
  * every topology sustains on 2 cores; --quick 1,000), BENCH_CLUSTER_RATE (offered readings/s of the
  * cluster's second run, default 4,000; 0 turns it off; --quick: off),
  * BENCH_CLUSTER_RATE_SECONDS (its window, default 30 or the run's if shorter), BENCH_DEVICES
- * (1,000), BENCH_GENERATORS (2). INGEST_* and BROKER_* variables of the caller reach the services
- * (except those the bench sets) and are reported.
+ * (1,000), BENCH_GENERATORS (2), BENCH_CLUSTER_LOG_DIR (when set, each run's broker and worker
+ * logs, warnings and up, and their metrics at the end are written there: `<run>-<service>.log`,
+ * `.metrics`). INGEST_* and BROKER_* variables
+ * of the caller reach the services (except those the bench sets) and are reported.
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -789,10 +791,25 @@ async function runTopology(spec: RunSpec, p: Provisioned, influx: { url: string;
     log(`${spec.label} failed; output (tail) of ${[...brokers, ...workers].map((s) => `${s.name}:\n${s.service.output().slice(-3000)}`).join('\n')}`);
     throw err;
   } finally {
+    const metrics = process.env.BENCH_CLUSTER_LOG_DIR ? await Promise.all([...brokers, ...workers].map((s) => fetch(s.metricsUrl, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text(), () => ''))) : [];
     await closeGenerators();
     await stopWorkers();
     await stopBrokers();
+    await keepLogs(spec.key, [...brokers, ...workers], metrics);
   }
+}
+
+/** BENCH_CLUSTER_LOG_DIR: what each service of a run logged, and its metrics at the end, for looking into a run that fell behind. */
+async function keepLogs(run: string, services: ReadonlyArray<{ readonly name: string; readonly service: Service }>, metrics: readonly string[]): Promise<void> {
+  const dir = process.env.BENCH_CLUSTER_LOG_DIR;
+  if (!dir) return;
+  await mkdir(dir, { recursive: true });
+  for (const [i, { name, service }] of services.entries()) {
+    const file = join(dir, `${run}-${name.replace(/[^a-z0-9]+/gi, '-')}`);
+    await writeFile(`${file}.log`, service.output());
+    if (metrics[i]) await writeFile(`${file}.metrics`, metrics[i]);
+  }
+  log(`${run}: service logs in ${dir}`);
 }
 
 // ---------------------------------------------------------------------------------------------
