@@ -74,6 +74,8 @@ const prefixRange = (prefix: string) => ({ gte: prefix, lt: `${prefix.slice(0, -
 interface InFlight {
   readonly key: string;
   packet: QueuedPacket;
+  /** A later message given under the same packet id while this one was unacknowledged. */
+  next?: InFlight;
 }
 
 /** What a client's connection was given and has not acknowledged: by packet id, and by queue key. */
@@ -281,9 +283,16 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
       if (packet.brokerId) {
         // A queued publish handed to the client under a (new) packet id.
         const key = keyOf(client.id, packet);
-        const previous = g.ids.get(id);
-        if (previous && g.keys.get(previous.key) === id) g.keys.delete(previous.key);
-        g.ids.set(id, { key, packet });
+        const entry: InFlight = { key, packet };
+        const first = g.ids.get(id);
+        if (first) {
+          // The id came round again while its message is unacknowledged: Aedes numbers deliveries
+          // 1–65,535 in turn with no in-flight window, and ingest far behind holds more. PUBACKs
+          // come in the order the messages were received [MQTT-4.6.0-2]: the oldest goes first.
+          let last = first;
+          while (last.next) last = last.next;
+          last.next = entry;
+        } else g.ids.set(id, entry);
         g.keys.set(key, id);
         return;
       }
@@ -308,7 +317,8 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
         if (!g?.keys.has(key)) backend.del(client.id, key);
         return packet;
       }
-      g.ids.delete(id);
+      if (entry.next) g.ids.set(id, entry.next);
+      else g.ids.delete(id);
       if (g.keys.get(entry.key) === id) g.keys.delete(entry.key);
       if (g.ids.size === 0) given.delete(client.id);
       backend.del(client.id, entry.key);

@@ -94,6 +94,21 @@ describe('withJournalQueue (the disk store)', () => {
     expect(left.map((p) => [p.brokerCounter, p.topic, p.payload?.toString(), p.qos])).toEqual([[7, packet(7).topic, '{"seq":7}', 1]]);
   });
 
+  it('clears the oldest of two messages given under one packet id (the id came round with more than 65,535 in flight), in the order acknowledged', async () => {
+    const queue = await queueOn();
+    await queue.outgoingEnqueue({ clientId: 'ingest-1' }, packet(1));
+    await queue.outgoingEnqueue({ clientId: 'ingest-1' }, packet(2));
+    await queue.outgoingUpdate({ id: 'ingest-1' }, { ...packet(1), messageId: 9 });
+    await queue.outgoingUpdate({ id: 'ingest-1' }, { ...packet(2), messageId: 9 });
+    expect((await queue.outgoingClearMessageId({ id: 'ingest-1' }, { cmd: 'puback', messageId: 9 }))?.brokerCounter).toBe(1);
+    await queue.flushQueue();
+    expect((await drain(queue.outgoingStream({ id: 'ingest-1' }))).map((p) => p.brokerCounter)).toEqual([2]);
+    await queue.outgoingUpdate({ id: 'ingest-1' }, { ...packet(2), messageId: 9 });
+    expect((await queue.outgoingClearMessageId({ id: 'ingest-1' }, { cmd: 'puback', messageId: 9 }))?.brokerCounter).toBe(2);
+    await queue.flushQueue();
+    expect(await queue.queuedMessages()).toBe(0);
+  });
+
   it('stores a PUBREL in place of its message and refuses one for an unknown packet id', async () => {
     const queue = await queueOn();
     await queue.outgoingEnqueue({ clientId: 'ingest-1' }, packet(9, { qos: 2 }));
