@@ -475,16 +475,19 @@ function startQueueSweep(aedes: Aedes, persistence: unknown, overrides: Partial<
   const clients = (aedes as unknown as { clients: Record<string, SweptClient | undefined> }).clients;
   const settings = { ...QUEUE_SWEEP_DEFAULTS, ...overrides };
   let failing = false;
+  let checked = false;
   const sweep = () => {
-    const connected = Object.values(clients).filter((c): c is SweptClient => c !== undefined);
-    for (const client of connected) {
-      if (typeof client.deliverQoS !== 'function' || typeof client.duplicates !== 'object') {
+    const persistent = Object.values(clients).filter((c): c is SweptClient => c !== undefined && !c.clean);
+    const sample = persistent[0];
+    if (!checked && sample) {
+      if (typeof sample.deliverQoS !== 'function' || typeof sample.duplicates !== 'object') {
         clearInterval(timer);
         logger.error({ code: 'E_INTERNAL' }, 'Aedes changed: a client has no deliverQoS or duplicates; the queue sweep is off (review broker/src/session-queue.ts)');
         return;
       }
+      checked = true;
     }
-    sweepQueues.call(persistence, connected, settings).then(
+    sweepQueues.call(persistence, persistent, settings).then(
       ({ delivered, read }) => {
         if (failing && read > 0) {
           logger.info('MQTT message queue sweep: working again');

@@ -156,6 +156,7 @@ export async function createRedisRouter(concurrency: number, redisUrl: string | 
     state: { on(event: 'error', listener: (err: Error) => void): void };
     _topics: Record<string, number>;
     emit: (message: unknown, done?: (err?: Error) => void) => unknown;
+    close: (done?: () => void) => unknown;
   };
   const router = withAdmission(withFifoQueues(MQEmitterRedis({ pubConn: pub.conn, subConn: sub.conn, concurrency, matchEmptyLevels: true })), { ...ADMISSION_DEFAULTS, ...admission }, logger);
   ignoreForeignChannels(sub.conn, logger);
@@ -212,7 +213,7 @@ export type AdmissionSettings = { -readonly [K in keyof typeof ADMISSION_DEFAULT
  * next packets are read later, and the cluster takes what its slowest node delivers. PUBACKs are
  * not held (a message is acknowledged once stored), only the reading of what comes after.
  */
-function withAdmission<R extends Emitter & { emit: (message: unknown, done?: (err?: Error) => void) => unknown }>(router: R, settings: AdmissionSettings, logger: Logger): R {
+function withAdmission<R extends Emitter & { emit: (message: unknown, done?: (err?: Error) => void) => unknown; close: (done?: () => void) => unknown }>(router: R, settings: AdmissionSettings, logger: Logger): R {
   if (typeof router.emit !== 'function') throw new Error('mqemitter-redis changed: no emit; review broker/src/router.ts');
   const emit = router.emit.bind(router);
   let held: Array<{ readonly at: number; readonly release: () => void }> = [];
@@ -225,9 +226,10 @@ function withAdmission<R extends Emitter & { emit: (message: unknown, done?: (er
     for (const h of waiting) h.release();
   };
   const check = () => {
+    const caughtUp = backlog() <= settings.releaseBelow;
     const oldest = held[0];
-    if (backlog() > settings.releaseBelow && oldest && Date.now() - oldest.at < settings.maxHoldMs) return;
-    if (backlog() <= settings.releaseBelow) {
+    if (!caughtUp && oldest && Date.now() - oldest.at < settings.maxHoldMs) return;
+    if (caughtUp) {
       holding = false;
       clearInterval(timer);
       timer = undefined;
@@ -244,8 +246,8 @@ function withAdmission<R extends Emitter & { emit: (message: unknown, done?: (er
       if (!holding) return done?.(err);
       held.push({ at: Date.now(), release: () => done?.(err) });
     }));
-  const close = (router as unknown as { close: (done?: () => void) => unknown }).close.bind(router);
-  (router as unknown as { close: (done?: () => void) => unknown }).close = (done?: () => void) => {
+  const close = router.close.bind(router);
+  router.close = (done?: () => void) => {
     clearInterval(timer);
     timer = undefined;
     holding = false;

@@ -141,6 +141,8 @@ export const QUEUE_SWEEP_DEFAULTS = {
   scanPerSweep: 5_000,
   /** Messages delivered again per client per sweep, at most. */
   deliverPerSweep: 2_000,
+  /** Queue entries read per round trip. */
+  scanPage: 500,
 } as const;
 export type QueueSweepSettings = { -readonly [K in keyof typeof QUEUE_SWEEP_DEFAULTS]: number };
 
@@ -341,14 +343,7 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
     queuedMessages: async () => backend.count(),
   };
 
-  const sweep = hasScan(backend)
-    ? queueSweep(
-        backend,
-        (clientId) => given.get(clientId)?.keys,
-        (clientId) => reading.has(clientId),
-        keyOf,
-      )
-    : undefined;
+  const sweep = hasScan(backend) ? queueSweep(backend, given, reading, keyOf) : undefined;
 
   const target = persistence as P & { setup?: (broker: unknown) => Promise<void>; destroy?: () => Promise<void> };
   const setup = target.setup?.bind(persistence);
@@ -381,8 +376,8 @@ const hasScan = (backend: QueueBackend): backend is ScanningBackend => typeof ba
 /** The sweep of withQueue, over a backend's scan and get and the queue's record of what was given. */
 function queueSweep(
   backend: ScanningBackend,
-  givenKeys: (clientId: string) => ReadonlyMap<string, number> | undefined,
-  isReading: (clientId: string) => boolean,
+  given: ReadonlyMap<string, Given>,
+  reading: ReadonlyMap<string, number>,
   keyOf: (clientId: string, packet: QueuedPacket) => string,
 ): NonNullable<FastQueue<object>['sweepQueues']> {
   const states = new WeakMap<SweptClient, SweepState>();
@@ -392,7 +387,7 @@ function queueSweep(
   const sweepClient = async (client: SweptClient, s: QueueSweepSettings): Promise<number | undefined> => {
     const marks = { ...client.duplicates };
     const state = states.get(client);
-    if (!state || isReading(client.id)) {
+    if (!state || reading.has(client.id)) {
       // A new connection, or one still being sent its queue: note how far live delivery got.
       states.set(client, { marks, cursor: state?.cursor });
       return undefined;
@@ -404,10 +399,10 @@ function queueSweep(
     let scanned = 0;
     let cursor = state.cursor;
     do {
-      const page = await backend.scan(client.id, cursor, now - s.intervalMs, Math.min(REDIS_SCAN_PAGE, s.scanPerSweep - scanned));
+      const page = await backend.scan(client.id, cursor, now - s.intervalMs, Math.min(s.scanPage, s.scanPerSweep - scanned));
       // Checked against what was given as each page arrives: a message acknowledged after this is
       // not a candidate, and one acknowledged before has had its removal sent ahead of the get below.
-      const keys = givenKeys(client.id);
+      const keys = given.get(client.id)?.keys;
       for (const entry of page.entries) {
         if (keys?.has(entry.key)) continue;
         const mark = passed[entry.brokerId];
@@ -424,7 +419,7 @@ function queueSweep(
       if (!client.connected || client.closed) break;
       // Gone (acknowledged meanwhile), a PUBREL (its publish was given), or given meanwhile.
       if (!packet || (packet.cmd ?? 'publish') !== 'publish' || !packet.brokerId) continue;
-      if (givenKeys(client.id)?.has(keyOf(client.id, packet))) continue;
+      if (given.get(client.id)?.keys.has(keyOf(client.id, packet))) continue;
       deliverAgain(client, packet);
       delivered++;
     }
@@ -451,9 +446,6 @@ function queueSweep(
     return { delivered, read };
   };
 }
-
-/** Queue entries read per round trip by the sweep. */
-const REDIS_SCAN_PAGE = 500;
 
 /**
  * Hands a queued message to a connected client as Aedes' live delivery does (its ACL check, QoS

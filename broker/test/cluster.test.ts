@@ -4,11 +4,12 @@ import { connect as connectTcp } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deviceTopic, TOPIC_FILTERS, type Domain } from '@citypulse/contracts';
 import { freePort, SERVICE_NODE_FLAGS, startRedis, startTcpFront, waitFor, type RunningRedis, type TcpFront } from '@citypulse/infra';
 import { DeviceRegistry } from '../src/registry.js';
+import { connectTracked } from './mqtt-client.js';
 
 /**
  * A broker cluster as `npm run cluster` runs it: broker processes (src/server.ts) with
@@ -89,16 +90,9 @@ async function started(node: BrokerNode): Promise<BrokerNode> {
   return node;
 }
 
-function connect(url: string, options: mqtt.IClientOptions): Promise<MqttClient> {
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, { protocolVersion: 4, connectTimeout: 5_000, ...options });
-    clients.push(client);
-    client.once('connect', () => resolve(client));
-    client.once('error', reject);
-  });
-}
+const connect = (url: string, options: IClientOptions) => connectTracked(clients, url, options);
 
-const deviceClient = (url: string, device: (typeof DEVICES)[number], options: mqtt.IClientOptions = {}) =>
+const deviceClient = (url: string, device: (typeof DEVICES)[number], options: IClientOptions = {}) =>
   connect(url, { clientId: device.id, username: device.id, password: secrets.get(device.id) ?? '', reconnectPeriod: 0, ...options });
 
 beforeAll(async () => {

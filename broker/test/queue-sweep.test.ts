@@ -3,7 +3,7 @@ import type { AddressInfo, Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deviceTopic, TOPIC_FILTERS } from '@citypulse/contracts';
@@ -11,6 +11,7 @@ import { connectRedis, startRedis, waitFor, type RunningRedis } from '@citypulse
 import { buildBroker, listenMqttTcp, type PlatformBroker } from '../src/app.js';
 import { openBrokerStore, type BrokerStore } from '../src/persistence.js';
 import { DeviceRegistry } from '../src/registry.js';
+import { connectTracked } from './mqtt-client.js';
 import { createRedisRouter } from '../src/router.js';
 import type { FastQueue, QueueSweepSettings } from '../src/session-queue.js';
 
@@ -63,17 +64,10 @@ async function startNode(): Promise<Node> {
   return node;
 }
 
-function connect(url: string, options: mqtt.IClientOptions): Promise<MqttClient> {
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000, ...options });
-    clients.push(client);
-    client.once('connect', () => resolve(client));
-    client.once('error', reject);
-  });
-}
+const connect = (url: string, options: IClientOptions) => connectTracked(clients, url, { reconnectPeriod: 0, ...options });
 
 /** A persistent subscriber like ingest, counting every delivery of every seq and any disconnect. */
-async function subscriber(url: string, serviceId: string, options: mqtt.IClientOptions = {}) {
+async function subscriber(url: string, serviceId: string, options: IClientOptions = {}) {
   const secret = await registry.upsertService(serviceId, 'ingest');
   const client = await connect(url, { clientId: serviceId, username: serviceId, password: secret, clean: false, ...options });
   const deliveries = new Map<number, number>();

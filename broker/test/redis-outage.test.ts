@@ -3,12 +3,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deviceTopic, TOPIC_FILTERS, type Domain } from '@citypulse/contracts';
 import { freePort, SERVICE_NODE_FLAGS, startRedis, waitFor, type RunningRedis } from '@citypulse/infra';
 import { DeviceRegistry } from '../src/registry.js';
+import { connectTracked } from './mqtt-client.js';
 import { createRedisRouter, type RedisRouter } from '../src/router.js';
 
 /**
@@ -91,14 +92,7 @@ const emitter = (r: RedisRouter) =>
     close(done: () => void): void;
   };
 
-function connect(url: string, options: mqtt.IClientOptions): Promise<MqttClient> {
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, { protocolVersion: 4, connectTimeout: 5_000, ...options });
-    clients.push(client);
-    client.once('connect', () => resolve(client));
-    client.once('error', reject);
-  });
-}
+const connect = (url: string, options: IClientOptions) => connectTracked(clients, url, options);
 
 beforeAll(async () => {
   workDir = await mkdtemp(join(tmpdir(), 'citypulse-redis-outage-'));

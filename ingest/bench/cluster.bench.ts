@@ -37,8 +37,8 @@
  * BENCH_CLUSTER_RATE_SECONDS (its window, default 30 or the run's if shorter), BENCH_DEVICES
  * (1,000), BENCH_GENERATORS (2), BENCH_CLUSTER_LOG_DIR (when set, each run's broker and worker
  * logs, warnings and up, and their metrics at the end are written there: `<run>-<service>.log`,
- * `.metrics`). INGEST_* and BROKER_* variables
- * of the caller reach the services (except those the bench sets) and are reported.
+ * `.metrics`). INGEST_* and BROKER_* variables of the caller reach the services (except those the
+ * bench sets) and are reported.
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -791,11 +791,13 @@ async function runTopology(spec: RunSpec, p: Provisioned, influx: { url: string;
     log(`${spec.label} failed; output (tail) of ${[...brokers, ...workers].map((s) => `${s.name}:\n${s.service.output().slice(-3000)}`).join('\n')}`);
     throw err;
   } finally {
-    const metrics = process.env.BENCH_CLUSTER_LOG_DIR ? await Promise.all([...brokers, ...workers].map((s) => fetch(s.metricsUrl, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text(), () => ''))) : [];
+    const services = [...brokers, ...workers];
+    // Scraped before the stop: the metrics say what the run did (drain timeouts, redeliveries).
+    const metrics = process.env.BENCH_CLUSTER_LOG_DIR ? await Promise.all(services.map((s) => fetch(s.metricsUrl, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text(), () => ''))) : [];
     await closeGenerators();
     await stopWorkers();
     await stopBrokers();
-    await keepLogs(spec.key, [...brokers, ...workers], metrics);
+    await keepLogs(spec.key, services, metrics);
   }
 }
 
