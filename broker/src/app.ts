@@ -164,6 +164,10 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
     done(authError(message, returnCode), false);
   };
 
+  const persistence = options.persistence ?? memoryPersistence();
+  // A queue from session-queue.ts gives each persistent subscriber an outgoing in-flight window.
+  const queue = persistence as Partial<Pick<FastQueue<object>, 'windowClient' | 'windowStats'>>;
+
   const aedesOptions: AedesOptions = {
     id: options.id ?? `citypulse-${hostname()}-${process.pid}-${Date.now().toString(36)}`,
     concurrency: limits.concurrency,
@@ -180,10 +184,12 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
 
     preConnect(client, packet, done) {
       keepalives.set(client, packet.keepalive ?? 0);
+      // Before the session's subscriptions are restored: they capture the client's delivery.
+      queue.windowClient?.(client as unknown as SweptClient, limits.maxInflightOutbound);
       done(null, true);
     },
     maxInflightInbound: limits.maxInflightInbound,
-    persistence: options.persistence ?? memoryPersistence(),
+    persistence,
 
     authenticate(client, username, password, done) {
       const address = addressOf(client);
@@ -396,7 +402,7 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
     if (session?.principal?.type === 'device') rateLimiter.forget(session.principal.device.id);
   });
 
-  const stopSweep = startQueueSweep(broker, aedesOptions.persistence, options.queueSweep, metrics, logger);
+  const stopSweep = startQueueSweep(broker, persistence, options.queueSweep, metrics, logger);
 
   // A disabled, removed or re-keyed account is disconnected at once; cached decisions are dropped.
   const onRegistryChange = ({ revoked }: { revoked: readonly string[] }) => {
@@ -426,7 +432,7 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
       } catch (err) {
         logger.debug({ err }, 'queue depth unavailable');
       }
-      return metrics.render({ connections: broker.connectedClients, queuedMessages: queued, throttledAddresses: throttle.refusedCount(now()), rateBuckets: rateLimiter.size });
+      return metrics.render({ connections: broker.connectedClients, queuedMessages: queued, throttledAddresses: throttle.refusedCount(now()), rateBuckets: rateLimiter.size, window: queue.windowStats?.() });
     },
     guard: (stream) => guardPacketSize(stream, limits.maxPacketBytes, (size) => {
       metrics.clientErrors.too_large++;

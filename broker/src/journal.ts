@@ -1,5 +1,5 @@
 import { closeSync, openSync, write } from 'node:fs';
-import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 
@@ -14,7 +14,8 @@ import type { Logger } from 'pino';
  *   a write is on its way goes in the next write, one `write` call each);
  * - an acknowledgement appends a small delete record and counts the message out of its segment;
  * - a segment whose messages are all acknowledged is deleted, file and all: no compaction;
- * - a reconnecting client's queue is read back segment by segment, oldest first.
+ * - a reconnecting client's queue is read back a page at a time, oldest first, each page from where
+ *   the last stopped (a segment and an offset in it), a chunk of a segment file at a time.
  * Memory: counts per segment, and the keys deleted from segments still on disk (a segment holds
  * SEGMENT_BYTES of messages), so a backlog of millions of messages for an absent client costs
  * disk, not memory.
@@ -29,6 +30,10 @@ import type { Logger } from 'pino';
 export const JOURNAL_DEFAULTS = {
   /** A segment is closed past this size and deleted once all its messages are acknowledged. */
   segmentBytes: 16 * 1024 * 1024,
+  /** Bytes of a segment file read at a time: a backlog is paged through, not held in memory whole. */
+  readChunkBytes: 1024 * 1024,
+  /** Messages `read` takes per page: what it holds decoded at a time. */
+  readPage: 1000,
 } as const;
 
 export interface JournalPacket {
@@ -42,6 +47,20 @@ const ENQ = 1;
 const DEL = 2;
 const REPLACE = 3;
 const NAME = /^(\d{10})\.seg$/;
+
+/** Where a page read stopped: a segment number and a byte offset in its file. */
+export interface JournalPosition {
+  readonly segment: number;
+  readonly offset: number;
+}
+
+export interface JournalPage {
+  readonly packets: JournalPacket[];
+  /** Where the following page starts: just after the last record this one consumed. */
+  readonly next: JournalPosition;
+  /** This page reached the end of what the journal holds: nothing more after `next` for now. */
+  readonly end: boolean;
+}
 
 interface Segment {
   readonly no: number;
@@ -110,8 +129,11 @@ function decodePacket(body: Buffer): JournalPacket {
   return packet;
 }
 
-/** The records of a segment file, up to the first one cut short (a write the process did not finish). */
-function* records(file: Buffer): Generator<{ type: number; key: string; body: Buffer }> {
+/**
+ * The records of a segment file (or of a chunk of it), up to the first one cut short (a write the
+ * process did not finish), each with the offset just after it.
+ */
+function* records(file: Buffer): Generator<{ type: number; key: string; body: Buffer; end: number }> {
   let at = 0;
   while (at + 7 <= file.length) {
     const length = file.readUInt32LE(at);
@@ -120,8 +142,38 @@ function* records(file: Buffer): Generator<{ type: number; key: string; body: Bu
     const type = file.readUInt8(at + 4);
     const keyBytes = file.readUInt16LE(at + 5);
     if (7 + keyBytes > 4 + length) return;
-    yield { type, key: file.toString('utf8', at + 7, at + 7 + keyBytes), body: file.subarray(at + 7 + keyBytes, end) };
+    yield { type, key: file.toString('utf8', at + 7, at + 7 + keyBytes), body: file.subarray(at + 7 + keyBytes, end), end };
     at = end;
+  }
+}
+
+/**
+ * The records of an open segment file from `offset`, read a chunk at a time, each with the file
+ * offset just after it, up to the first one cut short, as records(). A record is read whole: one
+ * cut by a chunk's end is read again from its start in the next chunk, grown to fit it if need be.
+ * A body is a view of the chunk: decode it before asking for the next record.
+ */
+async function* fileRecords(handle: FileHandle, offset: number): AsyncGenerator<{ type: number; key: string; body: Buffer; end: number }> {
+  // Up to the size now: what is appended while this reads is for the next page.
+  const { size } = await handle.stat();
+  // No bigger than what is left: a page from near the end (a queue kept up with) reads little.
+  let chunk = Buffer.allocUnsafe(Math.max(0, Math.min(JOURNAL_DEFAULTS.readChunkBytes, size - offset)));
+  let at = offset;
+  while (at < size) {
+    const { bytesRead } = await handle.read(chunk, 0, Math.min(chunk.length, size - at), at);
+    let used = 0;
+    for (const record of records(chunk.subarray(0, bytesRead))) {
+      yield { ...record, end: at + record.end };
+      used = record.end;
+    }
+    if (used === 0) {
+      // Not one whole record in the chunk: one bigger than the chunk is read again in one that
+      // fits it; one past the end of the file is cut short, one within it not a record: stop.
+      const whole = bytesRead >= 4 ? 4 + chunk.readUInt32LE(0) : Infinity;
+      if (whole <= bytesRead || at + whole > size) return;
+      chunk = Buffer.allocUnsafe(whole);
+    }
+    at += used;
   }
 }
 
@@ -222,22 +274,56 @@ export class Journal {
     this.#schedule();
   }
 
-  /** The queued messages whose keys start with `prefix` (one client's), oldest first. */
+  /** The queued messages whose keys start with `prefix` (one client's), oldest first, a page at a time. */
   async *read(prefix: string): AsyncGenerator<JournalPacket> {
+    let from: JournalPosition | undefined;
+    for (;;) {
+      const { packets, next, end } = await this.page(prefix, from, JOURNAL_DEFAULTS.readPage);
+      yield* packets;
+      if (end) return;
+      from = next;
+    }
+  }
+
+  /**
+   * Up to `limit` queued messages whose keys start with `prefix`, in append order, from `from`
+   * (undefined: the oldest segment's start). Positions stay good while messages are appended and
+   * acknowledged: records are only appended, and a segment gone (all of it acknowledged) is
+   * passed over to the next one, whose numbers are never reused within a process. A position
+   * means nothing to another process: a reopened journal is read from undefined. No file stays
+   * open between pages.
+   */
+  async page(prefix: string, from: JournalPosition | undefined, limit: number): Promise<JournalPage> {
     await this.flush();
-    for (const segment of [...this.#segments]) {
-      let file: Buffer;
+    const packets: JournalPacket[] = [];
+    let next: JournalPosition = from ?? { segment: 0, offset: 0 };
+    let end = true;
+    for (const segment of this.#segments.filter((s) => s.no >= next.segment)) {
+      next = { segment: segment.no, offset: segment.no === next.segment ? next.offset : 0 };
+      let handle: FileHandle;
       try {
-        file = await readFile(segment.path);
+        handle = await open(segment.path, 'r');
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // emptied and deleted meanwhile
         throw err;
       }
-      for (const { type, key, body } of records(file)) {
-        if (type !== ENQ || !key.startsWith(prefix) || segment.deleted.has(key)) continue;
-        yield this.#replaced.get(key)?.packet ?? decodePacket(body);
+      try {
+        for await (const { type, key, body, end: after } of fileRecords(handle, next.offset)) {
+          // Stopped at the record after the last one taken, so `end` says whether any is left.
+          if (packets.length >= limit) {
+            end = false;
+            break;
+          }
+          next = { segment: segment.no, offset: after };
+          if (type !== ENQ || !key.startsWith(prefix) || segment.deleted.has(key)) continue;
+          packets.push(this.#replaced.get(key)?.packet ?? decodePacket(body));
+        }
+      } finally {
+        await handle.close();
       }
+      if (!end) break;
     }
+    return { packets, next, end };
   }
 
   /** Everything appended so far is in the file (or failed). */

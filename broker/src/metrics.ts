@@ -1,5 +1,6 @@
 import { DOMAINS, TOPIC_ROOT, type Domain } from '@citypulse/contracts';
 import { PrometheusText } from '@citypulse/infra';
+import type { WindowStats } from './session-queue.js';
 
 const ROOT = `${TOPIC_ROOT}/`;
 
@@ -40,7 +41,7 @@ export class BrokerMetrics {
   readonly startedAt = Date.now();
 
   /** Prometheus text exposition (version 0.0.4). `gauges` are read at scrape time. */
-  render(gauges: { connections: number; queuedMessages: number | undefined; throttledAddresses: number; rateBuckets: number }): string {
+  render(gauges: { connections: number; queuedMessages: number | undefined; throttledAddresses: number; rateBuckets: number; window?: Readonly<WindowStats> | undefined }): string {
     const text = new PrometheusText();
     const family = text.family.bind(text);
     const byDomain = (values: PerDomain) => DOMAIN_LABELS.map((d) => [`{domain="${d}"}`, values[d]] as const);
@@ -52,6 +53,10 @@ export class BrokerMetrics {
     family(`${p}messages_in_total`, 'counter', 'PUBLISH packets accepted from clients, by domain of the topic.', byDomain(this.messagesIn));
     family(`${p}messages_out_total`, 'counter', 'PUBLISH packets delivered to subscribers, by domain of the topic.', byDomain(this.messagesOut));
     family(`${p}queue_redelivered_total`, 'counter', 'Queued QoS 1/2 messages a connected persistent subscriber had missed from another node (cluster mode), delivered by the queue sweep.', [['', this.queueRedelivered]]);
+    if (gauges.window) {
+      family(`${p}inflight_window_full_total`, 'counter', 'Times a persistent subscriber\'s outgoing in-flight window (BROKER_MAX_INFLIGHT_OUTBOUND) filled, so its messages were read from the queue as it acknowledged instead of sent as they came.', [['', gauges.window.windowFull]]);
+      family(`${p}queue_pulled_total`, 'counter', 'Queued QoS 1/2 messages delivered from the store as a persistent subscriber\'s acknowledgements freed its in-flight window (reconnects\' first windows not included).', [['', gauges.window.pulled]]);
+    }
     family(`${p}payload_bytes_in_total`, 'counter', 'Payload bytes of accepted PUBLISH packets, by domain.', byDomain(this.bytesIn));
     family(`${p}payload_bytes_out_total`, 'counter', 'Payload bytes delivered to subscribers, by domain.', byDomain(this.bytesOut));
     family(`${p}acl_denied_total`, 'counter', 'Publishes and subscriptions refused by the ACL.', [

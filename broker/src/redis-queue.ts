@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { connectRedis } from '@citypulse/infra';
-import { msgpack, Packet, withQueue, type FastQueue, type QueueBackend, type QueuedPacket, type QueueEntry } from './session-queue.js';
+import { msgpack, Packet, withQueue, type FastQueue, type QueueBackend, type QueuedPacket, type QueueEntry, type QueuePage } from './session-queue.js';
 
 /**
  * The queue of QoS 1/2 messages for persistent sessions in Redis (BROKER_STORE=redis), O(log n)
@@ -16,16 +16,11 @@ import { msgpack, Packet, withQueue, type FastQueue, type QueueBackend, type Que
  * - a hash "mq-data:{client}" of the same members to the encoded message.
  * A put is one script call per client (ZADD + HSET, atomic), an acknowledgement one more (ZREM +
  * HDEL), not waited for, as in the other queues; which packet id stands for which message stays in
- * the memory of the node the client is connected to. A reconnect reads the queue in chunks, in
- * order, from a score cursor, so messages acknowledged meanwhile are not skipped over.
+ * the memory of the node the client is connected to. The queue is read in pages, in order, from a
+ * score cursor (readPage), so messages acknowledged meanwhile are not skipped over.
  * The braces make both keys of a client hash to one Redis Cluster slot.
  */
 export type RedisConnection = Awaited<ReturnType<typeof connectRedis>>['conn'];
-
-export const REDIS_QUEUE_DEFAULTS = {
-  /** Messages read per round trip when a client reconnects to its queue. */
-  readChunk: 500,
-} as const;
 
 const orderKey = (clientId: string) => `mq-order:{${encodeURIComponent(clientId)}}`;
 const dataKey = (clientId: string) => `mq-data:{${encodeURIComponent(clientId)}}`;
@@ -89,7 +84,7 @@ export function withRedisQueue<P extends object>(persistence: P, conn: RedisConn
     del(clientId, member) {
       commands.citypulseRemove(orderKey(clientId), dataKey(clientId), member).catch(failed('clearing an acknowledged message'));
     },
-    read: (clientId) => readQueue(conn, clientId, failed),
+    page: (clientId, from, limit) => readPage(conn, clientId, from as ReadCursor | undefined, limit, failed),
     async scan(clientId, cursor, before, limit) {
       const rows = await conn.zrangebyscore(orderKey(clientId), cursor ?? '-inf', Math.floor(before * 1000), 'WITHSCORES', 'LIMIT', 0, limit);
       const entries: QueueEntry[] = [];
@@ -132,49 +127,51 @@ function scoreClock(): () => number {
 }
 
 /**
- * A client's queue, oldest first, in chunks. The cursor is the last score read, inclusive, with the
- * members read at that score remembered: two nodes may queue a message at the same microsecond, and
- * acknowledgements arriving meanwhile must not shift what is read next (as an offset would).
+ * Where a read of a client's queue got to: the last score read, inclusive, with the members read at
+ * that score. Two nodes may queue a message at the same microsecond, and acknowledgements arriving
+ * meanwhile must not shift what is read next (as an offset would).
  */
-async function* readQueue(conn: RedisConnection, clientId: string, failed: (what: string) => (err: Error) => void): AsyncGenerator<QueuedPacket> {
+interface ReadCursor {
+  readonly score: string;
+  readonly members: ReadonlySet<string>;
+}
+
+/** A page of a client's queue, in order, from a cursor (session-queue.ts QueueBackend.page). */
+async function readPage(conn: RedisConnection, clientId: string, from: ReadCursor | undefined, limit: number, failed: (what: string) => (err: Error) => void): Promise<QueuePage> {
   const order = orderKey(clientId);
-  const data = dataKey(clientId);
-  let min = '-inf';
-  let atMin = new Set<string>();
-  for (;;) {
-    const limit = REDIS_QUEUE_DEFAULTS.readChunk + atMin.size;
-    const rows = await conn.zrangebyscore(order, min, '+inf', 'WITHSCORES', 'LIMIT', 0, limit);
-    const members: string[] = [];
-    let lastScore = min;
-    let atLast = new Set<string>();
-    for (let i = 0; i < rows.length; i += 2) {
-      const member = rows[i] as string;
-      const score = rows[i + 1] as string;
-      if (score === min && atMin.has(member)) continue;
-      members.push(member);
-      if (score !== lastScore) {
-        lastScore = score;
-        atLast = new Set<string>();
-      }
-      atLast.add(member);
+  const min = from?.score ?? '-inf';
+  const atMin = from?.members ?? new Set<string>();
+  const asked = limit + atMin.size;
+  const rows = await conn.zrangebyscore(order, min, '+inf', 'WITHSCORES', 'LIMIT', 0, asked);
+  const members: string[] = [];
+  let lastScore = min;
+  let atLast = new Set<string>();
+  for (let i = 0; i < rows.length; i += 2) {
+    const member = rows[i] as string;
+    const score = rows[i + 1] as string;
+    if (score === min && atMin.has(member)) continue;
+    members.push(member);
+    if (score !== lastScore) {
+      lastScore = score;
+      atLast = new Set<string>();
     }
-    if (members.length > 0) {
-      const blobs = await conn.hmgetBuffer(data, ...members);
-      for (let i = 0; i < members.length; i++) {
-        const blob = blobs[i];
-        // Acknowledged between the two reads, or a put cut short: nothing to deliver.
-        if (!blob) {
-          conn.zrem(order, members[i] as string).catch(failed('dropping an empty queue entry'));
-          continue;
-        }
-        yield msgpack.decode(blob);
-      }
-      if (lastScore === min) for (const member of atMin) atLast.add(member);
-      min = lastScore;
-      atMin = atLast;
-    }
-    if (rows.length < limit * 2) return;
+    atLast.add(member);
   }
+  const end = rows.length < asked * 2;
+  if (members.length === 0) return { packets: [], next: from, end };
+  if (lastScore === min) for (const member of atMin) atLast.add(member);
+  const blobs = await conn.hmgetBuffer(dataKey(clientId), ...members);
+  const packets: QueuedPacket[] = [];
+  for (let i = 0; i < members.length; i++) {
+    const blob = blobs[i];
+    // Acknowledged between the two reads, or a put cut short: nothing to deliver.
+    if (!blob) {
+      conn.zrem(order, members[i] as string).catch(failed('dropping an empty queue entry'));
+      continue;
+    }
+    packets.push(msgpack.decode(blob));
+  }
+  return { packets, next: { score: lastScore, members: atLast } satisfies ReadCursor, end, reachedAt: Number(lastScore) / 1000 };
 }
 
 /**

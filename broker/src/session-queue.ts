@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import type { Level } from 'level';
 import type { Logger } from 'pino';
-import type { Journal, JournalPacket } from './journal.js';
+import type { Journal, JournalPacket, JournalPosition } from './journal.js';
 
 /**
  * The queue of QoS 1/2 messages for persistent sessions (ingest's, above all), made cheap.
@@ -103,8 +103,12 @@ export interface QueueBackend {
   /** Replaces a client's message under an existing key (a PUBREL for its publish). */
   replace(clientId: string, key: string, packet: QueuedPacket): Promise<void>;
   del(clientId: string, key: string): void;
-  /** A client's queued messages, oldest first. */
-  read(clientId: string): AsyncIterable<QueuedPacket>;
+  /**
+   * Up to `limit` of a client's queued messages in queue order, from `from` (a previous page's
+   * `next`; undefined: the start). Messages acknowledged between two pages are not skipped over
+   * nor read twice.
+   */
+  page(clientId: string, from: unknown, limit: number): Promise<QueuePage>;
   flush(): Promise<void>;
   count(): number | Promise<number>;
   close?(): Promise<void>;
@@ -118,15 +122,43 @@ export interface QueueBackend {
   get?(clientId: string, keys: readonly string[]): Promise<Array<QueuedPacket | undefined>>;
 }
 
+export interface QueuePage {
+  readonly packets: QueuedPacket[];
+  /** Where the next page starts. */
+  readonly next: unknown;
+  /** Nothing more is queued after this page, for now. */
+  readonly end: boolean;
+  /** A shared store: when the last message looked at was queued (ms), for the sweep (QueueEntry.queuedAt). */
+  readonly reachedAt?: number;
+}
+
+/** Keys remembered as given before their live turn, at most (past it, forgotten: a turn may repeat a delivery). */
+const AHEAD_OF_LIVE_MAX = 100_000;
+
+/** Messages read from a store per page (a reconnect's queue, the in-flight window's pulls). */
+export const QUEUE_READ_PAGE = 500;
+
 /** The slice of an Aedes client (lib/client.js) the sweep uses. */
 export interface SweptClient {
   readonly id: string;
   readonly clean: boolean;
   readonly connected: boolean;
+  /** Between CONNECT and the end of sending its queue (Aedes sets `connected` only then). */
+  readonly connecting: boolean;
   readonly closed: boolean;
   /** Per broker id, the highest message number delivered live to this connection (Aedes' dedupe). */
   readonly duplicates: Record<string, number>;
-  deliverQoS(packet: QueuedPacket, done: (err?: Error | null) => void): void;
+  /** Aedes' delivery of a QoS 1/2 message (its dedupe, ACL check, packet id, outgoingUpdate, write); windowClient wraps it. */
+  deliverQoS: Deliver;
+}
+type Deliver = (packet: QueuedPacket, done: (err?: Error | null) => void) => void;
+
+/** What the in-flight window has done since start (broker metrics). */
+export interface WindowStats {
+  /** Times a connection's window filled, so its queue was read from the store instead of delivered live. */
+  windowFull: number;
+  /** Messages delivered from the store as acknowledgements freed the window. */
+  pulled: number;
 }
 
 export const QUEUE_SWEEP_DEFAULTS = {
@@ -157,6 +189,12 @@ export type FastQueue<P> = P &
   OutgoingQueue & {
     flushQueue(): Promise<void>;
     queuedMessages(): Promise<number>;
+    /**
+     * Gives a connecting client an outgoing in-flight window of `maxInflight` messages (see
+     * withQueue): call before its subscriptions are made (Aedes' preConnect).
+     */
+    windowClient(client: SweptClient, maxInflight: number): void;
+    windowStats(): Readonly<WindowStats>;
     /** Present when the store is shared (redis): see withQueue. */
     sweepQueues?(clients: Iterable<SweptClient>, settings?: Partial<QueueSweepSettings>): Promise<SweepResult>;
   };
@@ -176,7 +214,10 @@ export function withJournalQueue<P extends object>(persistence: P, journal: Jour
     },
     replace: (_clientId, key, packet) => journal.replace(key, packet),
     del: (_clientId, key) => journal.delete(key),
-    read: (clientId) => journal.read(clientPrefix(clientId)) as AsyncIterable<QueuedPacket>,
+    page: async (clientId, from, limit) => {
+      const page = await journal.page(clientPrefix(clientId), from as JournalPosition | undefined, limit);
+      return { packets: page.packets, next: page.next, end: page.end };
+    },
     flush: () => journal.flush(),
     count: () => journal.size,
     close: () => journal.close(),
@@ -207,6 +248,11 @@ export function withJournalQueue<P extends object>(persistence: P, journal: Jour
  * spends its whole CPU there (measured: 100 % of a core delivering 5,000 messages a second).
  * Here a client's queue is a map in queue order, so both are O(1).
  */
+interface MemoryCursor {
+  readonly queue: Map<string, QueuedPacket>;
+  readonly values: Iterator<QueuedPacket>;
+}
+
 export function withMemoryQueue<P extends object>(persistence: P): FastQueue<P> {
   const queues = new Map<string, Map<string, QueuedPacket>>();
   const backend: QueueBackend = {
@@ -224,8 +270,20 @@ export function withMemoryQueue<P extends object>(persistence: P): FastQueue<P> 
       const queue = queues.get(clientId);
       if (queue?.delete(key) && queue.size === 0) queues.delete(clientId);
     },
-    async *read(clientId) {
-      yield* [...(queues.get(clientId)?.values() ?? [])];
+    // A Map's iterator goes on past entries added after it was made and skips deleted ones: it is
+    // the cursor, while the client's map lasts (an emptied queue's map is dropped: start again).
+    async page(clientId, from, limit) {
+      const queue = queues.get(clientId);
+      if (!queue) return { packets: [], next: undefined, end: true };
+      const cursor = from as MemoryCursor | undefined;
+      const values = cursor?.queue === queue ? cursor.values : queue.values();
+      const packets: QueuedPacket[] = [];
+      while (packets.length < limit) {
+        const next = values.next();
+        if (next.done) return { packets, next: undefined, end: true };
+        packets.push(next.value);
+      }
+      return { packets, next: { queue, values } satisfies MemoryCursor, end: false };
     },
     flush: async () => undefined,
     count() {
@@ -245,17 +303,33 @@ export interface BrokerIdentity {
 /**
  * Gives a persistence the outgoing-queue methods over a backend (used by redis-queue.ts too).
  *
- * With a shared store (a backend with `scan` and `get`: Redis), `sweepQueues` closes a liveness
- * gap of cluster mode. A message is queued for a persistent session by the node it was published
- * on, then routed through Redis to the node its subscriber is connected to. When the routing is
- * lost (the router's subscriber connection dropped and came back, Redis went away between the two
- * steps, a node died between them), the message stayed in the queue until the subscriber next
- * reconnected, however long it stayed connected. The sweep looks through each connected persistent
- * client's queue and delivers what its connection was never given:
- * - a message numbered at or below the highest number the connection had already been delivered
- *   live from the same node at the previous sweep: a node routes its messages in the order it
- *   numbers them, so that message's turn had passed and it was missed;
- * - any message queued more than `staleAfterMs` ago (its node may have died before routing it).
+ * **In-flight window** (windowClient; like Mosquitto's max_inflight_messages). Aedes writes every
+ * message for a subscriber to its socket as it arrives, with no limit on how many are
+ * unacknowledged: once ingest falls behind, the backlog sits in the broker's memory (the socket's
+ * buffer, up to the drain limit) and in ingest's, not in the store, and every reconnect sends the
+ * whole queue at once. Here a persistent client's connection holds at most `maxInflight` messages
+ * given and not acknowledged:
+ * - live, while the window has room, a message is delivered as Aedes does;
+ * - once it is full, the connection turns to the store: live deliveries are dropped (the message
+ *   is queued before it is routed, Aedes' enqueueOffline), and as acknowledgements free the window
+ *   the queue is read on, in order, from where the last read stopped, and delivered;
+ * - once a read finds nothing more, live delivery resumes: the messages refused while that last
+ *   read was on its way go out first.
+ * A reconnect is sent the first window of its queue (outgoingStream), then goes on the same way.
+ *
+ * **Sweep** (a shared store: a backend with `scan` and `get`, Redis). A message is queued for a
+ * persistent session by the node it was published on, then routed through Redis to the node its
+ * subscriber is connected to. When the routing is lost (the router's subscriber connection dropped
+ * and came back, Redis went away between the two steps, a node died between them), the message
+ * stayed in the queue until the subscriber next reconnected, however long it stayed connected. The
+ * sweep looks through each connected persistent client's queue and delivers what its connection
+ * was never given:
+ * - live: a message numbered at or below the highest number the connection had already been
+ *   delivered live from the same node at the previous sweep (a node routes its messages in the
+ *   order it numbers them, so that message's turn had passed and it was missed), or queued more
+ *   than `staleAfterMs` ago (its node may have died before routing it);
+ * - reading from the store: a message behind where the reads got to (queued by another node
+ *   under a time its read had already passed: clocks differ by a little).
  * Never while the connection is still being sent its queue (a reconnect). It goes out as on a
  * reconnect, under a new packet id, and is cleared by the subscriber's acknowledgement as any other.
  */
@@ -264,14 +338,88 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
   const given = new Map<string, Given>();
   /** Clients whose connection is being sent its queue: outgoingStream open, by count. */
   const reading = new Map<string, number>();
+  /** The in-flight window of each connection given one. */
+  const flows = new WeakMap<object, Flow>();
+  const stats: WindowStats = { windowFull: 0, pulled: 0 };
   const keyOf = backend.keyOf ?? outgoingKey;
   const givenTo = (clientId: string): Given => {
     let g = given.get(clientId);
     if (!g) given.set(clientId, (g = { ids: new Map<number, InFlight>(), keys: new Map<string, number>() }));
     return g;
   };
+  /** Given to the connection, or on its way to it: not to be delivered again. */
+  const holds = (clientId: string, flow: Flow | undefined, key: string): boolean => (flow?.pending.has(key) ?? false) || (given.get(clientId)?.keys.has(key) ?? false);
+  const inFlight = (flow: Flow): number => flow.pending.size + (given.get(flow.client.id)?.keys.size ?? 0);
+  /** Hands a stored message to the connection (its window not checked). */
+  const give = (client: SweptClient, flow: Flow | undefined, packet: QueuedPacket, key: string): void => {
+    if (flow) {
+      flow.pending.add(key);
+      // From the store ahead of its live turn (routing lags the store): that turn is dropped.
+      if ((packet.brokerCounter ?? 0) > (flow.liveMarks.get(packet.brokerId as string) ?? 0)) {
+        if (flow.aheadOfLive.size >= AHEAD_OF_LIVE_MAX) flow.aheadOfLive.clear(); // turns that never came (lost routing)
+        flow.aheadOfLive.add(key);
+      }
+    }
+    deliverAgain(flow?.deliver ?? client.deliverQoS, client, packet);
+  };
 
-  const queue: OutgoingQueue & { flushQueue(): Promise<void>; queuedMessages(): Promise<number> } = {
+  /** Reads on from the store while the window has room; back to live delivery at the queue's end. */
+  const pull = async (flow: Flow): Promise<void> => {
+    const { client } = flow;
+    const alive = () => flows.get(client) === flow && (client.connected || client.connecting) && !client.closed && !reading.has(client.id);
+    while (flow.mode === 'pull' && alive()) {
+      let free = flow.window - inFlight(flow);
+      if (free < 1) return;
+      const refused: QueuedPacket[] = [];
+      if (flow.ahead.length === 0) {
+        const read: PageRead = { refused, acked: new Set() };
+        flow.read = read;
+        const page = await backend.page(client.id, flow.position, QUEUE_READ_PAGE).finally(() => (flow.read = undefined));
+        if (!alive()) return;
+        flow.position = page.next;
+        if (page.reachedAt !== undefined) flow.reachedAt = page.reachedAt;
+        flow.atEnd = page.end;
+        // Only what is still to give: not held now, nor acknowledged while the page was on its way.
+        flow.ahead = page.packets.filter((packet) => {
+          // A PUBREL in place of its publish: resent on the connection's reconnect, not from here.
+          if ((packet.cmd ?? 'publish') !== 'publish' || !packet.brokerId) return false;
+          const key = keyOf(client.id, packet);
+          return !read.acked.has(key) && !holds(client.id, flow, key);
+        });
+        free = flow.window - inFlight(flow);
+      }
+      const taking = Math.min(free, flow.ahead.length);
+      for (const packet of flow.ahead.slice(0, taking)) give(client, flow, packet, keyOf(client.id, packet));
+      stats.pulled += taking;
+      flow.ahead = flow.ahead.slice(taking);
+      if (flow.ahead.length === 0 && flow.atEnd) {
+        // Caught up. What was refused while the last page was read may be queued after it: it goes out now.
+        flow.mode = 'live';
+        for (const packet of refused) {
+          const key = keyOf(client.id, packet);
+          if (!holds(client.id, flow, key)) give(client, flow, packet, key);
+        }
+        return;
+      }
+      // Not caught up yet: what was refused meanwhile is queued after where the reads got to.
+      if (refused.length > 0) flow.atEnd = false;
+    }
+  };
+  /** Starts a pull if the connection reads from the store and its window has room for a batch. */
+  const kick = (flow: Flow): void => {
+    if (flow.mode !== 'pull' || flow.pulling || flow.window - inFlight(flow) < flow.batch) return;
+    flow.pulling = true;
+    pull(flow)
+      .catch(() => {
+        // The store is away (its connection logs the outage): tried again shortly; the messages stay queued.
+        setTimeout(() => kick(flow), 1_000).unref();
+      })
+      .finally(() => {
+        flow.pulling = false;
+      });
+  };
+
+  const queue: OutgoingQueue & Omit<FastQueue<object>, 'sweepQueues'> = {
     async outgoingEnqueue(sub, packet) {
       await backend.put([sub.clientId], packet);
     },
@@ -280,17 +428,21 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
       await backend.put(subs.map((sub) => sub.clientId), packet);
     },
     async outgoingUpdate(client, packet) {
+      // A delivery that reaches here after its connection closed: what it gives is not this
+      // client's next connection's to hold (the record is per client id).
+      if ((client as { closed?: boolean }).closed) return;
       const g = givenTo(client.id);
       const id = packet.messageId ?? 0;
       if (packet.brokerId) {
         // A queued publish handed to the client under a (new) packet id.
         const key = keyOf(client.id, packet);
+        flows.get(client)?.pending.delete(key);
         const entry: InFlight = { key, packet };
         const first = g.ids.get(id);
         if (first) {
-          // The id came round again while its message is unacknowledged: Aedes numbers deliveries
-          // 1–65,535 in turn with no in-flight window, and ingest far behind holds more. PUBACKs
-          // come in the order the messages were received [MQTT-4.6.0-2]: the oldest goes first.
+          // The id came round again while its message is unacknowledged (a window above 65,535,
+          // or a client without one): PUBACKs come in the order the messages were received
+          // [MQTT-4.6.0-2], so the oldest goes first.
           let last = first;
           while (last.next) last = last.next;
           last.next = entry;
@@ -310,12 +462,14 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
       const g = given.get(client.id);
       const id = packet.messageId ?? 0;
       const entry = g?.ids.get(id);
+      const flow = flows.get(client);
       if (!g || !entry) {
-        // A stored message dropped without a delivery (clean session, or not to be forwarded) —
-        // unless this connection holds it under a packet id (the sweep gave it): its
-        // acknowledgement clears it then.
+        // A stored message dropped without a delivery (clean session, not to be forwarded, a
+        // duplicate) — unless this connection holds it under a packet id (the sweep or the window
+        // gave it): its acknowledgement clears it then.
         if (!packet.brokerId) return undefined;
         const key = keyOf(client.id, packet);
+        flow?.pending.delete(key);
         if (!g?.keys.has(key)) backend.del(client.id, key);
         return packet;
       }
@@ -324,6 +478,10 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
       if (g.keys.get(entry.key) === id) g.keys.delete(entry.key);
       if (g.ids.size === 0) given.delete(client.id);
       backend.del(client.id, entry.key);
+      if (flow) {
+        flow.read?.acked.add(entry.key);
+        kick(flow);
+      }
       return entry.packet;
     },
     outgoingStream(client) {
@@ -331,19 +489,104 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
       // the last connection are forgotten.
       given.delete(client.id);
       reading.set(client.id, (reading.get(client.id) ?? 0) + 1);
-      const stream = Readable.from(backend.read(client.id));
+      const flow = flows.get(client);
+      if (flow) {
+        flow.mode = 'pull';
+        flow.position = undefined;
+        flow.ahead = [];
+      }
+      const stream = Readable.from(flow ? firstWindow(flow) : readAll(client.id));
       stream.once('close', () => {
         const left = (reading.get(client.id) ?? 1) - 1;
         if (left > 0) reading.set(client.id, left);
         else reading.delete(client.id);
+        if (flow) kick(flow);
       });
       return stream;
     },
+    windowClient(client, maxInflight) {
+      const deliver = client.deliverQoS;
+      const flow: Flow = {
+        client,
+        deliver,
+        window: maxInflight,
+        batch: Math.max(1, Math.min(QUEUE_READ_PAGE, Math.ceil(maxInflight / 4))),
+        mode: 'live',
+        position: undefined,
+        ahead: [],
+        atEnd: false,
+        pending: new Set(),
+        liveMarks: new Map(),
+        aheadOfLive: new Set(),
+        pulling: false,
+      };
+      flows.set(client, flow);
+      client.deliverQoS = (packet, done) => {
+        // Only what the store keeps for this client is held back: QoS 1/2 from a node (not a
+        // retained message sent on SUBSCRIBE, nor one to a clean session).
+        if (client.clean || !packet.brokerId || packet.retain || !packet.qos) {
+          deliver(packet, done);
+          return;
+        }
+        const key = keyOf(client.id, packet);
+        const brokerId = packet.brokerId;
+        if ((packet.brokerCounter ?? 0) > (flow.liveMarks.get(brokerId) ?? 0)) flow.liveMarks.set(brokerId, packet.brokerCounter ?? 0);
+        if (flow.aheadOfLive.delete(key) || holds(client.id, flow, key)) {
+          // Already given from the store (its live turn came after): once is enough.
+          setImmediate(done);
+          return;
+        }
+        if (flow.mode === 'live' && inFlight(flow) < flow.window) {
+          flow.pending.add(key);
+          deliver(packet, done);
+          return;
+        }
+        if (flow.mode === 'live') {
+          flow.mode = 'pull';
+          stats.windowFull++;
+        }
+        // Queued: read from the store in its turn. One refused while a read is on its way may be
+        // queued after what that read finds.
+        if (flow.read) flow.read.refused.push(packet);
+        else flow.atEnd = false;
+        setImmediate(done);
+        kick(flow);
+      };
+    },
+    windowStats: () => stats,
     flushQueue: () => backend.flush(),
     queuedMessages: async () => backend.count(),
   };
 
-  const sweep = hasScan(backend) ? queueSweep(backend, given, reading, keyOf) : undefined;
+  /** A reconnect's first window of its queue (PUBRELs on top); the rest follows as it is acknowledged. */
+  async function* firstWindow(flow: Flow): AsyncGenerator<QueuedPacket> {
+    let publishes = 0;
+    while (publishes < flow.window) {
+      const page = await backend.page(flow.client.id, flow.position, Math.min(QUEUE_READ_PAGE, flow.window - publishes));
+      flow.position = page.next;
+      if (page.reachedAt !== undefined) flow.reachedAt = page.reachedAt;
+      for (const packet of page.packets) {
+        if ((packet.cmd ?? 'publish') === 'publish') publishes++;
+        // Held from here: the stream may end (and reads from the store start) before Aedes has given it an id.
+        if (packet.brokerId) flow.pending.add(keyOf(flow.client.id, packet));
+        yield packet;
+      }
+      if (page.end) return;
+    }
+  }
+
+  /** A client's whole queue (a connection without a window). */
+  async function* readAll(clientId: string): AsyncGenerator<QueuedPacket> {
+    let from: unknown;
+    for (;;) {
+      const page = await backend.page(clientId, from, QUEUE_READ_PAGE);
+      yield* page.packets;
+      if (page.end) return;
+      from = page.next;
+    }
+  }
+
+  const sweep = hasScan(backend) ? queueSweep(backend, { reading, flows, holds, give, kick }, keyOf) : undefined;
 
   const target = persistence as P & { setup?: (broker: unknown) => Promise<void>; destroy?: () => Promise<void> };
   const setup = target.setup?.bind(persistence);
@@ -363,6 +606,43 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
   return persistence as FastQueue<P>;
 }
 
+/** A connection's in-flight window (withQueue, windowClient). */
+interface Flow {
+  readonly client: SweptClient;
+  /** Aedes' own deliverQoS (windowClient wraps the client's). */
+  readonly deliver: Deliver;
+  readonly window: number;
+  /** Free places in the window that start a read from the store. */
+  readonly batch: number;
+  /** live: delivered as routed; pull: read from the store (the window filled, or a reconnect). */
+  mode: 'live' | 'pull';
+  /** Where the next read from the store starts (the backend's cursor). */
+  position: unknown;
+  /** Read from the store, not yet delivered (the window filled first). */
+  ahead: QueuedPacket[];
+  /** The last read found the end of the queue, and nothing was refused since. */
+  atEnd: boolean;
+  /** A shared store: when the message the reads got to was queued (ms). */
+  reachedAt?: number;
+  /** Keys handed to Aedes' delivery, not yet given a packet id (outgoingUpdate) or dropped. */
+  readonly pending: Set<string>;
+  /** A read from the store on its way. */
+  read?: PageRead;
+  /** Per broker id, the highest number whose live turn came (delivered or refused): a node routes in number order. */
+  readonly liveMarks: Map<string, number>;
+  /** Keys given from the store before their live turn came. */
+  readonly aheadOfLive: Set<string>;
+  pulling: boolean;
+}
+
+/** What happens while a page is read from the store. */
+interface PageRead {
+  /** Live messages refused: they may be queued after what the page finds. */
+  readonly refused: QueuedPacket[];
+  /** Keys acknowledged: the page may still hold them. */
+  readonly acked: Set<string>;
+}
+
 interface SweepState {
   /** `duplicates` of the connection at the previous sweep. */
   marks: Record<string, number>;
@@ -373,13 +653,17 @@ interface SweepState {
 type ScanningBackend = QueueBackend & Required<Pick<QueueBackend, 'scan' | 'get'>>;
 const hasScan = (backend: QueueBackend): backend is ScanningBackend => typeof backend.scan === 'function' && typeof backend.get === 'function';
 
+/** What the sweep shares with withQueue. */
+interface SweepContext {
+  readonly reading: ReadonlyMap<string, number>;
+  readonly flows: WeakMap<object, Flow>;
+  holds(clientId: string, flow: Flow | undefined, key: string): boolean;
+  give(client: SweptClient, flow: Flow | undefined, packet: QueuedPacket, key: string): void;
+  kick(flow: Flow): void;
+}
+
 /** The sweep of withQueue, over a backend's scan and get and the queue's record of what was given. */
-function queueSweep(
-  backend: ScanningBackend,
-  given: ReadonlyMap<string, Given>,
-  reading: ReadonlyMap<string, number>,
-  keyOf: (clientId: string, packet: QueuedPacket) => string,
-): NonNullable<FastQueue<object>['sweepQueues']> {
+function queueSweep(backend: ScanningBackend, queue: SweepContext, keyOf: (clientId: string, packet: QueuedPacket) => string): NonNullable<FastQueue<object>['sweepQueues']> {
   const states = new WeakMap<SweptClient, SweepState>();
   let sweeping = false;
 
@@ -387,7 +671,8 @@ function queueSweep(
   const sweepClient = async (client: SweptClient, s: QueueSweepSettings): Promise<number | undefined> => {
     const marks = { ...client.duplicates };
     const state = states.get(client);
-    if (!state || reading.has(client.id)) {
+    const flow = queue.flows.get(client);
+    if (!state || queue.reading.has(client.id)) {
       // A new connection, or one still being sent its queue: note how far live delivery got.
       states.set(client, { marks, cursor: state?.cursor });
       return undefined;
@@ -395,19 +680,26 @@ function queueSweep(
     const passed = state.marks;
     state.marks = marks;
     const now = Date.now();
+    // Reading from the store: only what lies behind where the reads got to was passed over.
+    const behind = flow?.mode === 'pull' ? flow.reachedAt : undefined;
+    if (flow?.mode === 'pull') {
+      queue.kick(flow); // a read that failed (the store was away) is tried again
+      if (behind === undefined) return 0;
+    }
+    const ahead = new Set(flow?.ahead.map((packet) => keyOf(client.id, packet)));
+    const missed = (entry: QueueEntry): boolean => {
+      if (behind !== undefined) return !ahead.has(entry.key);
+      const mark = passed[entry.brokerId];
+      return (mark !== undefined && entry.brokerCounter <= mark) || entry.queuedAt < now - s.staleAfterMs;
+    };
     const candidates: string[] = [];
     let scanned = 0;
     let cursor = state.cursor;
     do {
-      const page = await backend.scan(client.id, cursor, now - s.intervalMs, Math.min(s.scanPage, s.scanPerSweep - scanned));
+      const page = await backend.scan(client.id, cursor, behind ?? now - s.intervalMs, Math.min(s.scanPage, s.scanPerSweep - scanned));
       // Checked against what was given as each page arrives: a message acknowledged after this is
       // not a candidate, and one acknowledged before has had its removal sent ahead of the get below.
-      const keys = given.get(client.id)?.keys;
-      for (const entry of page.entries) {
-        if (keys?.has(entry.key)) continue;
-        const mark = passed[entry.brokerId];
-        if ((mark !== undefined && entry.brokerCounter <= mark) || entry.queuedAt < now - s.staleAfterMs) candidates.push(entry.key);
-      }
+      for (const entry of page.entries) if (!queue.holds(client.id, flow, entry.key) && missed(entry)) candidates.push(entry.key);
       scanned += page.entries.length;
       cursor = page.cursor;
     } while (cursor !== undefined && scanned < s.scanPerSweep && candidates.length < s.deliverPerSweep);
@@ -419,8 +711,9 @@ function queueSweep(
       if (!client.connected || client.closed) break;
       // Gone (acknowledged meanwhile), a PUBREL (its publish was given), or given meanwhile.
       if (!packet || (packet.cmd ?? 'publish') !== 'publish' || !packet.brokerId) continue;
-      if (given.get(client.id)?.keys.has(keyOf(client.id, packet))) continue;
-      deliverAgain(client, packet);
+      const key = keyOf(client.id, packet);
+      if (queue.holds(client.id, flow, key)) continue;
+      queue.give(client, flow, packet, key);
       delivered++;
     }
     return delivered;
@@ -453,13 +746,13 @@ function queueSweep(
  * numbered below what the client was last delivered from that node: its mark is lowered for the
  * synchronous check and put back at once, so later live messages are judged as before.
  */
-function deliverAgain(client: SweptClient, packet: QueuedPacket): void {
+function deliverAgain(deliver: Deliver, client: SweptClient, packet: QueuedPacket): void {
   const duplicates = client.duplicates;
   const brokerId = packet.brokerId as string;
   const had = brokerId in duplicates ? duplicates[brokerId] : undefined;
   duplicates[brokerId] = (packet.brokerCounter ?? 1) - 1;
   try {
-    client.deliverQoS(new Packet(packet), () => undefined);
+    deliver(new Packet(packet), () => undefined);
   } finally {
     if (had === undefined) delete duplicates[brokerId];
     else duplicates[brokerId] = had;

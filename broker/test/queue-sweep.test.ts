@@ -131,6 +131,9 @@ describe('queue sweep (cluster mode, BROKER_STORE=redis)', () => {
   it('delivers a queued message that its node never routed (it died in between) once it is staleAfterMs old', { timeout: 60_000 }, async () => {
     const [a, b] = nodes as [Node, Node];
     const ingest = await subscriber(b.url, 'ingest-sweep-2');
+    // Its connection has read its (empty) queue and delivers live: what is queued after this is
+    // the sweep's to find, not the reconnect's.
+    await sleep(1_000);
     const before = await redelivered(b);
     // As node A's store queued it for the subscriber, numbered by a node that is gone.
     const queue = a.store.persistence as FastQueue<object>;

@@ -1,4 +1,4 @@
-import { appendFile, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { appendFile, mkdir, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,9 +6,10 @@ import { Level } from 'level';
 import { pino } from 'pino';
 import { connectRedis, startRedis, type RunningRedis } from '@citypulse/infra';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Journal } from '../src/journal.js';
-import { REDIS_QUEUE_DEFAULTS, withRedisQueue, type RedisConnection } from '../src/redis-queue.js';
-import { msgpack, withJournalQueue, withMemoryQueue, type QueuedPacket } from '../src/session-queue.js';
+import type { Journal } from '../src/journal.js';
+import { journalFolder } from './journal-dir.js';
+import { withRedisQueue, type RedisConnection } from '../src/redis-queue.js';
+import { msgpack, QUEUE_READ_PAGE, withJournalQueue, withMemoryQueue, type QueuedPacket } from '../src/session-queue.js';
 
 /** The queues that replace those of aedes-persistence-level (disk: the journal, beside a real LevelDB) and of Aedes' memory persistence. */
 const logger = pino({ level: 'silent' });
@@ -43,24 +44,14 @@ const expectPubrelInPlace = async (queue: ReturnType<typeof withMemoryQueue<Plai
     await expect(queue.outgoingUpdate({ id: 'ingest-1' }, { cmd: 'pubrel', messageId: 6 })).rejects.toThrow('no such packet');
 };
 
-let dir: string;
+const { dir, openJournal, segments } = journalFolder('session-queue');
 let db: Level<string, Buffer>;
-const journals: Journal[] = [];
-const openJournal = async (segmentBytes?: number) => {
-  const journal = await Journal.open(join(dir, 'queue'), logger, segmentBytes);
-  journals.push(journal);
-  return journal;
-};
-const segments = async () => (await readdir(join(dir, 'queue'))).filter((f) => f.endsWith('.seg')).sort();
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'citypulse-session-queue-'));
-  db = new Level<string, Buffer>(join(dir, 'level'));
+  db = new Level<string, Buffer>(join(dir(), 'level'));
   await db.open();
 });
 afterEach(async () => {
-  for (const journal of journals.splice(0)) await journal.close();
   await db.close();
-  await rm(dir, { recursive: true, force: true });
 });
 
 describe('withJournalQueue (the disk store)', () => {
@@ -207,7 +198,7 @@ describe('Journal', () => {
     for (let i = 1; i <= 3; i++) await journal.enqueue(key('ingest-1', i), packet(i));
     await journal.close();
     const [first] = await segments();
-    await appendFile(join(dir, 'queue', first as string), Buffer.from([200, 0, 0, 0, 1, 5])); // a record's first bytes
+    await appendFile(join(dir(), 'queue', first as string), Buffer.from([200, 0, 0, 0, 1, 5])); // a record's first bytes
     const again = await openJournal();
     expect(again.size).toBe(3);
     await again.enqueue(key('ingest-1', 4), packet(4));
@@ -219,10 +210,10 @@ describe('Journal', () => {
     const journal = await openJournal(100); // a segment per message
     await journal.enqueue(key('ingest-1', 1), packet(1));
     await journal.enqueue(key('ingest-1', 2), packet(2));
-    await rm(join(dir, 'queue'), { recursive: true, force: true }); // the folder is gone: the next segment cannot be opened
+    await rm(join(dir(), 'queue'), { recursive: true, force: true }); // the folder is gone: the next segment cannot be opened
     await expect(journal.enqueue(key('ingest-1', 3), packet(3))).rejects.toThrow(/ENOENT/);
     expect(journal.size).toBe(2); // the refused message is not counted: its publisher gets no PUBACK and resends
-    await mkdir(join(dir, 'queue'));
+    await mkdir(join(dir(), 'queue'));
     await journal.enqueue(key('ingest-1', 4), packet(4));
     expect(journal.size).toBe(3);
   });
@@ -336,7 +327,7 @@ describe('withRedisQueue (the Redis store)', () => {
   it('reads a backlog in chunks without skipping what follows messages acknowledged while it reads', async () => {
     const conn = await connect();
     const queue = await queueOn(conn);
-    const n = REDIS_QUEUE_DEFAULTS.readChunk * 3 + 7;
+    const n = QUEUE_READ_PAGE * 3 + 7;
     await Promise.all(Array.from({ length: n }, (_, i) => queue.outgoingEnqueue({ clientId: 'ingest-1' }, packet(i + 1))));
     const seen: number[] = [];
     for await (const item of queue.outgoingStream({ id: 'ingest-1' })) {
@@ -356,7 +347,7 @@ describe('withRedisQueue (the Redis store)', () => {
     const conn = await connect();
     await queueOn(conn);
     // Same score, members across a chunk boundary: the cursor must neither repeat nor skip them.
-    const members = Array.from({ length: REDIS_QUEUE_DEFAULTS.readChunk + 3 }, (_, i) => `node-${i}:1`);
+    const members = Array.from({ length: QUEUE_READ_PAGE + 3 }, (_, i) => `node-${i}:1`);
     for (const [i, member] of members.entries()) {
       await conn.zadd('mq-order:{ingest-1}', 42, member);
       await conn.hset('mq-data:{ingest-1}', member, msgpack.encode({ ...packet(i + 1), brokerId: `node-${i}`, brokerCounter: 1 }));
