@@ -294,7 +294,7 @@ export class Journal {
    * open between pages.
    */
   async page(prefix: string, from: JournalPosition | undefined, limit: number): Promise<JournalPage> {
-    await this.flush();
+    await this.#settled();
     const packets: JournalPacket[] = [];
     let next: JournalPosition = from ?? { segment: 0, offset: 0 };
     let end = true;
@@ -324,6 +324,15 @@ export class Journal {
       if (!end) break;
     }
     return { packets, next, end };
+  }
+
+  /**
+   * What was appended before the call is in the file (or failed). Unlike flush(), later appends
+   * are not waited for: under steady traffic there is always another write on its way.
+   */
+  async #settled(): Promise<void> {
+    if (this.#pending.length > 0) await this.#wait().catch(() => undefined);
+    else await this.#writing;
   }
 
   /** Everything appended so far is in the file (or failed). */

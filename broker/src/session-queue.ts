@@ -135,8 +135,11 @@ export interface QueuePage {
 /** Keys remembered as given before their live turn, at most (past it, forgotten: a turn may repeat a delivery). */
 const AHEAD_OF_LIVE_MAX = 100_000;
 
-/** Messages read from a store per page (a reconnect's queue, the in-flight window's pulls). */
-export const QUEUE_READ_PAGE = 500;
+/**
+ * Messages read from a store per page (a reconnect's queue, the in-flight window's pulls): on a
+ * broker whose event loop is full, each read waits its turn, so a page must carry many.
+ */
+export const QUEUE_READ_PAGE = 2_000;
 
 /** The slice of an Aedes client (lib/client.js) the sweep uses. */
 export interface SweptClient {
@@ -340,6 +343,8 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
   const reading = new Map<string, number>();
   /** The in-flight window of each connection given one. */
   const flows = new WeakMap<object, Flow>();
+  /** Per client id, the window of its newest connection (persistent clients only). */
+  const latest = new Map<string, WeakRef<Flow>>();
   const stats: WindowStats = { windowFull: 0, pulled: 0 };
   const keyOf = backend.keyOf ?? outgoingKey;
   const givenTo = (clientId: string): Given => {
@@ -354,27 +359,29 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
   const give = (client: SweptClient, flow: Flow | undefined, packet: QueuedPacket, key: string): void => {
     if (flow) {
       flow.pending.add(key);
-      // From the store ahead of its live turn (routing lags the store): that turn is dropped.
-      if ((packet.brokerCounter ?? 0) > (flow.liveMarks.get(packet.brokerId as string) ?? 0)) {
-        if (flow.aheadOfLive.size >= AHEAD_OF_LIVE_MAX) flow.aheadOfLive.clear(); // turns that never came (lost routing)
-        flow.aheadOfLive.add(key);
-      }
+      noteAheadOfLive(flow, packet, key);
     }
     deliverAgain(flow?.deliver ?? client.deliverQoS, client, packet);
   };
 
-  /** Reads on from the store while the window has room; back to live delivery at the queue's end. */
+  /**
+   * Reads on from the store and delivers while the window has room; back to live delivery at the
+   * queue's end. The next page is read while the window is full, so PUBACKs find it ready.
+   */
   const pull = async (flow: Flow): Promise<void> => {
     const { client } = flow;
     const alive = () => flows.get(client) === flow && (client.connected || client.connecting) && !client.closed && !reading.has(client.id);
     while (flow.mode === 'pull' && alive()) {
-      let free = flow.window - inFlight(flow);
-      if (free < 1) return;
       const refused: QueuedPacket[] = [];
       if (flow.ahead.length === 0) {
         const read: PageRead = { refused, acked: new Set() };
         flow.read = read;
-        const page = await backend.page(client.id, flow.position, QUEUE_READ_PAGE).finally(() => (flow.read = undefined));
+        let page: QueuePage;
+        try {
+          page = await backend.page(client.id, flow.position, Math.min(flow.window, QUEUE_READ_PAGE));
+        } finally {
+          flow.read = undefined;
+        }
         if (!alive()) return;
         flow.position = page.next;
         if (page.reachedAt !== undefined) flow.reachedAt = page.reachedAt;
@@ -386,12 +393,17 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
           const key = keyOf(client.id, packet);
           return !read.acked.has(key) && !holds(client.id, flow, key);
         });
-        free = flow.window - inFlight(flow);
       }
-      const taking = Math.min(free, flow.ahead.length);
-      for (const packet of flow.ahead.slice(0, taking)) give(client, flow, packet, keyOf(client.id, packet));
-      stats.pulled += taking;
-      flow.ahead = flow.ahead.slice(taking);
+      let given = 0;
+      for (let free = flow.window - inFlight(flow); given < flow.ahead.length && free > 0; given++) {
+        const packet = flow.ahead[given] as QueuedPacket;
+        const key = keyOf(client.id, packet);
+        if (holds(client.id, flow, key)) continue;
+        give(client, flow, packet, key);
+        stats.pulled++;
+        free--;
+      }
+      flow.ahead = flow.ahead.slice(given);
       if (flow.ahead.length === 0 && flow.atEnd) {
         // Caught up. What was refused while the last page was read may be queued after it: it goes out now.
         flow.mode = 'live';
@@ -403,6 +415,8 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
       }
       // Not caught up yet: what was refused meanwhile is queued after where the reads got to.
       if (refused.length > 0) flow.atEnd = false;
+      // The window is full and the next page is read: PUBACKs go on from here.
+      if (flow.ahead.length > 0) return;
     }
   };
   /** Starts a pull if the connection reads from the store and its window has room for a batch. */
@@ -495,12 +509,15 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
         flow.position = undefined;
         flow.ahead = [];
       }
+      if (flow) latest.set(client.id, new WeakRef(flow));
       const stream = Readable.from(flow ? firstWindow(flow) : readAll(client.id));
       stream.once('close', () => {
         const left = (reading.get(client.id) ?? 1) - 1;
         if (left > 0) reading.set(client.id, left);
         else reading.delete(client.id);
-        if (flow) kick(flow);
+        // The client id's newest connection goes on (a takeover's old stream may close after the new one's).
+        const current = latest.get(client.id)?.deref();
+        if (current && left === 0) kick(current);
       });
       return stream;
     },
@@ -568,7 +585,11 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
       for (const packet of page.packets) {
         if ((packet.cmd ?? 'publish') === 'publish') publishes++;
         // Held from here: the stream may end (and reads from the store start) before Aedes has given it an id.
-        if (packet.brokerId) flow.pending.add(keyOf(flow.client.id, packet));
+        if (packet.brokerId) {
+          const key = keyOf(flow.client.id, packet);
+          flow.pending.add(key);
+          noteAheadOfLive(flow, packet, key);
+        }
         yield packet;
       }
       if (page.end) return;
@@ -604,6 +625,23 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
     },
   });
   return persistence as FastQueue<P>;
+}
+
+/** A message given from the store before its live turn came (routing lags the store): that turn is to be dropped. */
+function noteAheadOfLive(flow: Flow, packet: QueuedPacket, key: string): void {
+  const brokerId = packet.brokerId as string;
+  if ((packet.brokerCounter ?? 0) <= (flow.liveMarks.get(brokerId) ?? 0)) return;
+  if (flow.aheadOfLive.size >= AHEAD_OF_LIVE_MAX) {
+    // Forget the turns that will not come: passed (a node routes in number order), or of a node
+    // not routing to this connection (one restarted under a new id, or gone).
+    for (const held of flow.aheadOfLive) {
+      const at = held.lastIndexOf(':');
+      const mark = flow.liveMarks.get(held.slice(held.lastIndexOf(':', at - 1) + 1, at));
+      if (mark === undefined || Number(held.slice(at + 1)) <= mark) flow.aheadOfLive.delete(held);
+    }
+    if (flow.aheadOfLive.size >= AHEAD_OF_LIVE_MAX / 2) flow.aheadOfLive.clear();
+  }
+  flow.aheadOfLive.add(key);
 }
 
 /** A connection's in-flight window (withQueue, windowClient). */
