@@ -32,8 +32,6 @@ export const JOURNAL_DEFAULTS = {
   segmentBytes: 16 * 1024 * 1024,
   /** Bytes of a segment file read at a time: a backlog is paged through, not held in memory whole. */
   readChunkBytes: 1024 * 1024,
-  /** Messages `read` takes per page: what it holds decoded at a time. */
-  readPage: 1000,
 } as const;
 
 export interface JournalPacket {
@@ -272,17 +270,6 @@ export class Journal {
     if (!this.#applyDelete(key)) return;
     this.#pending.push({ type: DEL, key, record: encodeRecord(DEL, key), cancelled: false });
     this.#schedule();
-  }
-
-  /** The queued messages whose keys start with `prefix` (one client's), oldest first, a page at a time. */
-  async *read(prefix: string): AsyncGenerator<JournalPacket> {
-    let from: JournalPosition | undefined;
-    for (;;) {
-      const { packets, next, end } = await this.page(prefix, from, JOURNAL_DEFAULTS.readPage);
-      yield* packets;
-      if (end) return;
-      from = next;
-    }
   }
 
   /**

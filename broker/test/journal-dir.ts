@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach } from 'vitest';
-import { Journal } from '../src/journal.js';
+import { Journal, type JournalPacket, type JournalPosition } from '../src/journal.js';
 
 /**
  * A fresh folder for each test of the calling file, with journals opened in its `queue`
@@ -29,4 +29,16 @@ export function journalFolder(name: string) {
     /** The journal's segment files, oldest first. */
     segments: async () => (await readdir(join(dir, 'queue'))).filter((f) => f.endsWith('.seg')).sort(),
   };
+}
+
+/** Every queued message whose key starts with `prefix`, oldest first, read a page at a time. */
+export async function readQueue(journal: Journal, prefix: string): Promise<JournalPacket[]> {
+  const all: JournalPacket[] = [];
+  let from: JournalPosition | undefined;
+  for (;;) {
+    const { packets, next, end } = await journal.page(prefix, from, 1000);
+    all.push(...packets);
+    if (end) return all;
+    from = next;
+  }
 }

@@ -2,7 +2,7 @@ import { appendFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { JOURNAL_DEFAULTS, type Journal, type JournalPacket, type JournalPosition } from '../src/journal.js';
-import { journalFolder } from './journal-dir.js';
+import { journalFolder, readQueue } from './journal-dir.js';
 
 /** Journal.page: a client's queue read a page at a time, each page from where the last one stopped. */
 const brokerId = 'broker-a';
@@ -165,8 +165,7 @@ describe('Journal.page', () => {
     await journal.close();
     const again = await openJournal(2048);
     expect(shown((await pages(again, 'ingest-1', 4)).read.flat())).toEqual(before);
-    const streamed: JournalPacket[] = [];
-    for await (const p of again.read(prefix('ingest-1'))) streamed.push(p);
+    const streamed = await readQueue(again, prefix('ingest-1'));
     expect(shown(streamed)).toEqual(before);
   });
 

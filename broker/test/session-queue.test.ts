@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { connectRedis, startRedis, type RunningRedis } from '@citypulse/infra';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Journal } from '../src/journal.js';
-import { journalFolder } from './journal-dir.js';
+import { journalFolder, readQueue } from './journal-dir.js';
 import { withRedisQueue, type RedisConnection } from '../src/redis-queue.js';
 import { msgpack, QUEUE_READ_PAGE, withJournalQueue, withMemoryQueue, type QueuedPacket } from '../src/session-queue.js';
 
@@ -144,8 +144,7 @@ describe('Journal', () => {
     const again = await openJournal(4096);
     expect(again.size).toBe(10);
     expect(again.maxCounter(broker.id)).toBe(100);
-    const back = [];
-    for await (const p of again.read('outgoing:ingest-1:')) back.push(p);
+    const back = await readQueue(again, 'outgoing:ingest-1:');
     expect(back.map((p) => [p.brokerCounter, p.cmd])).toEqual([10, 20, 30, 40, 50, 60, 70, 80, 90, 100].map((n) => [n, n === 50 ? 'pubrel' : 'publish']));
     expect(back[0]?.payload?.toString()).toBe('{"seq":10}');
   });
@@ -202,8 +201,7 @@ describe('Journal', () => {
     const again = await openJournal();
     expect(again.size).toBe(3);
     await again.enqueue(key('ingest-1', 4), packet(4));
-    const back = [];
-    for await (const p of again.read('outgoing:ingest-1:')) back.push(p.brokerCounter);
+    const back = (await readQueue(again, 'outgoing:ingest-1:')).map((p) => p.brokerCounter);
     expect(back).toEqual([1, 2, 3, 4]);
   });
   it('refuses the messages it cannot store (no segment can be opened) without stopping, and stores again once it can', async () => {
