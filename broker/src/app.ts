@@ -17,7 +17,7 @@ import { BrokerMetrics, domainOfTopic, type ClientErrorKind, type DomainLabel, t
 import type { DeviceRegistry, Principal } from './registry.js';
 import { memoryPersistence } from './persistence.js';
 import { createRouter, type Router } from './router.js';
-import { QUEUE_SWEEP_DEFAULTS, type FastQueue, type QueueSweepSettings, type SweptClient } from './session-queue.js';
+import { QUEUE_SWEEP_DEFAULTS, type FastQueue, type QueueSweepSettings, type SweptClient, type WindowHoldSettings } from './session-queue.js';
 
 export { BROKER_DEFAULTS, type BrokerLimits };
 
@@ -68,6 +68,8 @@ export interface BuildBrokerOptions {
   readonly mq?: Router;
   /** The sweep of a shared (Redis) message queue: session-queue.ts withQueue (tests shorten it). */
   readonly queueSweep?: Partial<QueueSweepSettings>;
+  /** How long a publish may wait for a subscriber reading from its queue: session-queue.ts withQueue (tests shorten it). */
+  readonly windowHold?: Partial<WindowHoldSettings>;
 }
 
 /** A client whose socket buffer has not emptied for the drain timeout is cut off past this size even if alive (memory bound). */
@@ -98,6 +100,16 @@ interface Session {
 /** Marks a publish the rate limit dropped: acknowledged to the device, delivered to nobody. */
 const DROPPED = Symbol('citypulse.dropped');
 type MaybeDropped = PublishPacket & { [DROPPED]?: true };
+const PENDING = Symbol('citypulse.pendingPublishes');
+const PAUSED = Symbol('citypulse.pausedForPublishes');
+/** A connection's publishes still being routed, and whether that stopped its reading (paceOf). */
+interface PacedClient {
+  [PENDING]?: number;
+  [PAUSED]?: boolean;
+  pause(): void;
+  resume(): void;
+  readonly closed: boolean;
+}
 
 /**
  * Builds the platform's Aedes broker: device authentication against the registry (hashes only),
@@ -185,7 +197,7 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
     preConnect(client, packet, done) {
       keepalives.set(client, packet.keepalive ?? 0);
       // Before the session's subscriptions are restored: they capture the client's delivery.
-      queue.windowClient?.(client as unknown as SweptClient, limits.maxInflightOutbound);
+      queue.windowClient?.(client as unknown as SweptClient, limits.maxInflightOutbound, options.windowHold);
       done(null, true);
     },
     maxInflightInbound: limits.maxInflightInbound,
@@ -377,7 +389,36 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
       done?.();
       return;
     }
-    publish(packet, ...rest);
+    const [client, done, ...more] = rest;
+    if (!client || typeof client !== 'object') {
+      publish(packet, ...rest);
+      return;
+    }
+    publish(packet, client, paceOf(client as Client & PacedClient, done as ((err?: Error) => void) | undefined), ...more);
+  };
+  /**
+   * Back-pressure per publisher. Aedes goes on reading a connection while its earlier publishes
+   * are still being routed (each new chunk on the socket is read), so nothing slowed a device
+   * whose messages waited for a subscriber: a persistent subscriber reading its queue from the
+   * store (session-queue.ts holds those publishes until it acknowledges) or a cluster router
+   * behind (router.ts withAdmission). Past `maxPendingPublishes` unfinished publishes a connection
+   * is not read (Aedes' pause: TCP slows the device) until half of them have finished.
+   */
+  const paceOf = (client: Client & PacedClient, done: ((err?: Error) => void) | undefined) => {
+    client[PENDING] = (client[PENDING] ?? 0) + 1;
+    if (client[PENDING] >= limits.maxPendingPublishes && !client[PAUSED]) {
+      client[PAUSED] = true;
+      metrics.publishersPaused++;
+      client.pause();
+    }
+    return (err?: Error) => {
+      client[PENDING] = (client[PENDING] ?? 1) - 1;
+      if (client[PAUSED] && client[PENDING] <= limits.maxPendingPublishes / 2) {
+        client[PAUSED] = false;
+        if (!client.closed) client.resume();
+      }
+      done?.(err);
+    };
   };
 
   // One count per connection: a client cut off with writes pending fails each of them.

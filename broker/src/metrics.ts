@@ -31,6 +31,8 @@ export class BrokerMetrics {
   rateLimitDisconnects = 0;
   /** Queued messages delivered by the sweep: they had missed their live delivery from another node. */
   queueRedelivered = 0;
+  /** Times a connection was not read because its publishes waited for subscribers (app.ts paceOf). */
+  publishersPaused = 0;
   readonly messagesIn: PerDomain = perDomain();
   readonly messagesOut: PerDomain = perDomain();
   readonly bytesIn: PerDomain = perDomain();
@@ -53,9 +55,12 @@ export class BrokerMetrics {
     family(`${p}messages_in_total`, 'counter', 'PUBLISH packets accepted from clients, by domain of the topic.', byDomain(this.messagesIn));
     family(`${p}messages_out_total`, 'counter', 'PUBLISH packets delivered to subscribers, by domain of the topic.', byDomain(this.messagesOut));
     family(`${p}queue_redelivered_total`, 'counter', 'Queued QoS 1/2 messages a connected persistent subscriber had missed from another node (cluster mode), delivered by the queue sweep.', [['', this.queueRedelivered]]);
+    family(`${p}publishers_paused_total`, 'counter', 'Times a connection was not read for a while because BROKER_MAX_PENDING_PUBLISHES of its publishes waited for subscribers (back-pressure).', [['', this.publishersPaused]]);
     if (gauges.window) {
       family(`${p}inflight_window_full_total`, 'counter', 'Times a persistent subscriber\'s outgoing in-flight window (BROKER_MAX_INFLIGHT_OUTBOUND) filled, so its messages were read from the queue as it acknowledged instead of sent as they came.', [['', gauges.window.windowFull]]);
       family(`${p}queue_pulled_total`, 'counter', 'Queued QoS 1/2 messages delivered from the store as a persistent subscriber\'s acknowledgements freed its in-flight window (reconnects\' first windows not included).', [['', gauges.window.pulled]]);
+      family(`${p}publish_held_total`, 'counter', 'Publishes whose completion waited for a persistent subscriber reading from its queue (back-pressure: the publisher\'s next packets are read as the subscriber acknowledges).', [['', gauges.window.held]]);
+      family(`${p}publish_held_timeout_total`, 'counter', 'Held publishes let go after the longest wait (5 s) rather than by the subscriber\'s acknowledgements.', [['', gauges.window.heldTimedOut]]);
     }
     family(`${p}payload_bytes_in_total`, 'counter', 'Payload bytes of accepted PUBLISH packets, by domain.', byDomain(this.bytesIn));
     family(`${p}payload_bytes_out_total`, 'counter', 'Payload bytes delivered to subscribers, by domain.', byDomain(this.bytesOut));

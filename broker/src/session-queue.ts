@@ -162,7 +162,21 @@ export interface WindowStats {
   windowFull: number;
   /** Messages delivered from the store as acknowledgements freed the window. */
   pulled: number;
+  /** Publishes whose completion waited for a connection reading from the store (back-pressure). */
+  held: number;
+  /** …of which were let go after WINDOW_HOLD_DEFAULTS.maxHoldMs rather than by the reads. */
+  heldTimedOut: number;
 }
+
+export const WINDOW_HOLD_DEFAULTS = {
+  /**
+   * Longest a publish waits for a connection reading from the store (its publisher's next packets
+   * are not read meanwhile: well under any keep-alive; as the cluster router's admission).
+   */
+  maxHoldMs: 5_000,
+  checkMs: 100,
+} as const;
+export type WindowHoldSettings = { -readonly [K in keyof typeof WINDOW_HOLD_DEFAULTS]: number };
 
 export const QUEUE_SWEEP_DEFAULTS = {
   /** How often each connected persistent client's queue is looked through. */
@@ -196,7 +210,7 @@ export type FastQueue<P> = P &
      * Gives a connecting client an outgoing in-flight window of `maxInflight` messages (see
      * withQueue): call before its subscriptions are made (Aedes' preConnect).
      */
-    windowClient(client: SweptClient, maxInflight: number): void;
+    windowClient(client: SweptClient, maxInflight: number, hold?: Partial<WindowHoldSettings>): void;
     windowStats(): Readonly<WindowStats>;
     /** Present when the store is shared (redis): see withQueue. */
     sweepQueues?(clients: Iterable<SweptClient>, settings?: Partial<QueueSweepSettings>): Promise<SweepResult>;
@@ -345,7 +359,7 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
   const flows = new WeakMap<object, Flow>();
   /** Per client id, the window of its newest connection (persistent clients only). */
   const latest = new Map<string, WeakRef<Flow>>();
-  const stats: WindowStats = { windowFull: 0, pulled: 0 };
+  const stats: WindowStats = { windowFull: 0, pulled: 0, held: 0, heldTimedOut: 0 };
   const keyOf = backend.keyOf ?? outgoingKey;
   const givenTo = (clientId: string): Given => {
     let g = given.get(clientId);
@@ -365,12 +379,55 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
   };
 
   /**
+   * A live delivery refused while the connection reads from the store: the message is queued, and
+   * its publish completes when the reads have given the connection as many messages as were let
+   * in before it (flow.credit), so devices publish at the pace the subscriber acknowledges, as a
+   * socket's drain did before the window. At most `maxHoldMs` (a subscriber that publishes what
+   * it or another held connection subscribes to waits for its own PUBACKs to be read).
+   */
+  const holdBack = (flow: Flow, done: () => void): void => {
+    if (flow.credit > 0) {
+      flow.credit--;
+      setImmediate(done);
+      return;
+    }
+    flow.held.push({ at: Date.now(), done });
+    stats.held++;
+    flow.holdTimer ??= setInterval(() => {
+      if (flow.client.closed || flow.mode === 'live') return letGo(flow, flow.held.length);
+      const limit = Date.now() - flow.hold.maxHoldMs;
+      let late = 0;
+      while (late < flow.held.length && (flow.held[late] as Held).at <= limit) late++;
+      stats.heldTimedOut += late;
+      letGo(flow, late);
+    }, flow.hold.checkMs).unref();
+  };
+  /** `count` messages given from the store: as many held publishes complete, or later refusals pass. */
+  const credit = (flow: Flow, count: number): void => {
+    const released = Math.min(count, flow.held.length);
+    letGo(flow, released);
+    flow.credit = Math.min(flow.window, flow.credit + count - released);
+  };
+
+  /**
    * Reads on from the store and delivers while the window has room; back to live delivery at the
    * queue's end. The next page is read while the window is full, so PUBACKs find it ready.
    */
   const pull = async (flow: Flow): Promise<void> => {
     const { client } = flow;
     const alive = () => flows.get(client) === flow && (client.connected || client.connecting) && !client.closed && !reading.has(client.id);
+    try {
+      await pullWhileAlive(flow, alive);
+    } finally {
+      // Closed, taken over or caught up: nothing to wait for.
+      if (flow.mode === 'live' || client.closed) {
+        flow.credit = 0;
+        letGo(flow, flow.held.length);
+      }
+    }
+  };
+  const pullWhileAlive = async (flow: Flow, alive: () => boolean): Promise<void> => {
+    const { client } = flow;
     while (flow.mode === 'pull' && alive()) {
       const refused: QueuedPacket[] = [];
       if (flow.ahead.length === 0) {
@@ -395,14 +452,17 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
         });
       }
       let given = 0;
+      let sent = 0;
       for (let free = flow.window - inFlight(flow); given < flow.ahead.length && free > 0; given++) {
         const packet = flow.ahead[given] as QueuedPacket;
         const key = keyOf(client.id, packet);
         if (holds(client.id, flow, key)) continue;
         give(client, flow, packet, key);
-        stats.pulled++;
+        sent++;
         free--;
       }
+      stats.pulled += sent;
+      credit(flow, sent);
       flow.ahead = flow.ahead.slice(given);
       if (flow.ahead.length === 0 && flow.atEnd) {
         // Caught up. What was refused while the last page was read may be queued after it: it goes out now.
@@ -521,7 +581,7 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
       });
       return stream;
     },
-    windowClient(client, maxInflight) {
+    windowClient(client, maxInflight, hold) {
       const deliver = client.deliverQoS;
       const flow: Flow = {
         client,
@@ -536,6 +596,9 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
         liveMarks: new Map(),
         aheadOfLive: new Set(),
         pulling: false,
+        held: [],
+        credit: 0,
+        hold: { ...WINDOW_HOLD_DEFAULTS, ...hold },
       };
       flows.set(client, flow);
       client.deliverQoS = (packet, done) => {
@@ -566,7 +629,7 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
         // queued after what that read finds.
         if (flow.read) flow.read.refused.push(packet);
         else flow.atEnd = false;
-        setImmediate(done);
+        holdBack(flow, done);
         kick(flow);
       };
     },
@@ -583,7 +646,10 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
       flow.position = page.next;
       if (page.reachedAt !== undefined) flow.reachedAt = page.reachedAt;
       for (const packet of page.packets) {
-        if ((packet.cmd ?? 'publish') === 'publish') publishes++;
+        if ((packet.cmd ?? 'publish') === 'publish') {
+          publishes++;
+          credit(flow, 1);
+        }
         // Held from here: the stream may end (and reads from the store start) before Aedes has given it an id.
         if (packet.brokerId) {
           const key = keyOf(flow.client.id, packet);
@@ -671,6 +737,31 @@ interface Flow {
   /** Keys given from the store before their live turn came. */
   readonly aheadOfLive: Set<string>;
   pulling: boolean;
+  /** Completions of publishes refused while reading from the store, oldest first (holdBack). */
+  held: Held[];
+  holdTimer?: NodeJS.Timeout;
+  /** Messages given from the store with no held publish to let go: as many refusals pass at once. */
+  credit: number;
+  readonly hold: WindowHoldSettings;
+}
+
+interface Held {
+  readonly at: number;
+  readonly done: () => void;
+}
+
+/** Completes the oldest `count` held publishes (a turn later: they may route to this connection again). */
+function letGo(flow: Flow, count: number): void {
+  if (count > 0) {
+    const out = flow.held.splice(0, count);
+    setImmediate(() => {
+      for (const h of out) h.done();
+    });
+  }
+  if (flow.held.length === 0 && flow.holdTimer) {
+    clearInterval(flow.holdTimer);
+    flow.holdTimer = undefined;
+  }
 }
 
 /** What happens while a page is read from the store. */

@@ -22,8 +22,13 @@ import { connectTracked, holdAcks, type HeldAcks } from './mqtt-client.js';
  */
 const logger = pino({ level: 'silent' });
 const WINDOW = 50;
+/** Longest a publish waits for the subscriber (5 s by default). */
+const MAX_HOLD_MS = 2_500;
+/** A connection with this many publishes waiting for subscribers is not read until half have gone (BROKER_MAX_PENDING_PUBLISHES). */
+const MAX_PENDING = 10;
 const INGEST_ID = 'ingest-window';
 const device = { id: 'hn-air-31', province: '01', domain: 'environment' as const, location: [105.8525, 21.0287] as const };
+const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
 const telemetry = deviceTopic({ province: device.province, domain: device.domain, deviceId: device.id }, 'telemetry');
 
 let redis: RunningRedis;
@@ -67,9 +72,27 @@ async function subscriber(url: string): Promise<Subscriber> {
   return { client, acks, received };
 }
 
+const reading = (seq: number) => JSON.stringify({ ts: Date.now(), seq, pm25: 9 });
+const connectDevice = (url: string) => connectTracked(clients, url, { clientId: device.id, username: device.id, password: deviceSecret, reconnectPeriod: 0 });
+
+/** A burst: every message sent at once; resolves once each has its PUBACK. */
 async function publish(url: string, from: number, to: number): Promise<void> {
-  const dev = await connectTracked(clients, url, { clientId: device.id, username: device.id, password: deviceSecret, reconnectPeriod: 0 });
-  await Promise.all(Array.from({ length: to - from }, (_, i) => dev.publishAsync(telemetry, JSON.stringify({ ts: Date.now(), seq: from + i, pm25: 9 }), { qos: 1 })));
+  const dev = await connectDevice(url);
+  await Promise.all(range(from, to).map((seq) => dev.publishAsync(telemetry, reading(seq), { qos: 1 })));
+  await dev.endAsync();
+}
+
+/** A device (a gateway, the bench's) that keeps up to `inflight` messages awaiting their PUBACK; `acked` counts them. */
+async function publishPaced(url: string, from: number, to: number, inflight: number, acked: { count: number }): Promise<void> {
+  const dev = await connectDevice(url);
+  let next = from;
+  const lane = async () => {
+    while (next < to) {
+      await dev.publishAsync(telemetry, reading(next++), { qos: 1 });
+      acked.count++;
+    }
+  };
+  await Promise.all(Array.from({ length: inflight }, lane));
   await dev.endAsync();
 }
 
@@ -81,7 +104,6 @@ async function waitFor(what: string, check: () => boolean | Promise<boolean>, ti
   }
 }
 
-const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
 const metric = async (broker: PlatformBroker, name: string) => Number(new RegExp(`^citypulse_broker_${name} (\\d+)$`, 'm').exec(await broker.metrics())?.[1] ?? NaN);
 
 describe.each(['memory', 'disk', 'redis'] as const)('outgoing in-flight window, BROKER_STORE=%s', (kind) => {
@@ -93,7 +115,13 @@ describe.each(['memory', 'disk', 'redis'] as const)('outgoing in-flight window, 
   beforeAll(async () => {
     store = await openBrokerStore({ kind, dataDir: join(workDir, kind), redisUrl: `${redis.url}/5`, logger });
     // The bursts below are far over a device's publish rate: lift the limit, it is not under test.
-    broker = await buildBroker({ registry, logger, persistence: store.persistence, limits: { maxInflightOutbound: WINDOW, ratePerS: 1_000_000, rateBurst: 1_000_000, shutdownSpreadMs: 0 } });
+    broker = await buildBroker({
+      registry,
+      logger,
+      persistence: store.persistence,
+      limits: { maxInflightOutbound: WINDOW, maxPendingPublishes: MAX_PENDING, ratePerS: 1_000_000, rateBurst: 1_000_000, shutdownSpreadMs: 0 },
+      windowHold: { maxHoldMs: MAX_HOLD_MS },
+    });
     server = await listenMqttTcp(broker, 0, '127.0.0.1');
     url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
   }, 30_000);
@@ -111,14 +139,15 @@ describe.each(['memory', 'disk', 'redis'] as const)('outgoing in-flight window, 
     await ingest.client.subscribeAsync(TOPIC_FILTERS.allTelemetry, { qos: 1 });
     const fullBefore = await metric(broker, 'inflight_window_full_total');
     const TOTAL = 400;
-    // Every PUBACK to the device means the message is in the store.
-    await publish(url, 0, TOTAL);
+    // Every PUBACK to the device means the message is in the store. Past the window the device
+    // is read as the subscriber acknowledges (or a hold expires), so the burst is not awaited here.
+    const sent = publish(url, 0, TOTAL);
     await waitFor(`the first ${WINDOW} messages`, () => ingest.received.length >= WINDOW);
     await sleep(300);
     // No more than the window went out; the rest is in the store.
     expect(ingest.received).toEqual(range(0, WINDOW));
     expect(ingest.acks.count).toBe(WINDOW);
-    expect(await queued()).toBe(TOTAL);
+    expect(await queued()).toBeGreaterThan(WINDOW);
     expect(await metric(broker, 'inflight_window_full_total')).toBe(fullBefore + 1);
 
     // Acknowledgements free places: as many messages follow, from the store.
@@ -135,9 +164,10 @@ describe.each(['memory', 'disk', 'redis'] as const)('outgoing in-flight window, 
       await waitFor(`more than ${before} of ${TOTAL}`, () => ingest.received.length > before);
     }
     expect(ingest.received).toEqual(range(0, TOTAL));
+    await sent;
     ingest.acks.stopHolding();
     await waitFor('the store to empty', async () => (await queued()) === 0);
-    expect(await metric(broker, 'queue_pulled_total')).toBeGreaterThanOrEqual(TOTAL - WINDOW);
+    expect(await metric(broker, 'queue_pulled_total')).toBeGreaterThanOrEqual(20);
 
     // Caught up: live again. What comes now is not read from the store.
     const pulled = await metric(broker, 'queue_pulled_total');
@@ -164,6 +194,49 @@ describe.each(['memory', 'disk', 'redis'] as const)('outgoing in-flight window, 
     await waitFor(`all ${TOTAL + 10}`, () => ingest.received.length >= TOTAL + 10);
     await sleep(200);
     expect(ingest.received).toEqual(range(first, first + TOTAL + 10));
+    await waitFor('the store to empty', async () => (await queued()) === 0);
+  });
+  it('holds a device to the pace a subscriber reading from the store acknowledges, at most the longest hold; nothing lost', { timeout: 60_000 }, async () => {
+    const first = 1_000; // seq numbers after the previous tests'
+    const TOTAL = 300;
+    const INFLIGHT = 20;
+    const ingest = await subscriber(url);
+    const pausedBefore = await metric(broker, 'publishers_paused_total');
+    const heldBefore = await metric(broker, 'publish_held_total');
+    const timedOutBefore = await metric(broker, 'publish_held_timeout_total');
+    const acked = { count: 0 };
+    const sending = publishPaced(url, first, first + TOTAL, INFLIGHT, acked);
+
+    // The window fills; what follows is stored and acknowledged, but its publish is held: past
+    // MAX_PENDING held the device's connection is not read, whatever its own window allows.
+    await waitFor(`the first ${WINDOW} messages`, () => ingest.received.length >= WINDOW);
+    await sleep(MAX_HOLD_MS / 2);
+    expect(ingest.received).toEqual(range(first, first + WINDOW));
+    const stalled = acked.count;
+    expect(stalled).toBeGreaterThanOrEqual(WINDOW + MAX_PENDING);
+    expect(stalled).toBeLessThanOrEqual(WINDOW + MAX_PENDING + INFLIGHT);
+    expect(await metric(broker, 'publishers_paused_total')).toBeGreaterThan(pausedBefore);
+    expect(await metric(broker, 'publish_held_total')).toBeGreaterThanOrEqual(heldBefore + MAX_PENDING);
+    await sleep(MAX_HOLD_MS / 4);
+    expect(acked.count).toBe(stalled);
+
+    // A subscriber that does not acknowledge holds a device no longer than the longest hold.
+    await waitFor('the hold to expire', () => acked.count > stalled, MAX_HOLD_MS * 3);
+    expect(await metric(broker, 'publish_held_timeout_total')).toBeGreaterThanOrEqual(timedOutBefore + MAX_PENDING / 2);
+    expect(ingest.received).toHaveLength(WINDOW);
+
+    // Acknowledgements let the store be read, and the device is read again as its messages go out.
+    const before = acked.count;
+    ingest.acks.release(WINDOW);
+    await waitFor('the device to go on', () => acked.count > before);
+    expect(ingest.received.length).toBeGreaterThan(WINDOW);
+
+    // Acknowledging as it goes: every message arrives once, in order, and the device finishes.
+    ingest.acks.stopHolding();
+    await sending;
+    await waitFor(`all ${TOTAL}`, () => ingest.received.length >= TOTAL);
+    await sleep(200);
+    expect(ingest.received).toEqual(range(first, first + TOTAL));
     await waitFor('the store to empty', async () => (await queued()) === 0);
   });
 });
