@@ -367,7 +367,8 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
     return g;
   };
   /** Given to the connection, or on its way to it: not to be delivered again. */
-  const holds = (clientId: string, flow: Flow | undefined, key: string): boolean => (flow?.pending.has(key) ?? false) || (given.get(clientId)?.keys.has(key) ?? false);
+  const holds = (clientId: string, flow: Flow | undefined, key: string): boolean =>
+    (flow?.pending.has(key) ?? false) || (flow?.parkedKeys.has(key) ?? false) || (given.get(clientId)?.keys.has(key) ?? false);
   const inFlight = (flow: Flow): number => flow.pending.size + (given.get(flow.client.id)?.keys.size ?? 0);
   /** Hands a stored message to the connection (its window not checked). */
   const give = (client: SweptClient, flow: Flow | undefined, packet: QueuedPacket, key: string): void => {
@@ -379,11 +380,41 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
   };
 
   /**
-   * A live delivery refused while the connection reads from the store: the message is queued, and
-   * its publish completes when the reads have given the connection as many messages as were let
-   * in before it (flow.credit), so devices publish at the pace the subscriber acknowledges, as a
-   * socket's drain did before the window. At most `maxHoldMs` (a subscriber that publishes what
-   * it or another held connection subscribes to waits for its own PUBACKs to be read).
+   * A live delivery past a full window is parked, in order, with its completion: as PUBACKs free
+   * room it goes out from memory (drainParked), and its publish completes only then, so devices
+   * publish at the pace the subscriber acknowledges, as a socket's drain did before the window
+   * (app.ts stops reading a publisher with too many publishes unfinished). A delivery parked longer
+   * than `maxHoldMs` (a subscriber that stopped acknowledging; one that publishes what a held
+   * connection subscribes to waits for its own PUBACKs to be read) lets every parked publish
+   * complete and the connection turns to the store: the messages are queued there.
+   */
+  const park = (flow: Flow, packet: QueuedPacket, key: string, done: () => void): void => {
+    if (flow.parked.length === 0) stats.windowFull++;
+    flow.parked.push({ at: Date.now(), done, packet, key });
+    flow.parkedKeys.add(key);
+    stats.held++;
+    watch(flow);
+  };
+  /** Sends parked deliveries, oldest first, while the window has room. */
+  const drainParked = (flow: Flow): void => {
+    let sent = 0;
+    while (flow.parked.length > 0 && inFlight(flow) < flow.window) {
+      const { packet, key, done } = flow.parked.take() as Parked;
+      sent++;
+      flow.parkedKeys.delete(key);
+      if (holds(flow.client.id, flow, key)) {
+        setImmediate(done);
+        continue;
+      }
+      flow.pending.add(key);
+      flow.deliver(packet, done);
+    }
+    if (sent > 0) unwatch(flow);
+  };
+  /**
+   * A delivery refused while the connection reads from the store: the message is queued, and its
+   * publish completes when the reads have given the connection as many messages as were let in
+   * before it (flow.credit), or after `maxHoldMs`.
    */
   const holdBack = (flow: Flow, done: () => void): void => {
     if (flow.credit > 0) {
@@ -393,12 +424,30 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
     }
     flow.held.push({ at: Date.now(), done });
     stats.held++;
+    watch(flow);
+  };
+  /** Lets go of what waits too long, and all of it once the connection closed. */
+  const watch = (flow: Flow): void => {
     flow.holdTimer ??= setInterval(() => {
-      if (flow.client.closed || flow.mode === 'live') return letGo(flow, flow.held.length);
+      const all = flow.client.closed;
       const limit = Date.now() - flow.hold.maxHoldMs;
+      if (flow.parked.length > 0 && (all || (flow.parked.first() as Parked).at <= limit)) {
+        // Queued in the store, as every persistent delivery: read from there in its turn.
+        if (!all) stats.heldTimedOut += flow.parked.length;
+        for (const { done } of flow.parked.take(flow.parked.length)) setImmediate(done);
+        flow.parkedKeys.clear();
+        if (!all) {
+          flow.mode = 'pull';
+          flow.atEnd = false;
+          kick(flow);
+        }
+      }
       let late = 0;
-      while (late < flow.held.length && (flow.held[late] as Held).at <= limit) late++;
-      stats.heldTimedOut += late;
+      if (all || flow.mode === 'live') late = flow.held.length;
+      else {
+        late = flow.held.countWhile((h) => h.at <= limit);
+        stats.heldTimedOut += late;
+      }
       letGo(flow, late);
     }, flow.hold.checkMs).unref();
   };
@@ -479,9 +528,13 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
       if (flow.ahead.length > 0) return;
     }
   };
-  /** Starts a pull if the connection reads from the store and its window has room for a batch. */
+  /** Live: sends what is parked while there is room. Reading from the store: starts a pull if the window has room for a batch. */
   const kick = (flow: Flow): void => {
-    if (flow.mode !== 'pull' || flow.pulling || flow.window - inFlight(flow) < flow.batch) return;
+    if (flow.mode === 'live') {
+      if (flow.parked.length > 0) drainParked(flow);
+      return;
+    }
+    if (flow.pulling || flow.window - inFlight(flow) < flow.batch) return;
     flow.pulling = true;
     pull(flow)
       .catch(() => {
@@ -596,7 +649,9 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
         liveMarks: new Map(),
         aheadOfLive: new Set(),
         pulling: false,
-        held: [],
+        held: new Fifo(),
+        parked: new Fifo(),
+        parkedKeys: new Set(),
         credit: 0,
         hold: { ...WINDOW_HOLD_DEFAULTS, ...hold },
       };
@@ -616,17 +671,15 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
           setImmediate(done);
           return;
         }
-        if (flow.mode === 'live' && inFlight(flow) < flow.window) {
-          flow.pending.add(key);
-          deliver(packet, done);
+        if (flow.mode === 'live') {
+          if (flow.parked.length === 0 && inFlight(flow) < flow.window) {
+            flow.pending.add(key);
+            deliver(packet, done);
+          } else park(flow, packet, key, done);
           return;
         }
-        if (flow.mode === 'live') {
-          flow.mode = 'pull';
-          stats.windowFull++;
-        }
-        // Queued: read from the store in its turn. One refused while a read is on its way may be
-        // queued after what that read finds.
+        // Reading from the store: queued, read in its turn. One refused while a read is on its way
+        // may be queued after what that read finds.
         if (flow.read) flow.read.refused.push(packet);
         else flow.atEnd = false;
         holdBack(flow, done);
@@ -738,7 +791,10 @@ interface Flow {
   readonly aheadOfLive: Set<string>;
   pulling: boolean;
   /** Completions of publishes refused while reading from the store, oldest first (holdBack). */
-  held: Held[];
+  readonly held: Fifo<Held>;
+  /** Live deliveries past the full window, oldest first, with their completions (park). */
+  readonly parked: Fifo<Parked>;
+  readonly parkedKeys: Set<string>;
   holdTimer?: NodeJS.Timeout;
   /** Messages given from the store with no held publish to let go: as many refusals pass at once. */
   credit: number;
@@ -749,16 +805,67 @@ interface Held {
   readonly at: number;
   readonly done: () => void;
 }
+interface Parked extends Held {
+  readonly packet: QueuedPacket;
+  readonly key: string;
+}
 
 /** Completes the oldest `count` held publishes (a turn later: they may route to this connection again). */
 function letGo(flow: Flow, count: number): void {
   if (count > 0) {
-    const out = flow.held.splice(0, count);
+    const out = flow.held.take(count);
     setImmediate(() => {
       for (const h of out) h.done();
     });
   }
-  if (flow.held.length === 0 && flow.holdTimer) {
+  unwatch(flow);
+}
+
+/** A first-in first-out queue taken from the front in O(1) (an array's shift moves every entry). */
+class Fifo<T> {
+  #items: T[] = [];
+  #head = 0;
+
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+
+  push(item: T): void {
+    this.#items.push(item);
+  }
+
+  first(): T | undefined {
+    return this.#items[this.#head];
+  }
+
+  /** The oldest entry (no count), or the oldest `count` entries. */
+  take(): T | undefined;
+  take(count: number): T[];
+  take(count?: number): T | undefined | T[] {
+    const n = count === undefined ? 1 : Math.min(count, this.length);
+    const out = this.#items.slice(this.#head, this.#head + n);
+    this.#head += n;
+    if (this.#head === this.#items.length) {
+      this.#items = [];
+      this.#head = 0;
+    } else if (this.#head > 1_024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return count === undefined ? out[0] : out;
+  }
+
+  /** How many entries from the front satisfy `test`. */
+  countWhile(test: (item: T) => boolean): number {
+    let n = 0;
+    while (this.#head + n < this.#items.length && test(this.#items[this.#head + n] as T)) n++;
+    return n;
+  }
+}
+
+/** Nothing waits: the hold timer stops. */
+function unwatch(flow: Flow): void {
+  if (flow.held.length === 0 && flow.parked.length === 0 && flow.holdTimer) {
     clearInterval(flow.holdTimer);
     flow.holdTimer = undefined;
   }
