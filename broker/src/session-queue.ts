@@ -175,6 +175,8 @@ export const WINDOW_HOLD_DEFAULTS = {
    */
   maxHoldMs: 5_000,
   checkMs: 100,
+  /** Deliveries past the window kept in memory for a connection, past which it reads from the store. */
+  maxParked: 65_535,
 } as const;
 export type WindowHoldSettings = { -readonly [K in keyof typeof WINDOW_HOLD_DEFAULTS]: number };
 
@@ -380,74 +382,74 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
   };
 
   /**
-   * A live delivery past a full window is parked, in order, with its completion: as PUBACKs free
-   * room it goes out from memory (drainParked), and its publish completes only then, so devices
-   * publish at the pace the subscriber acknowledges, as a socket's drain did before the window
-   * (app.ts stops reading a publisher with too many publishes unfinished). A delivery parked longer
-   * than `maxHoldMs` (a subscriber that stopped acknowledging; one that publishes what a held
-   * connection subscribes to waits for its own PUBACKs to be read) lets every parked publish
-   * complete and the connection turns to the store: the messages are queued there.
+   * Back-pressure. A publish completes once its subscribers took the message, and a publisher with
+   * too many publishes unfinished is not read (app.ts): that is what slows devices to what the
+   * subscribers take. A delivery past the window must not complete at once, or the devices would
+   * no longer be slowed by a subscriber that acknowledges slowly (measured: on a broker whose CPU
+   * was full, the intake crowded out the subscriber's deliveries).
+   * - Live: the delivery is parked in memory, in order; as PUBACKs free room the oldest parked
+   *   message goes out and the oldest held publish completes (drainParked). Past `maxParked`
+   *   parked, the connection turns to the store (every such message is queued there) and memory
+   *   is freed.
+   * - Reading from the store: the message is left to the reads, and its publish completes as the
+   *   reads give the connection as many messages as were let in before it (flow.credit).
+   * A publish held longer than `maxHoldMs` completes anyway (its message still goes out in its
+   * turn): a node's routing is shared by every subscriber, and a subscriber that publishes what a
+   * held connection subscribes to waits for its own PUBACKs to be read.
    */
   const park = (flow: Flow, packet: QueuedPacket, key: string, done: () => void): void => {
     if (flow.parked.length === 0) stats.windowFull++;
-    flow.parked.push({ at: Date.now(), done, packet, key });
+    if (flow.parked.length >= flow.hold.maxParked) {
+      // Too much in memory: the reads from the store take over from where the window stands.
+      flow.parked.take(flow.parked.length);
+      flow.parkedKeys.clear();
+      flow.mode = 'pull';
+      flow.atEnd = false;
+      holdBack(flow, done);
+      kick(flow);
+      return;
+    }
+    flow.parked.push({ packet, key });
     flow.parkedKeys.add(key);
-    stats.held++;
-    watch(flow);
+    hold(flow, done);
+    // Room freed without an acknowledgement (a delivery Aedes dropped as a duplicate).
+    if (inFlight(flow) < flow.window) drainParked(flow);
   };
-  /** Sends parked deliveries, oldest first, while the window has room. */
+  /** Sends parked messages, oldest first, while the window has room; as many held publishes complete. */
   const drainParked = (flow: Flow): void => {
     let sent = 0;
     while (flow.parked.length > 0 && inFlight(flow) < flow.window) {
-      const { packet, key, done } = flow.parked.take() as Parked;
+      const { packet, key } = flow.parked.take() as Parked;
       sent++;
       flow.parkedKeys.delete(key);
-      if (holds(flow.client.id, flow, key)) {
-        setImmediate(done);
-        continue;
-      }
+      if (holds(flow.client.id, flow, key)) continue;
       flow.pending.add(key);
-      flow.deliver(packet, done);
+      flow.deliver(packet, noop);
     }
-    if (sent > 0) unwatch(flow);
+    letGo(flow, sent);
   };
-  /**
-   * A delivery refused while the connection reads from the store: the message is queued, and its
-   * publish completes when the reads have given the connection as many messages as were let in
-   * before it (flow.credit), or after `maxHoldMs`.
-   */
+  /** Reading from the store: a refused delivery's publish completes on credit, or is held. */
   const holdBack = (flow: Flow, done: () => void): void => {
     if (flow.credit > 0) {
       flow.credit--;
       setImmediate(done);
       return;
     }
+    hold(flow, done);
+  };
+  const hold = (flow: Flow, done: () => void): void => {
     flow.held.push({ at: Date.now(), done });
     stats.held++;
-    watch(flow);
-  };
-  /** Lets go of what waits too long, and all of it once the connection closed. */
-  const watch = (flow: Flow): void => {
+    // Lets go of what waits too long, and of everything once the connection closed.
     flow.holdTimer ??= setInterval(() => {
-      const all = flow.client.closed;
-      const limit = Date.now() - flow.hold.maxHoldMs;
-      if (flow.parked.length > 0 && (all || (flow.parked.first() as Parked).at <= limit)) {
-        // Queued in the store, as every persistent delivery: read from there in its turn.
-        if (!all) stats.heldTimedOut += flow.parked.length;
-        for (const { done } of flow.parked.take(flow.parked.length)) setImmediate(done);
+      if (flow.client.closed) {
+        flow.parked.take(flow.parked.length);
         flow.parkedKeys.clear();
-        if (!all) {
-          flow.mode = 'pull';
-          flow.atEnd = false;
-          kick(flow);
-        }
+        return letGo(flow, flow.held.length);
       }
-      let late = 0;
-      if (all || flow.mode === 'live') late = flow.held.length;
-      else {
-        late = flow.held.countWhile((h) => h.at <= limit);
-        stats.heldTimedOut += late;
-      }
+      const limit = Date.now() - flow.hold.maxHoldMs;
+      const late = flow.held.countWhile((h) => h.at <= limit);
+      stats.heldTimedOut += late;
       letGo(flow, late);
     }, flow.hold.checkMs).unref();
   };
@@ -596,8 +598,9 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
         // gave it): its acknowledgement clears it then.
         if (!packet.brokerId) return undefined;
         const key = keyOf(client.id, packet);
-        flow?.pending.delete(key);
+        const freed = flow?.pending.delete(key) ?? false;
         if (!g?.keys.has(key)) backend.del(client.id, key);
+        if (freed && flow) kick(flow);
         return packet;
       }
       if (entry.next) g.ids.set(id, entry.next);
@@ -790,9 +793,9 @@ interface Flow {
   /** Keys given from the store before their live turn came. */
   readonly aheadOfLive: Set<string>;
   pulling: boolean;
-  /** Completions of publishes refused while reading from the store, oldest first (holdBack). */
+  /** Completions of publishes held back, oldest first (park, holdBack). */
   readonly held: Fifo<Held>;
-  /** Live deliveries past the full window, oldest first, with their completions (park). */
+  /** Live deliveries past the full window, oldest first (park). */
   readonly parked: Fifo<Parked>;
   readonly parkedKeys: Set<string>;
   holdTimer?: NodeJS.Timeout;
@@ -805,10 +808,11 @@ interface Held {
   readonly at: number;
   readonly done: () => void;
 }
-interface Parked extends Held {
+interface Parked {
   readonly packet: QueuedPacket;
   readonly key: string;
 }
+const noop = (): void => undefined;
 
 /** Completes the oldest `count` held publishes (a turn later: they may route to this connection again). */
 function letGo(flow: Flow, count: number): void {
@@ -865,7 +869,7 @@ class Fifo<T> {
 
 /** Nothing waits: the hold timer stops. */
 function unwatch(flow: Flow): void {
-  if (flow.held.length === 0 && flow.parked.length === 0 && flow.holdTimer) {
+  if (flow.held.length === 0 && flow.holdTimer) {
     clearInterval(flow.holdTimer);
     flow.holdTimer = undefined;
   }
