@@ -24,7 +24,7 @@ export const BROKER_LIMIT_SPECS = {
   loginDelayMs: { default: 500, min: 0, max: 60_000, description: 'first delay of a slowed-down login' },
   loginMaxDelayMs: { default: 10_000, min: 0, max: 600_000, description: 'longest delay of a slowed-down login' },
   maxInflightInbound: { default: 1_000, min: 1, max: 65_535, description: 'QoS 2 messages a client may hold unreleased' },
-  maxInflightOutbound: { default: 65_535, min: 1, max: 65_535, description: 'QoS 1/2 messages a persistent subscriber (ingest) may hold unacknowledged; past it the rest stay in the queue store and follow as it acknowledges. Lower keeps the broker\'s and ingest\'s memory smaller, but on a broker whose CPU is full it also slows delivery (BENCHMARKS.md)' },
+  maxInflightOutbound: { default: 65_535, min: 1, max: 65_535, description: 'QoS 1/2 messages a persistent subscriber (ingest) may hold unacknowledged; past it the rest stay in the queue store and follow as it acknowledges. Lower keeps the broker\'s and ingest\'s memory smaller, but caps delivery at the window divided by ingest\'s acknowledgement delay, seconds on a busy machine (BENCHMARKS.md)' },
   maxPendingPublishes: { default: 100, min: 1, max: 100_000, description: 'publishes from one connection still being routed, past which the connection is not read until half have finished: devices slow to what the subscribers take (a persistent subscriber past its in-flight window, a cluster router behind)' },
   shutdownSpreadMs: { default: 2_000, min: 0, max: 600_000, description: 'on shutdown, clients are disconnected over this time so they reconnect elsewhere gradually' },
 } as const satisfies Record<string, { default: number; min: number; max: number; description: string }>;

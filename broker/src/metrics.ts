@@ -57,8 +57,8 @@ export class BrokerMetrics {
     family(`${p}queue_redelivered_total`, 'counter', 'Queued QoS 1/2 messages a connected persistent subscriber had missed from another node (cluster mode), delivered by the queue sweep.', [['', this.queueRedelivered]]);
     family(`${p}publishers_paused_total`, 'counter', 'Times a connection was not read for a while because BROKER_MAX_PENDING_PUBLISHES of its publishes waited for subscribers (back-pressure).', [['', this.publishersPaused]]);
     if (gauges.window) {
-      family(`${p}inflight_window_full_total`, 'counter', 'Times a persistent subscriber\'s outgoing in-flight window (BROKER_MAX_INFLIGHT_OUTBOUND) filled, so its messages were read from the queue as it acknowledged instead of sent as they came.', [['', gauges.window.windowFull]]);
-      family(`${p}queue_pulled_total`, 'counter', 'Queued QoS 1/2 messages delivered from the store as a persistent subscriber\'s acknowledgements freed its in-flight window (reconnects\' first windows not included).', [['', gauges.window.pulled]]);
+      family(`${p}inflight_window_full_total`, 'counter', 'Times a persistent subscriber\'s outgoing in-flight window (BROKER_MAX_INFLIGHT_OUTBOUND) filled, so its messages waited (parked in memory, or in the queue store) until it acknowledged.', [['', gauges.window.windowFull]]);
+      family(`${p}queue_pulled_total`, 'counter', 'Queued QoS 1/2 messages read from the store and delivered as a persistent subscriber\'s acknowledgements freed its in-flight window (past 65,535 parked, or after a reconnect\'s first window).', [['', gauges.window.pulled]]);
       family(`${p}publish_held_total`, 'counter', 'Publishes whose completion waited for a persistent subscriber reading from its queue (back-pressure: the publisher\'s next packets are read as the subscriber acknowledges).', [['', gauges.window.held]]);
       family(`${p}publish_held_timeout_total`, 'counter', 'Held publishes let go after the longest wait (5 s) rather than by the subscriber\'s acknowledgements.', [['', gauges.window.heldTimedOut]]);
     }

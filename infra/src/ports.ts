@@ -1,7 +1,24 @@
 import { createServer } from 'node:net';
 
-/** A TCP port that was free a moment ago on `host` (the OS picks it). */
+/**
+ * Where freePort looks first: below Linux's ephemeral range (32768–60999), from which the OS
+ * also takes the local port of every outgoing connection. A port the OS picked from that range
+ * could be taken by one of those (a bench's thousand device connections, their reconnects)
+ * between freePort and the service's listen: a cluster bench run failed with EADDRINUSE so.
+ */
+const QUIET_PORTS = { from: 20_000, to: 32_767, tries: 50 } as const;
+
+/** A TCP port that was free a moment ago on `host`, outside the ephemeral range when one is. */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
+  for (let i = 0; i < QUIET_PORTS.tries; i++) {
+    const port = QUIET_PORTS.from + Math.floor(Math.random() * (QUIET_PORTS.to - QUIET_PORTS.from + 1));
+    if (await isPortFree(port, host)) return port;
+  }
+  return anyFreePort(host);
+}
+
+/** A port the OS picks (from the ephemeral range). */
+function anyFreePort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
