@@ -197,7 +197,7 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
     preConnect(client, packet, done) {
       keepalives.set(client, packet.keepalive ?? 0);
       // Before the session's subscriptions are restored: they capture the client's delivery.
-      queue.windowClient?.(client as unknown as SweptClient, limits.maxInflightOutbound, options.windowHold);
+      queue.windowClient?.(client as unknown as SweptClient, limits.maxInflightOutbound, { maxHeld: Math.max(1, Math.floor(limits.concurrency / 2)), ...options.windowHold });
       done(null, true);
     },
     maxInflightInbound: limits.maxInflightInbound,
@@ -391,6 +391,13 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
     }
     const [client, done, ...more] = rest;
     if (!client || typeof client !== 'object') {
+      publish(packet, ...rest);
+      return;
+    }
+    // The platform's own services (ingest, api) are not held back: ingest's PUBACKs to its window
+    // would not be read. Devices and gateways are.
+    const principal = sessions.get(client as Client)?.principal;
+    if (principal?.type === 'service' && principal.service.role !== 'gateway') {
       publish(packet, ...rest);
       return;
     }

@@ -177,6 +177,8 @@ export const WINDOW_HOLD_DEFAULTS = {
   checkMs: 100,
   /** Deliveries past the window kept in memory for a connection, past which it reads from the store. */
   maxParked: 65_535,
+  /** Publishes held at once, every connection's: keep it well under Aedes' concurrency (app.ts: half of it). */
+  maxHeld: 10_000,
 } as const;
 export type WindowHoldSettings = { -readonly [K in keyof typeof WINDOW_HOLD_DEFAULTS]: number };
 
@@ -362,6 +364,11 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
   /** Per client id, the window of its newest connection (persistent clients only). */
   const latest = new Map<string, WeakRef<Flow>>();
   const stats: WindowStats = { windowFull: 0, pulled: 0, held: 0, heldTimedOut: 0 };
+  /** Publishes held now, every connection's (hold, letGo). */
+  const holding = { count: 0 };
+  const letGo = (flow: Flow, count: number): void => {
+    holding.count -= releaseHeld(flow, count);
+  };
   const keyOf = backend.keyOf ?? outgoingKey;
   const givenTo = (clientId: string): Given => {
     let g = given.get(clientId);
@@ -424,7 +431,8 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
       flow.parkedKeys.delete(key);
       if (holds(flow.client.id, flow, key)) continue;
       flow.pending.add(key);
-      flow.deliver(packet, noop);
+      // Past Aedes' duplicate check: a QoS 0 message to this client since may have raised its mark.
+      deliverAgain(flow.deliver, flow.client, packet);
     }
     letGo(flow, sent);
   };
@@ -438,6 +446,13 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
     hold(flow, done);
   };
   const hold = (flow: Flow, done: () => void): void => {
+    if (holding.count >= flow.hold.maxHeld) {
+      // Every held publish keeps one of the router's places (Aedes' concurrency): past this many,
+      // the node's other subscribers would wait too. The message still goes out in its turn.
+      setImmediate(done);
+      return;
+    }
+    holding.count++;
     flow.held.push({ at: Date.now(), done });
     stats.held++;
     // Lets go of what waits too long, and of everything once the connection closed.
@@ -624,6 +639,10 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
         flow.mode = 'pull';
         flow.position = undefined;
         flow.ahead = [];
+        // Parked while the last connection's messages still filled the window: in the store, read
+        // from there in order (their held publishes complete as the first window is read).
+        flow.parked.take(flow.parked.length);
+        flow.parkedKeys.clear();
       }
       if (flow) latest.set(client.id, new WeakRef(flow));
       const stream = Readable.from(flow ? firstWindow(flow) : readAll(client.id));
@@ -812,17 +831,17 @@ interface Parked {
   readonly packet: QueuedPacket;
   readonly key: string;
 }
-const noop = (): void => undefined;
 
-/** Completes the oldest `count` held publishes (a turn later: they may route to this connection again). */
-function letGo(flow: Flow, count: number): void {
-  if (count > 0) {
-    const out = flow.held.take(count);
+/** Completes the oldest `count` held publishes (a turn later: they may route to this connection again); how many. */
+function releaseHeld(flow: Flow, count: number): number {
+  const out = count > 0 ? flow.held.take(count) : [];
+  if (out.length > 0) {
     setImmediate(() => {
       for (const h of out) h.done();
     });
   }
   unwatch(flow);
+  return out.length;
 }
 
 /** A first-in first-out queue taken from the front in O(1) (an array's shift moves every entry). */
@@ -846,7 +865,7 @@ class Fifo<T> {
   take(): T | undefined;
   take(count: number): T[];
   take(count?: number): T | undefined | T[] {
-    const n = count === undefined ? 1 : Math.min(count, this.length);
+    const n = Math.min(count ?? 1, this.length);
     const out = this.#items.slice(this.#head, this.#head + n);
     this.#head += n;
     if (this.#head === this.#items.length) {

@@ -28,6 +28,9 @@ const MAX_HOLD_MS = 2_500;
 const MAX_PENDING = 10;
 const INGEST_ID = 'ingest-window';
 const device = { id: 'hn-air-31', province: '01', domain: 'environment' as const, location: [105.8525, 21.0287] as const };
+/** A second device, publishing at QoS 0 (which the window does not hold) while the first's messages wait. */
+const device2 = { id: 'hn-air-32', province: '01', domain: 'environment' as const, location: [105.8526, 21.0288] as const };
+const QOS0_SEQ = 1_000_000;
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
 const telemetry = deviceTopic({ province: device.province, domain: device.domain, deviceId: device.id }, 'telemetry');
 
@@ -36,6 +39,7 @@ let workDir: string;
 let registry: DeviceRegistry;
 let ingestSecret: string;
 let deviceSecret: string;
+let device2Secret: string;
 const clients: MqttClient[] = [];
 
 beforeAll(async () => {
@@ -43,7 +47,7 @@ beforeAll(async () => {
   redis = await startRedis({ dataDir: join(workDir, 'redis') });
   registry = await DeviceRegistry.open(join(workDir, 'registry'));
   ingestSecret = await registry.upsertService(INGEST_ID, 'ingest');
-  [{ secret: deviceSecret }] = (await registry.upsertDevices([device])) as [{ id: string; secret: string }];
+  [{ secret: deviceSecret }, { secret: device2Secret }] = (await registry.upsertDevices([device, device2])) as [{ id: string; secret: string }, { id: string; secret: string }];
 }, 60_000);
 
 afterAll(async () => {
@@ -159,6 +163,13 @@ describe.each(VARIANTS)('outgoing in-flight window, BROKER_STORE=$kind, past the
     expect(ingest.acks.count).toBe(WINDOW);
     expect(await queued()).toBeGreaterThan(WINDOW);
     expect(await metric(broker, 'inflight_window_full_total')).toBe(fullBefore + 1);
+
+    // A QoS 0 message meanwhile goes out at once (it is not queued), and costs the waiting ones nothing.
+    const other = await connectTracked(clients, url, { clientId: device2.id, username: device2.id, password: device2Secret, reconnectPeriod: 0 });
+    await other.publishAsync(deviceTopic({ province: device2.province, domain: device2.domain, deviceId: device2.id }, 'telemetry'), reading(QOS0_SEQ), { qos: 0 });
+    await waitFor('the QoS 0 message', () => ingest.received.includes(QOS0_SEQ));
+    await other.endAsync();
+    ingest.received.splice(ingest.received.indexOf(QOS0_SEQ), 1);
 
     // Acknowledgements free places: as many messages follow, from the store.
     ingest.acks.release(20);
