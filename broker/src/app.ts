@@ -68,7 +68,7 @@ export interface BuildBrokerOptions {
   readonly mq?: Router;
   /** The sweep of a shared (Redis) message queue: session-queue.ts withQueue (tests shorten it). */
   readonly queueSweep?: Partial<QueueSweepSettings>;
-  /** How long a publish may wait for a subscriber reading from its queue: session-queue.ts withQueue (tests shorten it). */
+  /** How long, and how many, publishes may wait for a subscriber past its in-flight window: session-queue.ts withQueue (tests shorten it). */
   readonly windowHold?: Partial<WindowHoldSettings>;
 }
 
@@ -406,9 +406,9 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
   /**
    * Back-pressure per publisher. Aedes goes on reading a connection while its earlier publishes
    * are still being routed (each new chunk on the socket is read), so nothing slowed a device
-   * whose messages waited for a subscriber: a persistent subscriber reading its queue from the
-   * store (session-queue.ts holds those publishes until it acknowledges) or a cluster router
-   * behind (router.ts withAdmission). Past `maxPendingPublishes` unfinished publishes a connection
+   * whose messages waited for a subscriber: a persistent subscriber past its in-flight window
+   * (session-queue.ts holds those publishes until it acknowledges) or a cluster router behind
+   * (router.ts withAdmission). Past `maxPendingPublishes` unfinished publishes a connection
    * is not read (Aedes' pause: TCP slows the device) until half of them have finished.
    */
   const paceOf = (client: Client & PacedClient, done: ((err?: Error) => void) | undefined) => {

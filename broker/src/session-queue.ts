@@ -162,16 +162,16 @@ export interface WindowStats {
   windowFull: number;
   /** Messages delivered from the store as acknowledgements freed the window. */
   pulled: number;
-  /** Publishes whose completion waited for a connection reading from the store (back-pressure). */
+  /** Publishes whose completion waited for a subscriber past its window (back-pressure). */
   held: number;
-  /** …of which were let go after WINDOW_HOLD_DEFAULTS.maxHoldMs rather than by the reads. */
+  /** …of which were let go after WINDOW_HOLD_DEFAULTS.maxHoldMs rather than by its acknowledgements. */
   heldTimedOut: number;
 }
 
 export const WINDOW_HOLD_DEFAULTS = {
   /**
-   * Longest a publish waits for a connection reading from the store (its publisher's next packets
-   * are not read meanwhile: well under any keep-alive; as the cluster router's admission).
+   * Longest a publish waits for a subscriber past its window (its publisher may not be read
+   * meanwhile: well under any keep-alive; as the cluster router's admission).
    */
   maxHoldMs: 5_000,
   checkMs: 100,
@@ -331,9 +331,11 @@ export interface BrokerIdentity {
  * whole queue at once. Here a persistent client's connection holds at most `maxInflight` messages
  * given and not acknowledged:
  * - live, while the window has room, a message is delivered as Aedes does;
- * - once it is full, the connection turns to the store: live deliveries are dropped (the message
- *   is queued before it is routed, Aedes' enqueueOffline), and as acknowledgements free the window
- *   the queue is read on, in order, from where the last read stopped, and delivered;
+ * - once it is full, live deliveries are parked in memory, in order, and go out as
+ *   acknowledgements free the window; their publishes complete then (back-pressure, park);
+ * - past `maxParked` parked, the connection turns to the store: the parked messages are dropped
+ *   (each is queued before it is routed, Aedes' enqueueOffline), and as acknowledgements free the
+ *   window the queue is read on, in order, from where the last read stopped, and delivered;
  * - once a read finds nothing more, live delivery resumes: the messages refused while that last
  *   read was on its way go out first.
  * A reconnect is sent the first window of its queue (outgoingStream), then goes on the same way.
@@ -855,10 +857,6 @@ class Fifo<T> {
 
   push(item: T): void {
     this.#items.push(item);
-  }
-
-  first(): T | undefined {
-    return this.#items[this.#head];
   }
 
   /** The oldest entry (no count), or the oldest `count` entries. */
