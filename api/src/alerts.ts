@@ -161,6 +161,24 @@ export class AlertBook {
     this.#active.set(ack.id, updated);
     return updated;
   }
+
+  /**
+   * The acknowledgements other nodes stored while this one could not hear them (cluster mode, a
+   * Redis outage): read back from InfluxDB, where every acknowledgement is stored before it is
+   * told, and kept as applyAck does. Returns those that changed an active alert here.
+   */
+  async catchUpAcks(now = Date.now()): Promise<Array<{ ack: AlertAck; alert: AlertView }>> {
+    const since = Math.max(0, now - ALERT_DEFAULTS.restoreMs);
+    const onSkip = (reason: string) => this.#logger.warn({ reason }, 'api: a stored acknowledgement row was skipped');
+    const acks = await loadAlertAcks(this.#influx, PROVINCE_CODES, since, { onSkip });
+    const changed: Array<{ ack: AlertAck; alert: AlertView }> = [];
+    for (const ack of acks) {
+      const before = this.#active.get(ack.id)?.ack;
+      const alert = this.applyAck(ack);
+      if (alert && alert.ack === ack && before !== ack) changed.push({ ack, alert });
+    }
+    return changed;
+  }
 }
 
 /** Whether `a` was stored before `b` (ties by operator name, so every node picks the same one). */

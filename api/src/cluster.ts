@@ -39,6 +39,8 @@ export interface ClusterLink {
   readonly where: string;
   /** Both Redis connections are up: events reach the other nodes (for /healthz). */
   connected(): boolean;
+  /** Calls `listener` each time both connections are up again after either dropped. */
+  onRejoined(listener: () => void): void;
   /** Closes both connections: call after socket.io closed (its adapter unsubscribes first). */
   close(): Promise<void>;
 }
@@ -70,6 +72,16 @@ export async function joinCluster(options: ClusterOptions): Promise<ClusterLink>
   }
   const peerTimeoutMs = options.peerTimeoutMs ?? CLUSTER_DEFAULTS.peerTimeoutMs;
   logger.info({ redis: where }, 'api cluster: joined through Redis');
+  const rejoined: Array<() => void> = [];
+  let apart = false;
+  for (const conn of [pub, sub]) {
+    conn.on('close', () => (apart = true));
+    conn.on('ready', () => {
+      if (!apart || pub.status !== 'ready' || sub.status !== 'ready') return;
+      apart = false;
+      for (const listener of rejoined) listener();
+    });
+  }
   let closing: Promise<void> | undefined;
   return {
     // A function, not an arrow: socket.io calls it with `new` (as it would the adapter's class).
@@ -79,6 +91,7 @@ export async function joinCluster(options: ClusterOptions): Promise<ClusterLink>
     peerTimeoutMs,
     where,
     connected: () => pub.status === 'ready' && sub.status === 'ready',
+    onRejoined: (listener) => void rejoined.push(listener),
     close: () =>
       (closing ??= (async () => {
         // quit() lets what was published finish (the 'stopped' state of replays ended by the close).

@@ -65,7 +65,7 @@ export interface RealtimeOptions {
   readonly frameIntervalMs?: number | undefined;
   readonly maxSocketBacklog?: number | undefined;
   /** Cluster mode (API_ADAPTER=redis): the adapter joining the api nodes; absent for a single node. */
-  readonly cluster?: Pick<ClusterLink, 'adapter' | 'peerTimeoutMs'> | undefined;
+  readonly cluster?: Pick<ClusterLink, 'adapter' | 'peerTimeoutMs' | 'connected' | 'onRejoined'> | undefined;
 }
 
 interface SocketData {
@@ -339,7 +339,34 @@ export function attachRealtime(options: RealtimeOptions): Realtime {
     });
   };
 
+  /**
+   * Only the node that stored an acknowledgement knows: the peers' books first, so a screen that
+   * sees the broadcast and then subscribes on another node finds the alert acknowledged there
+   * (one Redis connection publishes both, and the peers receive them in that order).
+   */
+  const tellAck = (ack: AlertAck, alert: AlertView): void => {
+    if (cluster) io.serverSideEmit('alertAcked', ack);
+    io.to(liveRoom(alert.province, alert.domain)).emit('alertAck', ack);
+  };
+  /** Acknowledgements made here while Redis was unreachable. */
+  let unheard: Array<{ ack: AlertAck; alert: AlertView }> = [];
+  /**
+   * After a Redis outage: what this node acknowledged meanwhile is told to the others, and what
+   * the others stored meanwhile is read back from InfluxDB and shown on this node's screens.
+   */
+  const catchUp = async (): Promise<void> => {
+    const told = unheard;
+    unheard = [];
+    for (const { ack, alert } of told) tellAck(ack, alert);
+    const missed = await alerts.catchUpAcks();
+    for (const { ack, alert } of missed) io.local.to(liveRoom(alert.province, alert.domain)).emit('alertAck', ack);
+    if (told.length > 0 || missed.length > 0) logger.info({ told: told.length, missed: missed.length }, 'api cluster: joined again; acknowledgements of the outage exchanged');
+  };
+
   if (cluster) {
+    cluster.onRejoined(() => {
+      catchUp().catch((err: unknown) => logger.warn({ code: 'E_UPSTREAM', err }, 'api cluster: the acknowledgements made during the outage could not be read back from InfluxDB; screens on this node show them after a reload'));
+    });
     io.on('alertAcked', (ack) => {
       if (checkAck.Check(ack)) alerts.applyAck(ack);
       else logger.warn('api cluster: an acknowledgement from a peer that is not an AlertAck was ignored');
@@ -528,11 +555,9 @@ export function attachRealtime(options: RealtimeOptions): Realtime {
     alert: (alert) => void io.local.to(liveRoom(alert.province, alert.domain)).emit('alert', alert),
     summary: (summary) => void io.local.to(roomsOfProvince(summary.province)).emit('summary', summary),
     alertAck: (ack, alert) => {
-      // Only the node that stored it knows: the peers' books first, so a screen that sees the
-      // broadcast and then subscribes on another node finds the alert acknowledged there (one
-      // Redis connection publishes both, and the peers receive them in that order).
-      if (cluster) io.serverSideEmit('alertAcked', ack);
-      io.to(liveRoom(alert.province, alert.domain)).emit('alertAck', ack);
+      // Told again once the nodes are joined again: the others cannot hear it now.
+      if (cluster && !cluster.connected()) unheard.push({ ack, alert });
+      tellAck(ack, alert);
     },
     async close() {
       clearInterval(frameTimer);

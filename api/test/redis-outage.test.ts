@@ -172,19 +172,26 @@ describe('api cluster through a Redis outage', () => {
     // Busy through the outage: acknowledgements on node A (its screens get them: they are local),
     // controls from node B (refused at once: the node holding the replay cannot be asked).
     let rounds = 0;
+    const duringOutage: string[] = [];
     while (Date.now() - down < OUTAGE_MS) {
       const id = await raiseAndAck(a);
+      duringOutage.push(id);
       await waitFor('the acknowledgement on node A\'s own screen', () => onA.acks.find((x) => x.id === id));
       expect(await control(wall, { action: 'pause', replayId })).toMatchObject({ ok: false, error: { code: 'E_UPSTREAM' } });
       rounds++;
       await sleep(1000);
     }
     expect(rounds).toBeGreaterThan(1);
+    // Node B's screen did not hear them (Redis carries them between nodes).
+    expect(onB.acks.filter((x) => duringOutage.includes(x.id))).toEqual([]);
     for (const node of nodes) expect(node.alive(), `api ${node.name}: ${node.output().slice(-2000)}`).toBe(true);
 
     redis = await startRedis({ dataDir: join(dir, 'redis'), port });
     for (const node of nodes) await waitFor(`node ${node.name} healthy again`, async () => ((await health(node)).status === 200 ? true : undefined), 60_000, 200);
     expect((await health(b)).body).toMatchObject({ status: 'ok', redis: true });
+
+    // The acknowledgements made during the outage reach node B's screen once the nodes are joined again.
+    await waitFor('the outage\'s acknowledgements on node B', () => (duringOutage.every((id) => onB.acks.some((x) => x.id === id)) ? true : undefined), 30_000);
 
     // Joined again, without a restart: an acknowledgement on A reaches B's screen, a control from B reaches A's replay.
     const after = await raiseAndAck(a);
@@ -196,5 +203,7 @@ describe('api cluster through a Redis outage', () => {
       expect(node.alive(), `api ${node.name}: ${node.output().slice(-2000)}`).toBe(true);
       expect(node.output()).toContain('api cluster (publish) (Redis) is back after');
     }
+    // Node A told the others what it acknowledged meanwhile.
+    expect(a.output()).toMatch(/"told":[1-9]\d*,.*api cluster: joined again; acknowledgements of the outage exchanged/);
   });
 });
