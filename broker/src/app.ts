@@ -734,9 +734,13 @@ function tcpPeer(socket: TLSSocket): ProxyEndpoint {
   return { address: tcp.remoteAddress ?? 'unknown', port: tcp.remotePort ?? 0 };
 }
 
-/** MQTT over WebSocket (subprotocol "mqtt"), for browser-side tools; with `tls`, secure WebSocket. */
-export async function listenMqttWebSocket(broker: PlatformBroker, port: number, host: string, tls?: TlsFiles): Promise<HttpServer> {
-  
+/**
+ * MQTT over WebSocket (subprotocol "mqtt"), for browser-side tools; with `tls`, secure WebSocket.
+ * Behind a TCP balancer sending the PROXY protocol (`options.proxyProtocol`) as MQTT over TCP: the
+ * header is read before the HTTP upgrade (under TLS too), so the login throttle and the logs see
+ * the client's address, not the balancer's.
+ */
+export async function listenMqttWebSocket(broker: PlatformBroker, port: number, host: string, tls?: TlsFiles, options: ListenOptions = {}): Promise<NetServer> {
   const answer = (_req: unknown, res: ServerResponse) => {
     res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket: connect with the "mqtt" subprotocol\n');
   };
@@ -749,11 +753,11 @@ export async function listenMqttWebSocket(broker: PlatformBroker, port: number, 
   wss.on('connection', (socket, request) => {
     const stream = createWebSocketStream(socket);
     stream.on('error', () => socket.terminate());
-    Object.defineProperty(stream, 'remoteAddress', { value: request.socket.remoteAddress });
+    // Under TLS the address after a PROXY header is on the TCP socket beneath.
+    const address = options.proxyProtocol && tls ? tcpPeer(request.socket as TLSSocket).address : request.socket.remoteAddress;
+    Object.defineProperty(stream, 'remoteAddress', { value: address });
     broker.aedes.handle(stream, request);
     broker.guard(stream);
   });
-  http.listen(port, host);
-  await once(http, 'listening');
-  return http;
+  return listen(broker, http, port, host, options);
 }

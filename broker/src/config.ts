@@ -69,7 +69,8 @@ export const BROKER_CONFIG = {
   BROKER_AUTH: { kind: 'bool', default: 'true', description: 'device logins and the ACL; false only for MQTT conformance tools on a closed network' },
   BROKER_STORE: { kind: 'enum', default: 'disk', values: BROKER_STORES, description: 'where sessions and queued QoS 1/2 messages live: disk (DATA_DIR/mqtt-sessions and DATA_DIR/mqtt-queue), redis, or memory (lost on restart)' },
   BROKER_MQ: { kind: 'enum', default: 'local', values: BROKER_MQS, description: 'how messages reach subscribers: local (one broker), or redis (a cluster: every node\'s subscribers get what any node receives, through Redis pub/sub; needs BROKER_STORE=redis)' },
-  BROKER_PROXY_PROTOCOL: { kind: 'bool', default: 'false', description: 'true behind a TCP load balancer that sends the PROXY protocol (HAProxy send-proxy-v2 or send-proxy, nginx proxy_protocol on, the TCP front of npm run cluster): every MQTT over TCP and TLS connection must start with its header (v2 or v1), whose client address the login throttle and logs then use; one without it is closed (E_PROXY_HEADER). WebSocket ports are unaffected' },
+  BROKER_PROXY_PROTOCOL: { kind: 'bool', default: 'false', description: 'true behind a TCP load balancer that sends the PROXY protocol (HAProxy send-proxy-v2 or send-proxy, nginx proxy_protocol on, the TCP front of npm run cluster): every MQTT over TCP and TLS connection must start with its header (v2 or v1), whose client address the login throttle and logs then use; one without it is closed (E_PROXY_HEADER). WebSocket ports: BROKER_WS_PROXY_PROTOCOL' },
+  BROKER_WS_PROXY_PROTOCOL: { kind: 'bool', default: 'false', description: 'the same for MQTT over WebSocket and secure WebSocket (MQTT_WS_PORT, MQTT_WSS_PORT), when their balancer sends the PROXY protocol too (HAProxy send-proxy-v2 in infra/deploy/haproxy.cfg); the header is read before the HTTP upgrade' },
   ...REDIS_CONFIG,
   ...limitVars,
 } as const satisfies ConfigSpec;

@@ -42,9 +42,10 @@ runService(logger, async () => {
   const host = config.MQTT_HOST;
   const behindBalancer = { proxyProtocol: config.BROKER_PROXY_PROTOCOL };
   const servers = [await listenMqttTcp(broker, config.MQTT_PORT, host, behindBalancer)];
-  if (config.MQTT_WS_PORT > 0) servers.push(await listenMqttWebSocket(broker, config.MQTT_WS_PORT, host));
+  const wsBehindBalancer = { proxyProtocol: config.BROKER_WS_PROXY_PROTOCOL };
+  if (config.MQTT_WS_PORT > 0) servers.push(await listenMqttWebSocket(broker, config.MQTT_WS_PORT, host, undefined, wsBehindBalancer));
   if (tls && config.MQTT_TLS_PORT > 0) servers.push(await listenMqttTls(broker, config.MQTT_TLS_PORT, host, tls, behindBalancer));
-  if (tls && config.MQTT_WSS_PORT > 0) servers.push(await listenMqttWebSocket(broker, config.MQTT_WSS_PORT, host, tls));
+  if (tls && config.MQTT_WSS_PORT > 0) servers.push(await listenMqttWebSocket(broker, config.MQTT_WSS_PORT, host, tls, wsBehindBalancer));
   // Redis away: /healthz stays 200 (the node keeps its clients; the balancer keeps it) and says so; /readyz answers 503.
   const redis = store.connected ? () => (store.connected?.() && (cluster?.connected() ?? true) ? 'up' : 'unreachable') : () => undefined;
   const ops =
@@ -60,6 +61,7 @@ runService(logger, async () => {
       router: cluster ? `redis (${cluster.where}): a cluster node` : 'local',
       authentication: config.BROKER_AUTH,
       proxyProtocol: config.BROKER_PROXY_PROTOCOL ? 'on (MQTT over TCP and TLS)' : 'off',
+      webSocketProxyProtocol: config.BROKER_WS_PROXY_PROTOCOL ? 'on (MQTT over WebSocket)' : 'off',
       devices: registry.devices.length,
       registry: `${registry.store} (${registry.where})`,
       limits,

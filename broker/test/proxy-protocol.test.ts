@@ -6,11 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
-import { MqttClient, type IClientOptions } from 'mqtt';
+import mqtt, { MqttClient, type IClientOptions } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startTcpFront, type TcpFront } from '@citypulse/infra';
-import { buildBroker, DeviceRegistry, listenMqttTcp, listenMqttTls, type BrokerLimits, type ListenOptions, type TlsFiles } from '../src/index.js';
+import { buildBroker, DeviceRegistry, listenMqttTcp, listenMqttTls, listenMqttWebSocket, type BrokerLimits, type ListenOptions, type TlsFiles } from '../src/index.js';
 
 /**
  * The broker behind a TCP load balancer that sends the PROXY protocol (BROKER_PROXY_PROTOCOL):
@@ -54,10 +54,11 @@ afterAll(async () => {
 });
 
 /** A broker whose log lines are kept, listening on loopback (with or without the PROXY protocol). */
-async function startBroker(options: ListenOptions, tls?: TlsFiles) {
+async function startBroker(options: ListenOptions, tls?: TlsFiles, transport: 'mqtt' | 'ws' = 'mqtt') {
   const logs: LogLine[] = [];
   const broker = await buildBroker({ registry, logger: pino({ level: 'debug' }, { write: (line: string) => logs.push(JSON.parse(line) as LogLine) }), limits: THROTTLE });
-  const server = tls ? await listenMqttTls(broker, 0, '127.0.0.1', tls, options) : await listenMqttTcp(broker, 0, '127.0.0.1', options);
+  const server =
+    transport === 'ws' ? await listenMqttWebSocket(broker, 0, '127.0.0.1', tls, options) : tls ? await listenMqttTls(broker, 0, '127.0.0.1', tls, options) : await listenMqttTcp(broker, 0, '127.0.0.1', options);
   cleanup.push(() => broker.close(), () => new Promise((resolve) => server.close(resolve)));
   return { broker, port: (server.address() as AddressInfo).port, logs, warnings: (code: string) => logs.filter((l) => l.code === code) };
 }
@@ -75,6 +76,26 @@ function mqttFrom(localAddress: string, port: number, options: IClientOptions & 
   // `host` names the server for the certificate check; the TCP socket is already given.
   const open = () => (tls ? tlsConnect({ socket: tcp(), host: '127.0.0.1', ca: tls.cert }) : tcp());
   const client = new MqttClient(open, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000, clientId: device.id, username: device.id, ...mqttOptions });
+  cleanup.push(() => void client.end(true));
+  return new Promise((resolve, reject) => {
+    client.once('connect', () => resolve(client));
+    client.once('error', reject);
+    client.once('close', () => reject(new Error('connection closed before CONNACK')));
+  });
+}
+
+/** An MQTT over WebSocket (or secure WebSocket) client from `localAddress`. */
+function mqttOverWsFrom(localAddress: string, port: number, options: IClientOptions & { tls?: TlsFiles } = {}): Promise<MqttClient> {
+  const { tls, ...mqttOptions } = options;
+  const client = mqtt.connect(`${tls ? 'wss' : 'ws'}://127.0.0.1:${port}`, {
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+    connectTimeout: 5_000,
+    clientId: device.id,
+    username: device.id,
+    wsOptions: { localAddress, ...(tls ? { ca: tls.cert } : {}) },
+    ...mqttOptions,
+  });
   cleanup.push(() => void client.end(true));
   return new Promise((resolve, reject) => {
     client.once('connect', () => resolve(client));
@@ -153,6 +174,26 @@ describe('BROKER_PROXY_PROTOCOL on, behind the TCP front sending PROXY v2', () =
     await dev.publishAsync(telemetry, JSON.stringify({ ts: Date.now(), seq: 2, pm25: 13 }), { qos: 1 });
     expect(warnings('E_AUTH').map((l) => l.address)).toEqual(['127.0.0.2', '127.0.0.2', '127.0.0.2', '127.0.0.2']);
   });
+});
+
+describe('BROKER_WS_PROXY_PROTOCOL on: MQTT over WebSocket behind the TCP front sending PROXY v2', () => {
+  for (const secure of [false, true]) {
+    it(`throttles failed logins per device address over ${secure ? 'secure ' : ''}WebSocket, and closes a connection without the header`, async () => {
+      const tls = secure ? await selfSignedCertificate() : undefined;
+      const { port, warnings } = await startBroker({ proxyProtocol: true }, tls, 'ws');
+      const { port: frontPort } = await front(port, 'v2');
+      const login = (from: string, password: string) => mqttOverWsFrom(from, frontPort, { password, ...(tls ? { tls } : {}) });
+      // Refused (over secure WebSocket MQTT.js may see the close before the CONNACK: the broker's log says why).
+      for (let i = 0; i < 3; i++) await expect(login('127.0.0.2', 'guess')).rejects.toThrow();
+      await expect(login('127.0.0.2', secret)).rejects.toThrow();
+      const dev = await login('127.0.0.1', secret);
+      await dev.publishAsync(telemetry, JSON.stringify({ ts: Date.now(), seq: 3, pm25: 14 }), { qos: 1 });
+      expect(warnings('E_AUTH').map((l) => [l.address, l.reason])).toEqual([...Array.from({ length: 3 }, () => ['127.0.0.2', 'bad_credentials']), ['127.0.0.2', 'throttled']]);
+      // Straight to the broker, past the front: no header, closed before the HTTP upgrade.
+      await expect(mqttOverWsFrom('127.0.0.2', port, { password: secret, ...(tls ? { tls } : {}) })).rejects.toThrow();
+      expect(warnings('E_PROXY_HEADER')).toMatchObject([{ address: '127.0.0.2', reason: 'the connection did not start with a PROXY protocol header' }]);
+    });
+  }
 });
 
 describe('BROKER_PROXY_PROTOCOL off (the default): unchanged', () => {

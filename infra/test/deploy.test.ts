@@ -474,10 +474,14 @@ describe('compose.cluster.yaml and haproxy.cfg', () => {
       expect(service, `${server.host} is a service of compose.cluster.yaml`).toBeDefined();
       const kind = kindOf(service as ComposeService) as ServiceKind;
       expect(LISTEN_PORTS[kind], `${server.host}:${server.port}`).toContain(server.port);
-      // MQTT over TCP starts with a PROXY v2 header (the device's address); WebSocket does not.
-      const proxied = server.port === BROKER_CONFIG.MQTT_PORT.default ? ' send-proxy-v2' : '';
-      if (kind === 'broker') expect(server.rest.trim()).toBe(`port ${BROKER_CONFIG.BROKER_HTTP_PORT.default}${proxied}`);
-      if (kind === 'broker' && proxied) expect(envStrings(service as ComposeService).BROKER_PROXY_PROTOCOL, `${server.host} reads the header`).toBe('true');
+      // MQTT over TCP and over WebSocket start with a PROXY v2 header (the device's address), and
+      // the broker reads it on that port.
+      if (kind === 'broker') {
+        expect(server.rest.trim()).toBe(`port ${BROKER_CONFIG.BROKER_HTTP_PORT.default} send-proxy-v2`);
+        const setting = server.port === BROKER_CONFIG.MQTT_PORT.default ? 'BROKER_PROXY_PROTOCOL' : 'BROKER_WS_PROXY_PROTOCOL';
+        expect(server.port === BROKER_CONFIG.MQTT_PORT.default || server.port === BROKER_CONFIG.MQTT_WS_PORT.default, `${server.host}:${server.port}`).toBe(true);
+        expect(envStrings(service as ComposeService)[setting], `${server.host} reads the header on ${server.port} (${setting})`).toBe('true');
+      }
       if (kind === 'api') expect(server.rest.trim()).toBe(`cookie ${server.name}`);
     }
     // The health checks ask /healthz on the check port: no PROXY header before their HTTP.
