@@ -96,9 +96,8 @@ export class AlertBook {
   /** Rebuilds the active alerts and their acknowledgements from InfluxDB. */
   async restore(now = Date.now()): Promise<number> {
     const since = Math.max(0, now - ALERT_DEFAULTS.restoreMs);
-    const onSkip = (reason: string) => this.#logger.warn({ reason }, 'api: a stored alert row was skipped');
-    const events = await loadAlertEvents(this.#influx, PROVINCE_CODES, since, { onSkip });
-    const acks = await loadAlertAcks(this.#influx, PROVINCE_CODES, since, { onSkip });
+    const events = await loadAlertEvents(this.#influx, PROVINCE_CODES, since, { onSkip: this.#onSkip });
+    const acks = await this.#storedAcks(now);
     const ackById = new Map<string, AlertAck>();
     for (const ack of acks) if (!ackById.has(ack.id)) ackById.set(ack.id, ack);
     const active = new Map<string, AlertEvent>();
@@ -168,9 +167,7 @@ export class AlertBook {
    * told, and kept as applyAck does. Returns those that changed an active alert here.
    */
   async catchUpAcks(now = Date.now()): Promise<Array<{ ack: AlertAck; alert: AlertView }>> {
-    const since = Math.max(0, now - ALERT_DEFAULTS.restoreMs);
-    const onSkip = (reason: string) => this.#logger.warn({ reason }, 'api: a stored acknowledgement row was skipped');
-    const acks = await loadAlertAcks(this.#influx, PROVINCE_CODES, since, { onSkip });
+    const acks = await this.#storedAcks(now);
     const changed: Array<{ ack: AlertAck; alert: AlertView }> = [];
     for (const ack of acks) {
       const before = this.#active.get(ack.id)?.ack;
@@ -179,6 +176,13 @@ export class AlertBook {
     }
     return changed;
   }
+
+  /** The acknowledgements stored over the restore window (ALERT_DEFAULTS.restoreMs). */
+  #storedAcks(now: number): Promise<AlertAck[]> {
+    return loadAlertAcks(this.#influx, PROVINCE_CODES, Math.max(0, now - ALERT_DEFAULTS.restoreMs), { onSkip: this.#onSkip });
+  }
+
+  readonly #onSkip = (reason: string): void => this.#logger.warn({ reason }, 'api: a stored alert row was skipped');
 }
 
 /** Whether `a` was stored before `b` (ties by operator name, so every node picks the same one). */

@@ -389,15 +389,11 @@ export async function buildBroker(options: BuildBrokerOptions): Promise<Platform
       done?.();
       return;
     }
+    // The broker's own publishes (no client) and the platform's services (ingest, api: ingest's
+    // PUBACKs to its window would not be read) are not held back. Devices and gateways are.
     const [client, done, ...more] = rest;
-    if (!client || typeof client !== 'object') {
-      publish(packet, ...rest);
-      return;
-    }
-    // The platform's own services (ingest, api) are not held back: ingest's PUBACKs to its window
-    // would not be read. Devices and gateways are.
-    const principal = sessions.get(client as Client)?.principal;
-    if (principal?.type === 'service' && principal.service.role !== 'gateway') {
+    const principal = client && typeof client === 'object' ? sessions.get(client as Client)?.principal : undefined;
+    if (!client || typeof client !== 'object' || (principal?.type === 'service' && principal.service.role !== 'gateway')) {
       publish(packet, ...rest);
       return;
     }

@@ -367,9 +367,9 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
   const latest = new Map<string, WeakRef<Flow>>();
   const stats: WindowStats = { windowFull: 0, pulled: 0, held: 0, heldTimedOut: 0 };
   /** Publishes held now, every connection's (hold, letGo). */
-  const holding = { count: 0 };
+  let heldNow = 0;
   const letGo = (flow: Flow, count: number): void => {
-    holding.count -= releaseHeld(flow, count);
+    heldNow -= releaseHeld(flow, count);
   };
   const keyOf = backend.keyOf ?? outgoingKey;
   const givenTo = (clientId: string): Given => {
@@ -410,8 +410,7 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
     if (flow.parked.length === 0) stats.windowFull++;
     if (flow.parked.length >= flow.hold.maxParked) {
       // Too much in memory: the reads from the store take over from where the window stands.
-      flow.parked.take(flow.parked.length);
-      flow.parkedKeys.clear();
+      dropParked(flow);
       flow.mode = 'pull';
       flow.atEnd = false;
       holdBack(flow, done);
@@ -448,20 +447,19 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
     hold(flow, done);
   };
   const hold = (flow: Flow, done: () => void): void => {
-    if (holding.count >= flow.hold.maxHeld) {
+    if (heldNow >= flow.hold.maxHeld) {
       // Every held publish keeps one of the router's places (Aedes' concurrency): past this many,
       // the node's other subscribers would wait too. The message still goes out in its turn.
       setImmediate(done);
       return;
     }
-    holding.count++;
+    heldNow++;
     flow.held.push({ at: Date.now(), done });
     stats.held++;
     // Lets go of what waits too long, and of everything once the connection closed.
     flow.holdTimer ??= setInterval(() => {
       if (flow.client.closed) {
-        flow.parked.take(flow.parked.length);
-        flow.parkedKeys.clear();
+        dropParked(flow);
         return letGo(flow, flow.held.length);
       }
       const limit = Date.now() - flow.hold.maxHoldMs;
@@ -643,8 +641,7 @@ export function withQueue<P extends object>(persistence: P, backend: QueueBacken
         flow.ahead = [];
         // Parked while the last connection's messages still filled the window: in the store, read
         // from there in order (their held publishes complete as the first window is read).
-        flow.parked.take(flow.parked.length);
-        flow.parkedKeys.clear();
+        dropParked(flow);
       }
       if (flow) latest.set(client.id, new WeakRef(flow));
       const stream = Readable.from(flow ? firstWindow(flow) : readAll(client.id));
@@ -846,6 +843,12 @@ function releaseHeld(flow: Flow, count: number): number {
   return out.length;
 }
 
+/** Forgets the parked messages (each is in the store). */
+function dropParked(flow: Flow): void {
+  flow.parked.clear();
+  flow.parkedKeys.clear();
+}
+
 /** A first-in first-out queue taken from the front in O(1) (an array's shift moves every entry). */
 class Fifo<T> {
   #items: T[] = [];
@@ -874,6 +877,11 @@ class Fifo<T> {
       this.#head = 0;
     }
     return count === undefined ? out[0] : out;
+  }
+
+  clear(): void {
+    this.#items = [];
+    this.#head = 0;
   }
 
   /** How many entries from the front satisfy `test`. */
